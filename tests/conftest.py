@@ -1,0 +1,51 @@
+"""Shared fixtures: default parameters, the golden cases, and a small helper to vary ConvPars."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from parameters import Parameters
+
+GOLDEN_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
+
+
+def golden_path(case: int) -> Path:
+    """Path of a golden case (the shared folder sits next to the repository)."""
+    return GOLDEN_DIR / f"case_{case}.npz"
+
+
+@pytest.fixture(scope="session")
+def params() -> Parameters:
+    return Parameters()
+
+
+def with_gradient_mode(params: Parameters, mode: str) -> Parameters:
+    return dataclasses.replace(params, conv=dataclasses.replace(params.conv, gradient_mode=mode))
+
+
+@pytest.fixture(scope="session", params=[1, 2], ids=["case_1", "case_2"])
+def golden(request) -> dict:
+    path = golden_path(request.param)
+    if not path.exists():
+        pytest.fail(f"golden case missing: {path}")
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
+PARAMETER_KEYS = (
+    *(f"log_J_{name}_{layer}" for layer in ("m", "s") for name in ("EE", "EI", "IE", "II")),
+    "cE_m", "cI_m", "log_f_E", "log_f_I", "kappa_Jmid", "kappa_Jsup",
+)  # fmt: skip
+
+
+def golden_log_params(golden: dict) -> dict:
+    """The trained parameters of a golden case as float32 JAX arrays (kappa_f = 0)."""
+    import jax.numpy as jnp
+
+    log_params = {key: jnp.asarray(golden[key], jnp.float32) for key in PARAMETER_KEYS}
+    log_params["kappa_f"] = jnp.zeros(2, jnp.float32)
+    return log_params

@@ -1,0 +1,153 @@
+"""The two SSN layers: connectivity and the power-law drive (spec §6, §7).
+
+Both classes are pytrees (their arrays are traced, their sizes and constants are static), so they can be
+built inside jitted, differentiated functions from the trained parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from parameters import SSNPars
+
+
+def power_law(x: jnp.ndarray, k: float, n: float) -> jnp.ndarray:
+    """k·[x]_+^n, with the common n = 2 as a square (much cheaper than pow)."""
+    x = jnp.maximum(x, 0.0)
+    return k * (x * x if n == 2.0 else x**n)
+
+
+def power_law_slope(x: jnp.ndarray, k: float, n: float) -> jnp.ndarray:
+    """Derivative of :func:`power_law` with respect to x."""
+    x = jnp.maximum(x, 0.0)
+    return k * n * (x if n == 2.0 else x ** (n - 1))
+
+
+def kappa_profile(kappa: jnp.ndarray, d: jnp.ndarray, kappa_range: float) -> jnp.ndarray:
+    """tanh(kappa)·d²/(2·kappa_range²), the exponent of every kappa modulation."""
+    return jnp.tanh(kappa) * d**2 / (2 * kappa_range**2)
+
+
+def inhibition_is_local(ssn: SSNPars, grid_spacing: float) -> bool:
+    """True if every off-diagonal entry of the Gaussian I kernels is below min_syn for any kappa.
+
+    The largest kernel value between distinct cells is exp(-spacing²/(2 s²) + max kappa term), and the
+    kappa terms add at most 2·(180/pi)²/(2·kappa_range²) to the exponent.
+    """
+    if grid_spacing <= 0:
+        return False
+    max_kappa_gain = 2 * (180 / np.pi) ** 2 / (2 * ssn.kappa_range**2)
+    widest = max(ssn.s_2x2_s[0][1], ssn.s_2x2_s[1][1])
+    return bool(-(grid_spacing**2) / (2 * widest**2) + max_kappa_gain < np.log(ssn.min_syn))
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class SSN_mid:
+    """Middle layer: phases x grid isolated 2-cell E/I circuits. Rates have shape (phases, 2, Nx²)."""
+
+    W: jnp.ndarray
+    """Weights [post][pre][grid], shape (2, 2, Nx²)."""
+    k: float = field(metadata={"static": True})
+    n: float = field(metadata={"static": True})
+    tau: tuple[float, float] = field(metadata={"static": True})
+
+    @classmethod
+    def build(cls, J_2x2: jnp.ndarray, kappa_Jmid: jnp.ndarray, d_ref: jnp.ndarray, ssn: SSNPars) -> SSN_mid:
+        """Weights J·e/mean(e) with e = exp(tanh(kappa)·d²/(2·90²)), spec §6.2."""
+        e = jnp.exp(kappa_profile(kappa_Jmid[:, :, None], d_ref[None, None, :], ssn.kappa_range))
+        e = jnp.where(e < ssn.min_syn, 0.0, e)
+        W = J_2x2[:, :, None] * e / jnp.mean(e, axis=-1, keepdims=True)
+        return cls(W=W, k=ssn.k, n=ssn.n, tau=(ssn.tauE, ssn.tauI))
+
+    def tau_vec(self) -> jnp.ndarray:
+        """Time constants broadcastable against the rates (2, 1)."""
+        return jnp.array(self.tau)[:, None]
+
+    def input_current(self, r: jnp.ndarray, h: jnp.ndarray) -> jnp.ndarray:
+        """W r + h per circuit; r, h of shape (phases, 2, Nx²)."""
+        rE, rI = r[:, 0], r[:, 1]
+        vE = self.W[0, 0] * rE + self.W[0, 1] * rI
+        vI = self.W[1, 0] * rE + self.W[1, 1] * rI
+        return jnp.stack([vE, vI], axis=1) + h
+
+    def drive(self, r: jnp.ndarray, h: jnp.ndarray) -> jnp.ndarray:
+        """k[W r + h]_+^n, the fixed-point map of the layer."""
+        return power_law(self.input_current(r, h), self.k, self.n)
+
+    def solve_adjoint(self, r: jnp.ndarray, h: jnp.ndarray, g: jnp.ndarray) -> jnp.ndarray:
+        """lambda solving (I - D W)ᵀ lambda = g per circuit, D = diag(drive'), in closed form."""
+        D = power_law_slope(self.input_current(r, h), self.k, self.n)  # (phases, 2, grid)
+        dE, dI = D[:, 0], D[:, 1]
+        # M = I - D W; Mᵀ = [[1 - dE W_EE, -dI W_IE], [-dE W_EI, 1 - dI W_II]]
+        a, b = 1 - dE * self.W[0, 0], -dI * self.W[1, 0]
+        c, d = -dE * self.W[0, 1], 1 - dI * self.W[1, 1]
+        det = a * d - b * c
+        gE, gI = g[:, 0], g[:, 1]
+        return jnp.stack([(d * gE - b * gI) / det, (a * gI - c * gE) / det], axis=1)
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class SSN_sup:
+    """Superficial layer: 81 E then 81 I cells with full recurrent connectivity. Rates have shape (162,)."""
+
+    W: jnp.ndarray
+    """Recurrent weights (2·Nx², 2·Nx²), row = post cell."""
+    k: float = field(metadata={"static": True})
+    n: float = field(metadata={"static": True})
+    tau: tuple[float, float] = field(metadata={"static": True})
+    local_inhibition: bool = field(default=False, metadata={"static": True})
+    """True when the I->E and I->I blocks are provably diagonal (then W r costs half as much)."""
+
+    @classmethod
+    def build(cls, J_2x2: jnp.ndarray, kappa_Jsup: jnp.ndarray, rho: jnp.ndarray, ori_dist: jnp.ndarray,
+              d_ref: jnp.ndarray, ssn: SSNPars, grid_spacing: float = 0.0) -> SSN_sup:
+        """W of spec §7.1 from signed J (2,2), raw kappa (2,2,2), distances (mm) and ring distances.
+
+        ``grid_spacing`` (mm, the smallest distance between two cells) lets the layer detect that the
+        Gaussian I kernels fall below min_syn off the diagonal for every kappa.
+        """
+        ori_term = ori_dist**2 / (2 * ssn.sigma_oris**2)
+        blocks = [[None, None], [None, None]]
+        for a in range(2):
+            for b in range(2):
+                kap = (kappa_profile(kappa_Jsup[0, a, b], d_ref, ssn.kappa_range)[:, None]
+                       + kappa_profile(kappa_Jsup[1, a, b], d_ref, ssn.kappa_range)[None, :])  # fmt: skip
+                s = ssn.s_2x2_s[a][b]
+                spatial = rho / s if b == 0 else rho**2 / (2 * s**2)
+                K = jnp.exp(-spatial - ori_term - kap)
+                K = jnp.where(ssn.min_syn > K, 0.0, K)
+                K = K / jnp.mean(jnp.sum(K, axis=1))
+                if b == 0:
+                    K = ssn.p_local_s[a] * jnp.eye(K.shape[0]) + (1 - ssn.p_local_s[a]) * K
+                blocks[a][b] = J_2x2[a, b] * K
+        return cls(W=jnp.block(blocks), k=ssn.k, n=ssn.n, tau=(ssn.tauE, ssn.tauI),
+                   local_inhibition=inhibition_is_local(ssn, grid_spacing))  # fmt: skip
+
+    def tau_vec(self) -> jnp.ndarray:
+        """Time constants per cell (162,)."""
+        half = self.W.shape[0] // 2
+        return jnp.asarray(np.repeat(np.array(self.tau, dtype=np.float32), half))
+
+    def input_current(self, r: jnp.ndarray, h: jnp.ndarray) -> jnp.ndarray:
+        """W r + h."""
+        if not self.local_inhibition:
+            return self.W @ r + h
+        half = self.W.shape[0] // 2
+        inhibitory = jnp.concatenate([jnp.diagonal(self.W[:half, half:]), jnp.diagonal(self.W[half:, half:])])
+        return self.W[:, :half] @ r[:half] + inhibitory * jnp.tile(r[half:], 2) + h
+
+    def drive(self, r: jnp.ndarray, h: jnp.ndarray) -> jnp.ndarray:
+        """k[W r + h]_+^n, the fixed-point map of the layer."""
+        return power_law(self.input_current(r, h), self.k, self.n)
+
+    def solve_adjoint(self, r: jnp.ndarray, h: jnp.ndarray, g: jnp.ndarray) -> jnp.ndarray:
+        """lambda solving (I - D W)ᵀ lambda = g, D = diag(drive')."""
+        D = power_law_slope(self.input_current(r, h), self.k, self.n)
+        M = jnp.eye(self.W.shape[0], dtype=self.W.dtype) - self.W.T * D[None, :]
+        return jnp.linalg.solve(M, g)

@@ -1,0 +1,295 @@
+"""Forward model: images -> Gabor projection -> middle SSN -> superficial SSN (spec §5-§7).
+
+Trained quantities travel as a dictionary of log-parameters (spec §11); per-run constants (filters,
+distances, orientation map) as a :class:`ModelStatic` pytree, so one compiled function serves every run.
+Structural constants come from the hashable :class:`parameters.Parameters`, passed as a static argument.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from parameters import ConvPars, Parameters, SSNPars
+from training.SSN_classes import SSN_mid, SSN_sup, kappa_profile
+from training.util_gabor import (
+    PHASE_SLOTS,
+    gabor_base_bank,
+    grid_distances,
+    image_geometry,
+    projected_noise_factor,
+    ring_distance,
+)
+
+Array = jnp.ndarray
+J_NAMES: tuple[str, ...] = ("EE", "EI", "IE", "II")
+J_SIGNS: dict[str, float] = {"EE": 1.0, "EI": -1.0, "IE": 1.0, "II": -1.0}
+
+
+# ------------------------------------------------------------------------------------ per-run constants
+class ModelStatic(NamedTuple):
+    """Per-run constant arrays of the model."""
+
+    gabor_T: Array
+    """Demeaned, A-scaled base filters, transposed: (Npx², 2·Nx²), column 81·phase + g."""
+    noise_factor: Array
+    """L with L Lᵀ = pixel-noise covariance of the base projections, (2·Nx², 2·Nx²)."""
+    gains: Array
+    """Gabor gains (gE, gI)."""
+    d_ref: Array
+    """Ring distance of each map orientation from the reference orientation, (Nx²,)."""
+    ori_dist: Array
+    """Ring distances between map orientations, (Nx², Nx²)."""
+    rho: Array
+    """Cortical distances between grid points, mm, (Nx², Nx²)."""
+    orimap: Array
+    """Preferred orientation of each grid point, degrees, (Nx²,)."""
+
+
+def build_static(orimap: np.ndarray, gE: float, gI: float, params: Parameters) -> ModelStatic:
+    """The per-run constants for an orientation map (degrees, Nx² values) and Gabor gains."""
+    orimap = np.asarray(orimap, dtype=np.float64).ravel()
+    geometry = image_geometry(params.grid, params.stimuli)
+    base, _ = gabor_base_bank(orimap, params.grid, geometry, params.stimuli, params.filters)
+    flat = base.reshape(-1, base.shape[-1])
+    f32 = np.float32
+    return ModelStatic(
+        gabor_T=jnp.asarray(flat.T, dtype=f32),
+        noise_factor=jnp.asarray(projected_noise_factor(base, params.stimuli.std), dtype=f32),
+        gains=jnp.asarray([gE, gI], dtype=f32),
+        d_ref=jnp.asarray(ring_distance(orimap - params.stimuli.ref_ori), dtype=f32),
+        ori_dist=jnp.asarray(ring_distance(orimap[:, None] - orimap[None, :]), dtype=f32),
+        rho=jnp.asarray(grid_distances(params.grid), dtype=f32),
+        orimap=jnp.asarray(orimap, dtype=f32),
+    )
+
+
+def with_gains(static: ModelStatic, gE: float, gI: float) -> ModelStatic:
+    """The same constants with new Gabor gains (the filters factor as gain x base filter)."""
+    return static._replace(gains=jnp.asarray([gE, gI], dtype=jnp.float32))
+
+
+# -------------------------------------------------------------------------------------- parameters (§11)
+def signed_J(log_params: dict, layer: str) -> Array:
+    """Signed 2x2 J of a layer ('m' or 's') from log|J| entries, [post][pre]."""
+    values = [J_SIGNS[name] * jnp.exp(log_params[f"log_J_{name}_{layer}"]) for name in J_NAMES]
+    return jnp.stack(values).reshape(2, 2)
+
+
+def baselines(log_params: dict, ssn: SSNPars) -> tuple[Array, Array]:
+    """Baselines (cE, cI) of the middle and the superficial layer (coupled: the middle values twice)."""
+    c_mid = jnp.stack([log_params["cE_m"], log_params["cI_m"]])
+    if ssn.couple_c_ms:
+        return c_mid, c_mid
+    return c_mid, jnp.stack([log_params["cE_s"], log_params["cI_s"]])
+
+
+def zero_kappas() -> dict[str, Array]:
+    """Raw kappas that switch every kappa modulation off."""
+    return {"kappa_Jsup": jnp.zeros((2, 2, 2)), "kappa_Jmid": jnp.zeros((2, 2)), "kappa_f": jnp.zeros(2)}
+
+
+def constant_to_vec(cE: Array, cI: Array, num_grid: int, phases: int = 1) -> Array:
+    """Baseline per cell, E then I for each phase: shape (phases, 2, num_grid) or (2·num_grid,)."""
+    vec = jnp.stack([jnp.full(num_grid, cE), jnp.full(num_grid, cI)])
+    return jnp.broadcast_to(vec, (phases, 2, num_grid)) if phases > 1 else vec.ravel()
+
+
+# ----------------------------------------------------------------------------------- Euler solver (§6.5)
+def _euler_step(layer: SSN_mid | SSN_sup, h: Array, tau: Array, conv: ConvPars, r: Array) -> tuple[Array, Array]:
+    dr = conv.dt * (-r + layer.drive(r, h)) / tau
+    r = r + dr
+    return r, jnp.max(jnp.abs(dr) / jnp.maximum(conv.xmin, jnp.abs(r)))
+
+
+def euler_relaxation(layer: SSN_mid | SSN_sup, h: Array, conv: ConvPars) -> tuple[Array, Array]:
+    """Final rates after Tmax/dt Euler steps from zero, and avg_dx (mean second-half metric / xtol)."""
+    tau = layer.tau_vec()
+    steps = conv.num_steps
+    first_half = steps // 2
+
+    def silent(r, _):
+        return _euler_step(layer, h, tau, conv, r)[0], None
+
+    def measured(r, _):
+        return _euler_step(layer, h, tau, conv, r)
+
+    r, _ = jax.lax.scan(silent, jnp.zeros_like(h), None, length=first_half)
+    r, metric = jax.lax.scan(measured, r, None, length=steps - first_half)
+    return r, jnp.mean(metric) / conv.xtol
+
+
+@jax.custom_vjp
+def _implicit_fixed_point(layer: SSN_mid | SSN_sup, h: Array, r_star: Array) -> Array:
+    return r_star
+
+
+def _implicit_fwd(layer, h, r_star):
+    return r_star, (layer, h, r_star)
+
+
+def _implicit_bwd(residuals, g):
+    layer, h, r_star = residuals
+    lam = layer.solve_adjoint(r_star, h, g)
+    _, vjp = jax.vjp(lambda lay, hh: lay.drive(r_star, hh), layer, h)
+    d_layer, d_h = vjp(lam)
+    return d_layer, d_h, jnp.zeros_like(r_star)
+
+
+_implicit_fixed_point.defvjp(_implicit_fwd, _implicit_bwd)
+
+
+def obtain_fixed_point(layer: SSN_mid | SSN_sup, h: Array, conv: ConvPars) -> tuple[Array, Array]:
+    """Fixed point r and convergence penalty dx = max(0, avg_dx - 1) of one layer for input h.
+
+    ``conv.gradient_mode`` chooses how gradients pass the fixed point: 'unrolled' differentiates
+    through every Euler step; 'implicit' uses the implicit function theorem at the final state,
+    r = k[W r + h]^n, and treats dx as a constant (its gradient is exactly zero whenever the
+    solver converged, i.e. dx = 0, and unrolling would be needed otherwise).
+    """
+    if conv.gradient_mode == "unrolled":
+        r, avg_dx = euler_relaxation(layer, h, conv)
+    else:
+        r_star, avg_dx = euler_relaxation(jax.lax.stop_gradient(layer), jax.lax.stop_gradient(h), conv)
+        r = _implicit_fixed_point(layer, h, r_star)
+    return r, jnp.maximum(0.0, avg_dx - 1.0)
+
+
+def middle_layer_fixed_point(ssn: SSN_mid, h: Array, conv: ConvPars) -> tuple[Array, Array]:
+    """Middle-layer rates (phases, 2, Nx²) and dx for input h of the same shape."""
+    return obtain_fixed_point(ssn, h, conv)
+
+
+def superficial_layer_fixed_point(ssn: SSN_sup, h: Array, conv: ConvPars) -> tuple[Array, Array]:
+    """Superficial-layer rates (2·Nx²,) and dx for input h of the same shape."""
+    return obtain_fixed_point(ssn, h, conv)
+
+
+# --------------------------------------------------------------------------------------- model response
+class Response(NamedTuple):
+    """Responses of both layers to one stimulus (add a leading batch axis for batches)."""
+
+    r_mid: Array
+    """Middle-layer rates, (phases, 2, Nx²); ravel gives the documented 162p+81t+g order."""
+    r_sup: Array
+    """Superficial-layer rates, (2·Nx²,): E then I."""
+    dx_mid: Array
+    dx_sup: Array
+    u: Array
+    """Gabor projection F·s (phases, 2, Nx²), before rectification."""
+
+    @property
+    def mid_output(self) -> Array:
+        """Phase-summed middle E rates R_g, the middle layer's output (Nx²,)."""
+        return jnp.sum(self.r_mid[..., 0, :], axis=-2)
+
+    @property
+    def sup_E(self) -> Array:
+        """Superficial E rates (Nx²,)."""
+        return self.r_sup[..., : self.r_sup.shape[-1] // 2]
+
+    def rate_stats(self) -> dict[str, Array]:
+        """Max and mean rates per type and layer (superficial I over all I cells, spec §7.3)."""
+        half = self.r_sup.shape[-1] // 2
+        groups = {"E_mid": self.r_mid[..., 0, :], "I_mid": self.r_mid[..., 1, :],
+                  "E_sup": self.r_sup[..., :half], "I_sup": self.r_sup[..., half:]}  # fmt: skip
+        stats = {}
+        for name, rates in groups.items():
+            flat = rates.reshape(rates.shape[: rates.ndim - (2 if "mid" in name else 1)] + (-1,))
+            stats[f"max{name}"] = jnp.max(flat, axis=-1)
+            stats[f"mean{name}"] = jnp.mean(flat, axis=-1)
+        return stats
+
+
+class Layers(NamedTuple):
+    """Both layers and the feedforward constants built from one set of parameters."""
+
+    mid: SSN_mid
+    sup: SSN_sup
+    c_mid: Array
+    c_sup: Array
+    ff_gain: Array
+    """Feedforward gain per superficial cell (2, Nx²): f_t·exp(tanh(kappa_f[t])·d²/(2·90²))."""
+
+
+def build_layers(log_params: dict, static: ModelStatic, params: Parameters) -> Layers:
+    """Both SSN layers from log-parameters (missing kappas count as zero)."""
+    ssn = params.ssn
+    kappas = {**zero_kappas(), **{k: v for k, v in log_params.items() if k.startswith("kappa")}}
+    mid = SSN_mid.build(signed_J(log_params, "m"), kappas["kappa_Jmid"], static.d_ref, ssn)
+    sup = SSN_sup.build(signed_J(log_params, "s"), kappas["kappa_Jsup"], static.rho, static.ori_dist,
+                        static.d_ref, ssn, grid_spacing(params))  # fmt: skip
+    f = jnp.exp(jnp.stack([log_params["log_f_E"], log_params["log_f_I"]]))
+    ff_gain = f[:, None] * jnp.exp(kappa_profile(kappas["kappa_f"][:, None], static.d_ref[None, :],
+                                                 ssn.kappa_range))  # fmt: skip
+    c_mid, c_sup = baselines(log_params, ssn)
+    return Layers(mid=mid, sup=sup, c_mid=c_mid, c_sup=c_sup, ff_gain=ff_gain)
+
+
+def grid_spacing(params: Parameters) -> float:
+    """Distance between neighbouring grid points, mm."""
+    return params.grid.gridsize_mm / (params.grid.gridsize_Nx - 1)
+
+
+def base_projection(images: Array, static: ModelStatic, noise_z: Array | None = None) -> Array:
+    """Base-filter responses (..., 2·Nx²) of flattened images, plus projected pixel noise L·z if given."""
+    b = images @ static.gabor_T
+    if noise_z is not None:
+        b = b + noise_z @ static.noise_factor.T
+    return b
+
+
+def draw_projected_noise(key: Array, shape: tuple[int, ...], static: ModelStatic) -> Array:
+    """Standard-normal draws z (shape + (2·Nx²,)) that base_projection turns into pixel noise."""
+    return jax.random.normal(key, shape + (static.noise_factor.shape[0],), dtype=jnp.float32)
+
+
+def middle_input(b: Array, gains: Array, phases: int) -> Array:
+    """Gabor projection u (phases, 2, Nx²) from base responses b (2·Nx²,): u = sign_p g_t b[phi_p]."""
+    base = b.reshape(2, -1)
+    rows = [sign * gains[:, None] * base[phase][None, :] for phase, sign in PHASE_SLOTS[:phases]]
+    return jnp.stack(rows)
+
+
+def evaluate_model_response(layers: Layers, b: Array, gains: Array, params: Parameters) -> Response:
+    """Both layers' fixed points for one stimulus given its base projection b (2·Nx²,)."""
+    u = middle_input(b, gains, params.ssn.phases)
+    h_mid = jnp.maximum(u, 0.0) + layers.c_mid[None, :, None]
+    r_mid, dx_mid = middle_layer_fixed_point(layers.mid, h_mid, params.conv)
+    R = jnp.sum(r_mid[:, 0, :], axis=0)
+    h_sup = (layers.ff_gain * R[None, :] + layers.c_sup[:, None]).ravel()
+    r_sup, dx_sup = superficial_layer_fixed_point(layers.sup, h_sup, params.conv)
+    return Response(r_mid=r_mid, r_sup=r_sup, dx_mid=dx_mid, dx_sup=dx_sup, u=u)
+
+
+def evaluate_model_response_batch(layers: Layers, b: Array, gains: Array, params: Parameters) -> Response:
+    """:func:`evaluate_model_response` over a batch of base projections (B, 2·Nx²)."""
+    return jax.vmap(evaluate_model_response, in_axes=(None, 0, None, None))(layers, b, gains, params)
+
+
+def middle_layer_response_batch(layers: Layers, b: Array, gains: Array, params: Parameters) -> Array:
+    """Middle-layer rates only, (B, phases, 2, Nx²), for base projections (B, 2·Nx²)."""
+
+    def one(bb):
+        u = middle_input(bb, gains, params.ssn.phases)
+        h = jnp.maximum(u, 0.0) + layers.c_mid[None, :, None]
+        return middle_layer_fixed_point(layers.mid, h, params.conv)[0]
+
+    return jax.vmap(one)(b)
+
+
+def response_to_images(log_params: dict, static: ModelStatic, images: Array, params: Parameters,
+                       noise_z: Array | None = None) -> Response:
+    """Convenience: build the layers and evaluate a batch of flattened images (B, Npx²)."""
+    layers = build_layers(log_params, static, params)
+    return evaluate_model_response_batch(layers, base_projection(images, static, noise_z), static.gains, params)
+
+
+def n_cells(params: Parameters) -> tuple[int, int]:
+    """Number of middle and superficial cells."""
+    num_grid = params.grid.gridsize_Nx**2
+    return params.ssn.phases * 2 * num_grid, 2 * num_grid
+

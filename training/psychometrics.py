@@ -1,0 +1,165 @@
+"""Psychometric threshold, staircase and early-stopping rules of the training loop (spec §13).
+
+Host-side helpers on plain numpy/scipy values; the training loops call them between jitted steps.
+Binding decisions: the staircase is a true 3-down/1-up rule with a floor (the earlier rule stays
+selectable as ``rule="legacy"``) and the plateau test compares the equal windows ``s[-10:]`` and
+``s[-20:-10]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from scipy import stats
+
+from parameters import PretrainingPars, StimuliPars, TrainingPars
+
+logger = logging.getLogger(__name__)
+
+THRESHOLD_GRID: tuple[float, float, int] = (1.0, 90.0, 300)
+"""Offsets (start, stop, count) on which the fitted psychometric curve is evaluated (§13.2)."""
+NO_THRESHOLD: float = 180.0
+"""Threshold reported when the fitted curve is still below the criterion at the largest offset."""
+SHUFFLED_BCE_FRACTION: float = 0.95
+"""Stage 0 with shuffled labels stops once the BCE exceeds this fraction of the total loss (§13.3)."""
+STAGE1_MAX_THRESHOLD: float = 10.0
+"""Stage 1 stops only when the latest threshold lies below this offset, degrees (§13.4)."""
+STAGE1_ACC_WINDOW: int = 3
+"""Stage 1 averages at most this many recent batch accuracies (§13.4)."""
+FLIP_MAX_SLOPE: float = -0.01
+FLIP_MAX_P: float = 0.05
+FLIP_MAX_ACC: float = 0.5
+
+
+# ----------------------------------------------------------------------------------- threshold (§13.2)
+def fit_threshold(offsets: Sequence[float], mean_accs: Sequence[float], acc_th: float = 0.749) -> float:
+    """Offset at which the least-squares fit ``a·ln(offset) + c`` of the mean accuracies reaches acc_th."""
+    x_probe = np.asarray(offsets, dtype=np.float64)
+    y_probe = np.asarray(mean_accs, dtype=np.float64)
+    if x_probe.shape != y_probe.shape or x_probe.ndim != 1 or x_probe.size < 2:
+        raise ValueError(f"need matching 1-d offsets and accuracies, got {x_probe.shape}, {y_probe.shape}")
+    if np.any(x_probe <= 0):
+        raise ValueError(f"offsets must be positive, got {x_probe.tolist()}")
+    if np.any(np.isnan(y_probe)):
+        return math.nan
+    a, c = np.polyfit(np.log(x_probe), y_probe, 1)
+    x = np.linspace(*THRESHOLD_GRID)
+    y = a * np.log(x) + c
+    if y[-1] < acc_th:
+        return NO_THRESHOLD
+    crossings = np.flatnonzero(np.diff(np.sign(y - acc_th)) != 0)
+    if crossings.size:
+        i = crossings[0]
+        return float((x[i] + x[i + 1]) / 2)
+    below = np.flatnonzero(y_probe < acc_th)
+    return float(x_probe[below[0]] if below.size else x_probe[0])
+
+
+# ----------------------------------------------------------------------------------- staircase (§13.5)
+class StaircaseState(NamedTuple):
+    """Staircase memory: the number of consecutive successes counted so far."""
+
+    successes: int = 0
+
+
+@dataclass(frozen=True)
+class StaircaseSettings:
+    """Constants of the stage-2 staircase."""
+
+    threshold: float = 0.75
+    step: float = 0.1
+    floor: float = 0.1
+    ceiling: float = 10.0
+    rule: str = "3down1up"
+
+    def __post_init__(self) -> None:
+        if self.rule not in ("3down1up", "legacy"):
+            raise ValueError(f"staircase rule must be '3down1up' or 'legacy', got {self.rule!r}")
+
+    @classmethod
+    def from_parameters(cls, training: TrainingPars, stimuli: StimuliPars) -> StaircaseSettings:
+        """Settings taken from TrainingPars.staircase_* and StimuliPars.max_train_offset."""
+        return cls(threshold=training.staircase_threshold, step=training.staircase_step,
+                   floor=training.staircase_floor, ceiling=stimuli.max_train_offset,
+                   rule=training.staircase_rule)  # fmt: skip
+
+
+DEFAULT_STAIRCASE = StaircaseSettings()
+
+
+def staircase_update(
+    offset: float, state: StaircaseState, batch_acc: float, settings: StaircaseSettings = DEFAULT_STAIRCASE
+) -> tuple[float, StaircaseState]:
+    """Next offset and state after one batch: 3-down/1-up (default) or the legacy rule of §13.5."""
+    if math.isnan(batch_acc):
+        raise ValueError("staircase_update: batch accuracy is NaN")
+    if batch_acc < settings.threshold:
+        return min(offset + settings.step, settings.ceiling), StaircaseState(0)
+    if settings.rule == "legacy":
+        # Decrease when the three previously recorded outcomes were successes; never reset, no floor.
+        new_offset = offset - settings.step if state.successes >= 3 else offset
+        return new_offset, StaircaseState(state.successes + 1)
+    successes = state.successes + 1
+    if successes >= 3:
+        return max(offset - settings.step, settings.floor), StaircaseState(0)
+    return offset, StaircaseState(successes)
+
+
+# ------------------------------------------------------------------------------- early stopping (§13.3-5)
+def has_plateaued(series: Sequence[float], window: int = 10, alpha: float = 0.05) -> bool:
+    """Two-sided Mann–Whitney U of s[-window:] vs s[-2·window:-window] finds no difference (p > alpha)."""
+    s = np.asarray(series, dtype=np.float64)
+    if s.size < 2 * window:
+        return False
+    p = stats.mannwhitneyu(s[-window:], s[-2 * window : -window], alternative="two-sided").pvalue
+    return bool(p > alpha)
+
+
+def stage2_should_stop(probe_history: Sequence[Sequence[float]], step: int, pars: TrainingPars) -> bool:
+    """Stage-2 early stop at a probe step after min_stop_step when all plateau offsets have plateaued.
+
+    ``probe_history`` holds one row of per-offset mean accuracies per probe so far, columns in the order
+    of ``pars.test_offsets``.
+    """
+    if step <= pars.min_stop_step or step % pars.acc_check_freq:
+        return False
+    history = np.asarray(probe_history, dtype=np.float64).reshape(-1, len(pars.test_offsets))
+    columns = [pars.test_offsets.index(o) for o in pars.plateau_offsets]
+    return all(has_plateaued(history[:, j], pars.plateau_window) for j in columns)
+
+
+def should_flip(probe_mean_accs: Sequence[float], fine_acc: float) -> bool:
+    """Flip rule of §13.3: accuracy falls with offset (slope < −0.01, p < 0.05) and fine accuracy < 0.5."""
+    y = np.asarray(probe_mean_accs, dtype=np.float64)
+    if np.any(np.isnan(y)) or math.isnan(fine_acc):
+        return False
+    fit = stats.linregress(np.arange(y.size, dtype=np.float64), y)
+    return bool(fit.slope < FLIP_MAX_SLOPE and fit.pvalue < FLIP_MAX_P and fine_acc < FLIP_MAX_ACC)
+
+
+def stage0_should_stop(thresholds: Sequence[float], step: int, bce: float, total: float, shuffled: bool,
+                       pars: PretrainingPars) -> bool:  # fmt: skip
+    """Stage-0 early stop: last two thresholds inside offset_threshold, or (shuffled) BCE-dominated loss."""
+    if step <= pars.min_acc_check_ind or len(thresholds) < 3:
+        return False
+    if shuffled:
+        return bool(bce > SHUFFLED_BCE_FRACTION * total)
+    low, high = pars.offset_threshold
+    return all(low < t < high for t in thresholds[-2:])
+
+
+def stage1_should_stop(batch_accs: Sequence[float], thresholds: Sequence[float], step: int,
+                       pars: PretrainingPars) -> bool:  # fmt: skip
+    """Stage-1 early stop: recent mean batch accuracy > stage1_acc_threshold and latest threshold < 10.
+
+    ``batch_accs`` ends with the current step's batch accuracy; ``thresholds`` are those recorded so far.
+    """
+    if not thresholds or not batch_accs:
+        return False
+    recent = batch_accs[-max(1, min(step, STAGE1_ACC_WINDOW)) :]
+    return bool(np.mean(recent) > pars.stage1_acc_threshold and thresholds[-1] < STAGE1_MAX_THRESHOLD)

@@ -1,0 +1,44 @@
+"""Readout of the layers: cell selection, layer mixing, readout noise and the sigmoid decision (spec §8)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from training.model import Response
+
+Array = jnp.ndarray
+
+
+def readout_features(response: Response, indices: Array, contributions: tuple[float, float]) -> Array:
+    """Readout input x (..., n): superficial E and/or phase-summed middle E rates at the readout cells.
+
+    With both contributions non-zero the middle features come first (length 2·len(indices)).
+    """
+    c_sup, c_mid = contributions
+    sup = response.sup_E[..., indices]
+    mid = response.mid_output[..., indices]
+    if c_sup and c_mid:
+        return jnp.concatenate([c_mid * mid, c_sup * sup], axis=-1)
+    return c_sup * sup + c_mid * mid
+
+
+def readout_size(num_indices: int, contributions: tuple[float, float]) -> int:
+    """Number of readout weights for a number of readout cells and the layer contributions."""
+    return 2 * num_indices if all(contributions) else num_indices
+
+
+def add_readout_noise(x: Array, noise: Array) -> Array:
+    """x + ξ·sqrt(softplus(x)) for pre-scaled noise ξ (sd 1/sqrt(num_readout_noise·dt_readout))."""
+    return x + noise * jnp.sqrt(jax.nn.softplus(x))
+
+
+def sigmoid_output(w: Array, b: Array, x_ref: Array, x_target: Array, eps: float) -> Array:
+    """p = (1 - 2 eps)·σ(w·(x_ref - x_target) + b) + eps, the probability of label 1 (ref > target)."""
+    z = (x_ref - x_target) @ w + b
+    return (1 - 2 * eps) * jax.nn.sigmoid(z) + eps
+
+
+def predicted_label(p: Array) -> Array:
+    """Decision: 1 where p > 0.5."""
+    return (p > 0.5).astype(jnp.int32)

@@ -1,0 +1,359 @@
+"""CSV schemas of the results files, atomic writing, checked reading and run exclusion (spec §15, §17).
+
+Column notes (binding decisions):
+
+* ``accs_125``: fine-task accuracy with **reference orientation 125°** (the untrained orientation) at the
+  current offset, on the validation trials of every 10th step; empty on the other rows.
+* ``kappa_*`` columns hold the raw κ values from row 0 on; the model (and the analysis) applies tanh.
+  ``kappa_Jsup_XY_pre`` is ``kappa_Jsup[0][a][b]`` and ``kappa_Jsup_XY_post`` is ``kappa_Jsup[1][a][b]``,
+  with XY = EE, EI, IE, II for [a][b] (E = 0, I = 1; a post-synaptic, b pre-synaptic).
+* ``J_*`` columns are signed (J_EI, J_II negative); ``log_J_*`` hold log|J|.
+* Floats are written with full precision (shortest round-trip representation), so float32 parameters
+  come back exactly.
+* After run exclusion every per-run file carries a last column ``original_run_index``; ``run_index`` is
+  the renumbered index. The unfiltered files are kept as ``*_complete.csv``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+PAIRS: tuple[str, ...] = ("EE", "EI", "IE", "II")
+"""2×2 entries in row-major order [a][b] (a post-synaptic, b pre-synaptic; E = 0, I = 1)."""
+INHIBITORY_PAIRS: frozenset[str] = frozenset({"EI", "II"})
+TEST_OFFSETS: tuple[float, ...] = (1.0, 3.0, 7.0, 12.0, 20.0)
+
+PRETRAINING_RESULTS = "pretraining_results.csv"
+PRETRAINING_RESULTS_VAL = "pretraining_results_val.csv"
+ORIMAP = "orimap.csv"
+INITIAL_PARAMETERS = "initial_parameters.csv"
+INIT_READOUT_PARAMS = "init_readout_params.csv"
+EXCLUDED_RUNS = "excluded_runs_from_pretraining.csv"
+PER_RUN_FILES: tuple[str, ...] = (
+    PRETRAINING_RESULTS, PRETRAINING_RESULTS_VAL, ORIMAP, INITIAL_PARAMETERS, INIT_READOUT_PARAMS,
+)  # fmt: skip
+ORIGINAL_RUN_INDEX = "original_run_index"
+
+
+class ResultsFileError(ValueError):
+    """A results file is missing, empty, unparsable or lacks required columns; the message names it."""
+
+
+# ------------------------------------------------------------------------------------------ columns (§17)
+def _pair_columns(template: str) -> list[str]:
+    return [template.format(pair) for pair in PAIRS]
+
+
+STEP_COLUMNS: tuple[str, ...] = (
+    "run_index", "stage", "SGD_steps", "acc", "val_acc", "val_loss", "accs_125",
+    "loss_binary_cross_entr", "loss_dx_max", "loss_r_max", "loss_r_mean", "loss_w_sig", "loss_b_sig",
+    "loss_all", "maxr_E_mid", "maxr_I_mid", "maxr_E_sup", "maxr_I_sup",
+    "meanr_E_mid", "meanr_I_mid", "meanr_E_sup", "meanr_I_sup",
+)  # fmt: skip
+SSN_COLUMNS: tuple[str, ...] = (
+    *_pair_columns("log_J_{}_m"), *_pair_columns("log_J_{}_s"),
+    *_pair_columns("J_{}_m"), *_pair_columns("J_{}_s"),
+    "cE_m", "cI_m", "cE_s", "cI_s", "log_f_E", "log_f_I", "f_E", "f_I",
+)  # fmt: skip
+KAPPA_COLUMNS: tuple[str, ...] = (
+    *_pair_columns("kappa_Jsup_{}_pre"), *_pair_columns("kappa_Jsup_{}_post"),
+    *_pair_columns("kappa_Jmid_{}"), "kappa_f_E", "kappa_f_I",
+)  # fmt: skip
+INITIAL_PARAMETERS_COLUMNS: tuple[str, ...] = (
+    "run_index", "stage", "f_E", "f_I", "cE_m", "cI_m", "cE_s", "cI_s",
+    *_pair_columns("J_{}_m"), *_pair_columns("J_{}_s"), "eta", "gE", "gI",
+)  # fmt: skip
+INIT_READOUT_COLUMNS: tuple[str, ...] = (
+    "run_index", "log_regr", "layer", "sup_only", *(f"w_sig_{i}" for i in range(25)), "b_sig",
+    "psychometric_offset",
+)  # fmt: skip
+
+
+def pretraining_columns(num_weights: int = 81) -> list[str]:
+    """Columns of pretraining_results.csv: step metrics, SSN parameters, threshold, readout."""
+    return [*STEP_COLUMNS, *SSN_COLUMNS, "psychometric_offset", *readout_columns(num_weights)]
+
+
+def training_columns() -> list[str]:
+    """Columns of training_results.csv (stage 2): no readout, plus staircase offset and raw κ."""
+    return [*STEP_COLUMNS, *SSN_COLUMNS, "psychometric_offset", "staircase_offset", *KAPPA_COLUMNS]
+
+
+def readout_columns(num_weights: int) -> list[str]:
+    """w_sig_0 … w_sig_<num_weights-1>, b_sig."""
+    return [*(f"w_sig_{i}" for i in range(num_weights)), "b_sig"]
+
+
+def format_offset(offset: float) -> str:
+    """Offset as it appears in column names: 1.0 → '1', 2.5 → '2.5'."""
+    value = float(offset)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def val_columns(base_columns: Sequence[str], test_offsets: Sequence[float] = TEST_OFFSETS) -> list[str]:
+    """Validation-file columns: base, then acc_mean_offset_o, acc_std_offset_o for each offset."""
+    extra = [f"acc_{stat}_offset_{format_offset(o)}" for o in test_offsets for stat in ("mean", "std")]
+    return [*base_columns, *extra]
+
+
+def orimap_columns(num_cells: int = 81) -> list[str]:
+    """Columns of orimap.csv: run_index, 0 … num_cells-1."""
+    return ["run_index", *(str(i) for i in range(num_cells))]
+
+
+ORIMAP_COLUMNS: tuple[str, ...] = tuple(orimap_columns())
+
+
+# ------------------------------------------------------------------------------------------- kappa columns
+def kappa_columns(kappa_Jsup: Any, kappa_Jmid: Any, kappa_f: Any) -> dict[str, float]:
+    """Raw κ values keyed by their §17 column names (full precision)."""
+    sup, mid, f = _as_shape(kappa_Jsup, (2, 2, 2)), _as_shape(kappa_Jmid, (2, 2)), _as_shape(kappa_f, (2,))
+    row: dict[str, float] = {}
+    for half, name in ((0, "pre"), (1, "post")):
+        row.update(
+            {f"kappa_Jsup_{p}_{name}": float(v) for p, v in zip(PAIRS, sup[half].ravel(), strict=True)}
+        )
+    row.update({f"kappa_Jmid_{p}": float(v) for p, v in zip(PAIRS, mid.ravel(), strict=True)})
+    row.update({"kappa_f_E": float(f[0]), "kappa_f_I": float(f[1])})
+    return row
+
+
+def kappas_from_row(
+    row: Mapping[str, Any], dtype: Any = np.float32
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(kappa_Jsup (2,2,2), kappa_Jmid (2,2), kappa_f (2,)) from a row written with kappa_columns."""
+    _require_keys(row, KAPPA_COLUMNS)
+    values = np.array([row[c] for c in KAPPA_COLUMNS], dtype=np.float64).astype(dtype)
+    return values[:8].reshape(2, 2, 2), values[8:12].reshape(2, 2), values[12:14].copy()
+
+
+def _as_shape(value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    array = np.asarray(value)
+    if array.shape != shape:
+        raise ValueError(f"expected an array of shape {shape}, got {array.shape}")
+    return array
+
+
+# --------------------------------------------------------------------------------------- SSN parameter rows
+def ssn_columns(log_params: Mapping[str, Any], coupled: bool = True) -> dict[str, float]:
+    """log_J_*, signed J_*, c*, log_f_*, f_* columns from a log-parameter dictionary (§11, §17)."""
+    row: dict[str, float] = {}
+    for layer in ("m", "s"):
+        row.update({f"log_J_{p}_{layer}": float(_scalar(log_params, f"log_J_{p}_{layer}")) for p in PAIRS})
+    for layer in ("m", "s"):
+        for p in PAIRS:
+            sign = -1.0 if p in INHIBITORY_PAIRS else 1.0
+            row[f"J_{p}_{layer}"] = sign * float(np.exp(_scalar(log_params, f"log_J_{p}_{layer}")))
+    c_sup = ("cE_m", "cI_m") if coupled else ("cE_s", "cI_s")
+    row.update({"cE_m": float(_scalar(log_params, "cE_m")), "cI_m": float(_scalar(log_params, "cI_m"))})
+    row.update({"cE_s": float(_scalar(log_params, c_sup[0])), "cI_s": float(_scalar(log_params, c_sup[1]))})
+    row.update({f"log_f_{t}": float(_scalar(log_params, f"log_f_{t}")) for t in ("E", "I")})
+    row.update({f"f_{t}": float(np.exp(_scalar(log_params, f"log_f_{t}"))) for t in ("E", "I")})
+    return row
+
+
+def ssn_state_from_row(row: Mapping[str, Any], coupled: bool = True, dtype: Any = np.float32) -> dict:
+    """Log-parameter dictionary (0-d arrays of dtype) from a row written with ssn_columns."""
+    keys = [f"log_J_{p}_{layer}" for layer in ("m", "s") for p in PAIRS]
+    keys += ["cE_m", "cI_m"] + ([] if coupled else ["cE_s", "cI_s"]) + ["log_f_E", "log_f_I"]
+    _require_keys(row, keys)
+    return {k: np.asarray(np.float64(row[k]), dtype=dtype) for k in keys}
+
+
+def _scalar(params: Mapping[str, Any], key: str) -> np.generic:
+    """One entry of a parameter dictionary as a numpy scalar of its own dtype."""
+    if key not in params:
+        raise KeyError(f"parameter dictionary lacks {key!r}; it has {sorted(params)}")
+    array = np.asarray(params[key])
+    if array.size != 1:
+        raise ValueError(f"parameter {key!r} must be a scalar, got shape {array.shape}")
+    return array.reshape(())[()]
+
+
+def _require_keys(row: Mapping[str, Any], keys: Iterable[str]) -> None:
+    missing = [k for k in keys if k not in row]
+    if missing:
+        raise KeyError(f"row lacks columns {missing}")
+
+
+# -------------------------------------------------------------------------------------------- file access
+@contextlib.contextmanager
+def _atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
+    """A temporary file next to ``path`` that replaces it only if the block completes."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": "", "encoding": "utf-8"})) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (ignored where directories cannot be opened)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write ``df`` (no index, full float precision) so that ``path`` is either old or complete."""
+    with _atomic_open(path, "w") as fh:
+        df.to_csv(fh, index=False, float_format=None)
+
+
+def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy the bytes of ``src`` to ``dst`` atomically."""
+    with open(src, "rb") as source, _atomic_open(dst, "wb") as target:
+        shutil.copyfileobj(source, target)
+
+
+def read_results_csv(path: str | os.PathLike, required_columns: Iterable[str] = ()) -> pd.DataFrame:
+    """Read a results CSV; ResultsFileError naming the file if missing, empty, corrupt or incomplete."""
+    path = Path(path)
+    try:
+        df = pd.read_csv(path)
+    except FileNotFoundError as error:
+        raise ResultsFileError(f"results file not found: {path}") from error
+    except pd.errors.EmptyDataError as error:
+        raise ResultsFileError(f"results file is empty: {path}") from error
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
+        raise ResultsFileError(f"results file cannot be parsed: {path}: {error}") from error
+    except OSError as error:
+        raise ResultsFileError(f"results file cannot be read: {path}: {error}") from error
+    missing = [c for c in required_columns if c not in df.columns]
+    if missing:
+        raise ResultsFileError(f"results file {path} lacks columns {missing}")
+    return df
+
+
+def read_excluded_runs(folder: str | os.PathLike) -> list[int]:
+    """Original indices listed in excluded_runs_from_pretraining.csv (an empty file means none)."""
+    path = Path(folder) / EXCLUDED_RUNS
+    if not path.is_file():
+        raise ResultsFileError(f"results file not found: {path}")
+    try:
+        return [int(line) for line in path.read_text(encoding="utf-8").split()]
+    except ValueError as error:
+        raise ResultsFileError(f"results file cannot be parsed: {path}: {error}") from error
+
+
+# ----------------------------------------------------------------------------------- run exclusion (§15)
+def final_pretraining_thresholds(pretraining_df: pd.DataFrame) -> pd.Series:
+    """Per run: last non-NaN psychometric_offset of its stage-1 rows (stage-0 rows if it has none)."""
+    df = pretraining_df[["run_index", "stage", "psychometric_offset"]]
+    runs = _run_indices(df["run_index"], "pretraining results")
+    thresholds = {run: _final_threshold(df[runs == run]) for run in sorted(set(runs))}
+    return pd.Series(thresholds, dtype=np.float64, name="psychometric_offset").rename_axis("run_index")
+
+
+def _final_threshold(run_rows: pd.DataFrame) -> float:
+    stage1 = run_rows[run_rows["stage"] == 1]
+    rows = stage1 if len(stage1) else run_rows[run_rows["stage"] == 0]
+    values = rows["psychometric_offset"].dropna()
+    return float(values.iloc[-1]) if len(values) else float("nan")
+
+
+def runs_to_exclude(thresholds: pd.Series, low: float = 5.0, high: float = 25.0) -> list[int]:
+    """Run indices whose threshold is NaN, < low or > high (low and high themselves are kept)."""
+    keep = (thresholds >= low) & (thresholds <= high)
+    return sorted(int(run) for run in thresholds.index[~keep.to_numpy()])
+
+
+def exclude_and_renumber(
+    folder: str | os.PathLike, low: float = 5.0, high: float = 25.0, files: Sequence[str] = PER_RUN_FILES
+) -> int:
+    """Drop runs with a final threshold outside [low, high] from every per-run file and renumber.
+
+    Keeps the unfiltered files as ``*_complete.csv``, lists excluded original indices in
+    excluded_runs_from_pretraining.csv, renumbers survivors 0..n-1 in index order (k → k − #excluded < k,
+    counting indices missing from every file as excluded) and returns n.
+    """
+    folder = Path(folder)
+    if PRETRAINING_RESULTS not in files:
+        raise ValueError(f"files must include {PRETRAINING_RESULTS}, got {list(files)}")
+    tables = {name: read_results_csv(folder / name, _required_for(name)) for name in files}
+    _check_not_applied(folder, tables)
+    all_runs = set().union(*(set(_run_indices(df["run_index"], name)) for name, df in tables.items()))
+    universe = range(max(all_runs) + 1) if all_runs else range(0)
+    thresholds = final_pretraining_thresholds(tables[PRETRAINING_RESULTS]).reindex(universe)
+    excluded = runs_to_exclude(thresholds, low, high)
+    survivors = sorted(set(universe) - set(excluded))
+    _log_exclusion(universe, all_runs, excluded, survivors)
+    for name in files:
+        atomic_copy(folder / name, folder / f"{Path(name).stem}_complete.csv")
+    _write_index_list(excluded, folder / EXCLUDED_RUNS)
+    mapping = {old: new for new, old in enumerate(survivors)}
+    for name, df in tables.items():
+        atomic_write_csv(_renumber(df, mapping, name), folder / name)
+    return len(survivors)
+
+
+def _renumber(df: pd.DataFrame, mapping: Mapping[int, int], name: str) -> pd.DataFrame:
+    """Rows of surviving runs with run_index renumbered and the original index in a last column."""
+    runs = _run_indices(df["run_index"], name)
+    absent = sorted(set(mapping) - set(runs))
+    if absent:
+        logger.warning("%s has no rows for retained runs %s", name, absent)
+    kept = df[runs.isin(list(mapping))].copy()
+    original = runs[kept.index]
+    kept["run_index"] = original.map(mapping).astype(np.int64)
+    kept[ORIGINAL_RUN_INDEX] = original.astype(np.int64)
+    return kept.reset_index(drop=True)
+
+
+def _run_indices(column: pd.Series, name: str) -> pd.Series:
+    """run_index values as integers (they may have been written as floats)."""
+    values = pd.to_numeric(column, errors="coerce")
+    bad = values.isna() | (values != np.round(values)) | (values < 0)
+    if bad.any():
+        raise ResultsFileError(
+            f"{name}: run_index must hold non-negative integers, got {column[bad].tolist()}"
+        )
+    return values.astype(np.int64)
+
+
+def _check_not_applied(folder: Path, tables: Mapping[str, pd.DataFrame]) -> None:
+    applied = [name for name, df in tables.items() if ORIGINAL_RUN_INDEX in df.columns]
+    if applied:
+        raise ResultsFileError(f"run exclusion was already applied to {applied} in {folder}; "
+                               "the unfiltered files are the *_complete.csv copies")  # fmt: skip
+
+
+def _required_for(name: str) -> list[str]:
+    """Columns exclusion needs from a per-run file."""
+    return ["run_index", "stage", "psychometric_offset"] if name == PRETRAINING_RESULTS else ["run_index"]
+
+
+def _write_index_list(indices: Sequence[int], path: Path) -> None:
+    """One index per line, no header; an empty file when there are none."""
+    with _atomic_open(path, "w") as fh:
+        fh.write("".join(f"{i}\n" for i in indices))
+
+
+def _log_exclusion(universe: range, present: set[int], excluded: list[int], survivors: list[int]) -> None:
+    absent = [run for run in universe if run not in present]
+    if absent:
+        logger.warning("run indices missing from every per-run file (counted as excluded): %s", absent)
+    logger.info("excluding runs %s; %d runs retained", excluded, len(survivors))
