@@ -17,6 +17,7 @@ Column notes (binding decisions):
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -227,6 +228,23 @@ def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Copy the bytes of ``src`` to ``dst`` atomically."""
     with open(src, "rb") as source, _atomic_open(dst, "wb") as target:
         shutil.copyfileobj(source, target)
+
+
+def write_marker(path: str | os.PathLike, payload: Mapping[str, Any]) -> None:
+    """Write a JSON completion marker atomically (its presence marks a finished job)."""
+    with _atomic_open(path, "w") as fh:
+        json.dump(dict(payload), fh, indent=2, sort_keys=True)
+
+
+def read_marker(path: str | os.PathLike) -> dict | None:
+    """The payload of a completion marker, or None when the job has not finished."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ResultsFileError(f"corrupt completion marker {path}: {error}") from error
 
 
 def read_results_csv(path: str | os.PathLike, required_columns: Iterable[str] = ()) -> pd.DataFrame:

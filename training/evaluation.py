@@ -1,0 +1,115 @@
+"""Compiled pieces of the training loop: loss and gradients, accuracy tests and the psychometric probe.
+
+Each function is jitted once per (parameters, stage shape); every quantity that changes during training
+(offset, loss constants, parameters, keys) is a traced argument, so nothing is frozen by tracing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from parameters import Parameters
+from training.loss import LossConstants
+from training.model import ModelStatic
+from training.trials import Readout, TrialOutputs, evaluate_trials, fine_task_batch, task_batch
+
+Array = jnp.ndarray
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """Static description of the SGD steps of a stage."""
+
+    batch_size: int
+    general_task: bool
+    shuffle_labels: bool
+    contributions: tuple[float, float]
+    train_ssn: bool
+    train_readout: bool
+
+
+class StepMetrics(NamedTuple):
+    """Batch summaries of one SGD step (spec §10 aggregation)."""
+
+    loss_terms: dict
+    """Batch means of the loss terms."""
+    acc: Array
+    max_rates: dict
+    """Batch maxima of the per-trial maximum rates."""
+    mean_rates: dict
+    """Batch means of the per-trial mean rates."""
+
+
+def merge_params(trained: dict, untrained: dict) -> dict:
+    """The full log-parameter dictionary: trained values override untrained ones."""
+    return {**untrained, **trained}
+
+
+def summarise(out: TrialOutputs) -> StepMetrics:
+    """Batch aggregation of trial outputs."""
+    stats = out.ref_stats
+    return StepMetrics(
+        loss_terms={k: jnp.mean(v) for k, v in out.terms.items()},
+        acc=jnp.mean(out.correct),
+        max_rates={k: jnp.max(v) for k, v in stats.items() if k.startswith("max")},
+        mean_rates={k: jnp.mean(v) for k, v in stats.items() if k.startswith("mean")},
+    )
+
+
+def batch_loss(trained: dict, readout: Readout, untrained: dict, static: ModelStatic, key: Array, offset: Array,
+               constants: LossConstants, params: Parameters, spec: StageSpec) -> tuple[Array, StepMetrics]:
+    """Mean total loss of one training batch, and its metrics."""
+    k_batch, k_trials = jax.random.split(key)
+    batch = task_batch(k_batch, spec.batch_size, offset, params, spec.general_task, spec.shuffle_labels)
+    out = evaluate_trials(merge_params(trained, untrained), readout, static, batch, k_trials, params, constants,
+                          spec.contributions)  # fmt: skip
+    metrics = summarise(out)
+    return metrics.loss_terms["total"], metrics
+
+
+@partial(jax.jit, static_argnames=("params", "spec"))
+def loss_and_grads(trained: dict, readout: Readout, untrained: dict, static: ModelStatic, key: Array,
+                   offset: Array, constants: LossConstants, params: Parameters,
+                   spec: StageSpec) -> tuple[StepMetrics, dict, Readout]:
+    """Metrics and gradients (SSN dict, readout) of one step; gradients of untrained parts are zeros."""
+    argnums = tuple(i for i, on in ((0, spec.train_ssn), (1, spec.train_readout)) if on)
+    (_, metrics), grads = jax.value_and_grad(batch_loss, argnums=argnums, has_aux=True)(
+        trained, readout, untrained, static, key, offset, constants, params, spec)
+    grads = dict(zip(argnums, grads, strict=True))
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, (trained, readout))
+    return metrics, grads.get(0, zeros[0]), grads.get(1, zeros[1])
+
+
+@partial(jax.jit, static_argnames=("params", "num_trials", "contributions"))
+def fine_task_test(log_params: dict, readout: Readout, static: ModelStatic, key: Array, offset: Array,
+                   ref_ori: Array, constants: LossConstants, params: Parameters, num_trials: int,
+                   contributions: tuple[float, float]) -> tuple[Array, Array]:
+    """Accuracy and mean total loss on fresh fine-task trials (true labels) at one offset and reference."""
+    k_batch, k_trials = jax.random.split(key)
+    batch = fine_task_batch(k_batch, num_trials, offset, params, ref_ori=ref_ori)
+    out = evaluate_trials(log_params, readout, static, batch, k_trials, params, constants, contributions)
+    return jnp.mean(out.correct), jnp.mean(out.terms["total"])
+
+
+@partial(jax.jit, static_argnames=("params", "contributions"))
+def psychometric_accuracies(log_params: dict, readout: Readout, static: ModelStatic, key: Array,
+                            constants: LossConstants, params: Parameters,
+                            contributions: tuple[float, float]) -> Array:
+    """Accuracies (repeats, offsets) of the psychometric probe (spec §13.2), one repeat at a time."""
+    training = params.training
+    offsets = jnp.asarray(training.test_offsets, jnp.float32)
+    per_repeat = offsets.shape[0] * training.probe_trials
+    trial_offsets = jnp.repeat(offsets, training.probe_trials)
+
+    def one_repeat(repeat_key):
+        k_batch, k_trials = jax.random.split(repeat_key)
+        batch = fine_task_batch(k_batch, per_repeat, trial_offsets, params)
+        out = evaluate_trials(log_params, readout, static, batch, k_trials, params, constants, contributions)
+        return jnp.mean(out.correct.reshape(offsets.shape[0], training.probe_trials), axis=1)
+
+    return jax.lax.map(one_repeat, jax.random.split(key, training.probe_repeats))

@@ -1,0 +1,273 @@
+"""Pretraining (stages 0 and 1) of every run, one isolated job per run, then assembly and run exclusion.
+
+A job writes its pieces into ``<results>/pretraining_runs/run_<i>/`` and, last, a ``DONE.json`` marker;
+a folder without marker is an interrupted job and is simply redone. The documented root CSVs are
+assembled from the completed jobs in run order, so they never depend on which job finished first.
+
+Usage by hand: ``python -m training.main_pretraining RESULTS_DIR --num-runs N --base-seed S`` reads
+``RESULTS_DIR/parameters.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from parameters import Parameters, load_parameters_file
+from training.initialisation import Initialisation, InitialisationError, randomize_initialisation
+from training.loss import default_loss_constants
+from training.model import zero_kappas
+from training.psychometrics import fit_threshold
+from training.readout_regression import RegressionData, fit_logistic_readout, regression_data
+from training.results_io import (
+    INIT_READOUT_COLUMNS,
+    INIT_READOUT_PARAMS,
+    INITIAL_PARAMETERS,
+    INITIAL_PARAMETERS_COLUMNS,
+    ORIMAP,
+    PRETRAINING_RESULTS,
+    PRETRAINING_RESULTS_VAL,
+    ResultsFileError,
+    atomic_write_csv,
+    exclude_and_renumber,
+    orimap_columns,
+    pretraining_columns,
+    read_marker,
+    read_results_csv,
+    ssn_columns,
+    val_columns,
+    write_marker,
+)
+from training.training_functions import RunSetup, StageFailedError, StageState, run_probe, train_ori_discr
+from training.trials import Readout
+from training.util_gabor import readout_indices
+
+logger = logging.getLogger(__name__)
+
+RUNS_FOLDER = "pretraining_runs"
+MARKER = "DONE.json"
+PIECES = (PRETRAINING_RESULTS, PRETRAINING_RESULTS_VAL, ORIMAP, INITIAL_PARAMETERS, INIT_READOUT_PARAMS)
+INIT_STREAM, TRAIN_STREAM, EVAL_STREAM = range(3)
+
+
+class RunStreams(NamedTuple):
+    """Independent random streams of one run attempt (binding decision 3)."""
+
+    rng: np.random.Generator
+    init_key: jax.Array
+    train_key: jax.Array
+    eval_key: jax.Array
+
+
+def run_streams(base_seed: int, run_index: int, attempt: int = 0) -> RunStreams:
+    """Streams derived from (base seed, run index, attempt) only: the same run always sees the same numbers."""
+    root = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(base_seed), run_index), attempt)
+    return RunStreams(np.random.default_rng([base_seed, run_index, attempt]), jax.random.fold_in(root, INIT_STREAM),
+                      jax.random.fold_in(root, TRAIN_STREAM), jax.random.fold_in(root, EVAL_STREAM))  # fmt: skip
+
+
+def run_folder(results_dir: Path, run_index: int) -> Path:
+    """Folder of one pretraining job."""
+    return Path(results_dir) / RUNS_FOLDER / f"run_{run_index}"
+
+
+# --------------------------------------------------------------------------------------------- one run
+def stage_trained(log_params: dict, names: tuple[str, ...]) -> dict:
+    """The entries of a log-parameter dictionary that a list of trained names refers to."""
+    return {k: v for k, v in log_params.items() if k in trained_keys(names)}
+
+
+def trained_keys(names: tuple[str, ...]) -> set[str]:
+    """Dictionary keys of trained names: J_XY_l -> log_J_XY_l, f_t -> log_f_t, others unchanged."""
+    return {f"log_{n}" if n.startswith(("J_", "f_")) else n for n in names}
+
+
+def stage0_state(init: Initialisation, params: Parameters) -> StageState:
+    """Stage 0 trains the pretrained keys (with coupling, cE_s/cI_s are the middle values)."""
+    trained = stage_trained(init.log_params, params.pretrained_ssn.trained)
+    untrained = {**{k: v for k, v in init.log_params.items() if k not in trained}, **zero_kappas()}
+    return StageState(trained=trained, untrained=untrained, readout=init.readout, offset=params.stimuli.offset)
+
+
+def stage1_state(stage0: StageState, params: Parameters) -> StageState:
+    """Stage 1 trains the readout only, restricted to the central block."""
+    central = readout_indices(params.grid.gridsize_Nx, params.readout.readout_grid_size[1])
+    readout = Readout(stage0.readout.w[central], stage0.readout.b)
+    return StageState(trained={}, untrained={**stage0.untrained, **stage0.trained}, readout=readout,
+                      offset=params.stimuli.offset)  # fmt: skip
+
+
+def initial_parameter_row(run_index: int, stage: int, log_params: dict, init: Initialisation,
+                          params: Parameters) -> dict:
+    """A row of initial_parameters.csv (linear, signed values)."""
+    row = {"run_index": run_index, "stage": stage, **ssn_columns(log_params, coupled=params.ssn.couple_c_ms),
+           "eta": init.eta, "gE": init.gE, "gI": init.gI}  # fmt: skip
+    return {c: row[c] for c in INITIAL_PARAMETERS_COLUMNS}
+
+
+def regression_rows(run_index: int, setup: RunSetup, log_params: dict, stage1: StageState, threshold: float,
+                    data: RegressionData) -> list[dict]:
+    """Rows of init_readout_params.csv (§14.4): the SGD readout and the regressions on each readout mix.
+
+    (log_regr, layer, sup_only): (0, 1, 1) SGD stage-1 readout; (1, 1, 1) superficial only; (1, 0, 0) and
+    (1, 1, 0) the middle and superficial halves of the mixed readout; (1, 0, 1) middle only.
+    """
+    params = setup.params
+    fraction = params.pretraining.regression_train_fraction
+    fits = {
+        (1.0, 0.0): fit_logistic_readout(data.sup, data.labels, fraction)[0],
+        (0.5, 0.5): fit_logistic_readout(np.hstack([0.5 * data.mid, 0.5 * data.sup]), data.labels, fraction)[0],
+        (0.0, 1.0): fit_logistic_readout(data.mid, data.labels, fraction)[0],
+    }
+    thresholds = {mix: probe_threshold(setup, log_params, readout, mix, key_id)
+                  for key_id, (mix, readout) in enumerate(fits.items())}  # fmt: skip
+    n = data.sup.shape[1]
+    mixed = fits[(0.5, 0.5)]
+    pieces = [((0, 1, 1), stage1.readout.w, stage1.readout.b, threshold),
+              ((1, 1, 1), fits[(1.0, 0.0)].w, fits[(1.0, 0.0)].b, thresholds[(1.0, 0.0)]),
+              ((1, 0, 0), mixed.w[:n], mixed.b, thresholds[(0.5, 0.5)]),
+              ((1, 1, 0), mixed.w[n:], mixed.b, thresholds[(0.5, 0.5)]),
+              ((1, 0, 1), fits[(0.0, 1.0)].w, fits[(0.0, 1.0)].b, thresholds[(0.0, 1.0)])]  # fmt: skip
+    rows = []
+    for (log_regr, layer, sup_only), w, b, offset in pieces:
+        row = {"run_index": run_index, "log_regr": log_regr, "layer": layer, "sup_only": sup_only,
+               **{f"w_sig_{i}": float(v) for i, v in enumerate(np.asarray(w))}, "b_sig": float(b),
+               "psychometric_offset": offset}  # fmt: skip
+        rows.append(row)
+    return rows
+
+
+def probe_threshold(setup: RunSetup, log_params: dict, readout: Readout, contributions: tuple[float, float],
+                    key_id: int) -> float:
+    """Psychometric threshold of a readout (a fresh probe, spec §13.2)."""
+    key = jax.random.fold_in(jax.random.fold_in(setup.eval_key, 3), key_id)
+    accuracies = run_probe(log_params, readout, setup, key, default_loss_constants(setup.params.loss), contributions)
+    training = setup.params.training
+    return fit_threshold(training.test_offsets, accuracies.mean(axis=0), training.acc_th)
+
+
+def pretrain_run(params: Parameters, base_seed: int, run_index: int, attempt: int,
+                 progress: bool = True) -> dict[str, pd.DataFrame]:
+    """Initialisation, stage 0, stage 1 and the post-stage-1 regressions of one run attempt."""
+    streams = run_streams(base_seed, run_index, attempt)
+    k_init, k_regression = jax.random.split(streams.init_key)
+    init = randomize_initialisation(params, streams.rng, k_init)
+    setup = RunSetup(params, init.static, run_index, init.eta, streams.train_key, streams.eval_key, progress)
+    stage0 = train_ori_discr(0, stage0_state(init, params), setup)
+    stage1 = train_ori_discr(1, stage1_state(stage0.final, params), setup)
+    final_params = {**stage1.final.untrained, **stage1.final.trained}
+    threshold = last_threshold(stage1.thresholds or stage0.thresholds)
+    num_cells = params.readout.readout_grid_size[1] ** 2
+    data = regression_data(final_params, init.static, k_regression, params,
+                           params.pretraining.post_stage1_regression_trials, num_cells)  # fmt: skip
+    init_row = initial_parameter_row(run_index, 0, init.log_params, init, params)
+    final_row = initial_parameter_row(run_index, 1, final_params, init, params)
+    columns = pretraining_columns(params.grid.gridsize_Nx**2)
+    return {
+        PRETRAINING_RESULTS: pd.DataFrame(stage0.rows + stage1.rows).reindex(columns=columns),
+        PRETRAINING_RESULTS_VAL: pd.DataFrame(stage0.val_rows + stage1.val_rows).reindex(
+            columns=val_columns(columns, params.training.test_offsets)),
+        ORIMAP: pd.DataFrame([[float(run_index), *init.orimap]], columns=orimap_columns(init.orimap.size)),
+        INITIAL_PARAMETERS: pd.DataFrame([init_row, final_row]),
+        INIT_READOUT_PARAMS: pd.DataFrame(regression_rows(run_index, setup, final_params, stage1.final, threshold,
+                                                          data)).reindex(columns=INIT_READOUT_COLUMNS),
+    }
+
+
+def last_threshold(thresholds: list[float]) -> float:
+    """The last non-NaN threshold, NaN if none."""
+    valid = [t for t in thresholds if np.isfinite(t)]
+    return valid[-1] if valid else float("nan")
+
+
+# ------------------------------------------------------------------------------------------------- jobs
+def run_pretraining_job(results_dir: Path, params: Parameters, base_seed: int, run_index: int,
+                        progress: bool = True) -> bool:
+    """One run with its retries (fresh streams per attempt); pieces then a DONE marker. False if all failed."""
+    folder = run_folder(results_dir, run_index)
+    folder.mkdir(parents=True, exist_ok=True)
+    failures = []
+    for attempt in range(params.training.max_failed_runs + 1):
+        try:
+            tables = pretrain_run(params, base_seed, run_index, attempt, progress)
+        except (StageFailedError, InitialisationError) as error:
+            logger.warning("run %d attempt %d failed: %s", run_index, attempt, error)
+            failures.append(str(error))
+            continue
+        for name, table in tables.items():
+            atomic_write_csv(table, folder / name)
+        write_marker(folder / MARKER, {"run_index": run_index, "success": True, "attempt": attempt,
+                                       "failures": failures})  # fmt: skip
+        return True
+    write_marker(folder / MARKER, {"run_index": run_index, "success": False, "failures": failures})
+    return False
+
+
+def job_status(results_dir: Path, run_index: int) -> dict | None:
+    """The marker of a pretraining job, None while it has not finished."""
+    return read_marker(run_folder(results_dir, run_index) / MARKER)
+
+
+def assemble_pretraining(results_dir: Path, params: Parameters, num_runs: int) -> int:
+    """Root CSVs from the completed jobs in run order, then exclusion and renumbering; retained runs."""
+    results_dir = Path(results_dir)
+    tables: dict[str, list] = {name: [] for name in PIECES}
+    failed = 0
+    for run_index in range(num_runs):
+        status = job_status(results_dir, run_index)
+        if status is None:
+            folder = run_folder(results_dir, run_index)
+            raise ResultsFileError(f"pretraining job of run {run_index} has not completed ({folder})")
+        failed += len(status.get("failures", []))
+        if not status["success"]:
+            continue
+        for name in PIECES:
+            tables[name].append(read_results_csv(run_folder(results_dir, run_index) / name))
+    if failed > params.training.max_failed_runs:
+        logger.warning("%d failed attempts in total (more than max_failed_runs = %d)", failed,
+                       params.training.max_failed_runs)  # fmt: skip
+    if not tables[PRETRAINING_RESULTS]:
+        raise ResultsFileError(f"no pretraining run succeeded in {results_dir}")
+    for name, parts in tables.items():
+        atomic_write_csv(pd.concat(parts, ignore_index=True), results_dir / name)
+    low, high = params.pretraining.run_threshold_range
+    return exclude_and_renumber(results_dir, low=low, high=high)
+
+
+def main_pretraining(results_dir: Path, params: Parameters, base_seed: int, num_runs: int,
+                     progress: bool = True) -> int:
+    """Every pretraining job not yet completed, in order, then assembly; the number of retained runs."""
+    for run_index in tqdm(range(num_runs), desc="pretraining runs", disable=not progress):
+        if job_status(results_dir, run_index) is None:
+            run_pretraining_job(results_dir, params, base_seed, run_index, progress)
+    return assemble_pretraining(results_dir, params, num_runs)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command line of the by-hand entry point."""
+    parser = argparse.ArgumentParser(description="Pretraining (stages 0 and 1) of all runs into RESULTS_DIR, "
+                                                 "using RESULTS_DIR/parameters.py.")  # fmt: skip
+    parser.add_argument("results_dir", type=Path)
+    parser.add_argument("--num-runs", type=int, required=True)
+    parser.add_argument("--base-seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m training.main_pretraining``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    params = load_parameters_file(args.results_dir / "parameters.py")
+    retained = main_pretraining(args.results_dir, params, args.base_seed, args.num_runs)
+    logger.info("%d runs retained after pretraining", retained)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""Stage 2 (training on the fine task, SSN only) of one configuration, one isolated job per run.
+
+``python -m training.main_training CONF_DIR --num-runs N --base-seed S`` reads
+``CONF_DIR/parameters_<CONF_DIR name>.py`` and the pretraining files in CONF_DIR's parent (or
+``--pretraining-folder``), trains every retained run not yet completed, and writes
+``training_results.csv`` and ``training_results_val.csv`` into CONF_DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from parameters import Parameters, load_parameters_file
+from training.loss import stage2_loss_constants
+from training.main_pretraining import last_threshold, run_streams, trained_keys
+from training.model import build_static, zero_kappas
+from training.results_io import (
+    INIT_READOUT_PARAMS,
+    INITIAL_PARAMETERS,
+    ORIMAP,
+    PRETRAINING_RESULTS,
+    ResultsFileError,
+    atomic_write_csv,
+    read_marker,
+    read_results_csv,
+    ssn_state_from_row,
+    training_columns,
+    val_columns,
+    write_marker,
+)
+from training.training_functions import RunSetup, StageFailedError, StageState, train_ori_discr
+from training.trials import Readout
+from training.util_gabor import readout_indices
+
+logger = logging.getLogger(__name__)
+
+RUNS_FOLDER = "training_runs"
+MARKER = "DONE.json"
+TRAINING_RESULTS = "training_results.csv"
+TRAINING_RESULTS_VAL = "training_results_val.csv"
+
+
+class Stage2Start(NamedTuple):
+    """What stage 2 of a run starts from: the last stage-1 row and the run's constants."""
+
+    log_params: dict
+    readout: Readout
+    threshold: float
+    mean_rates: dict
+    orimap: np.ndarray
+    eta: float
+    gE: float
+    gI: float
+
+
+def parameters_path(conf_dir: Path) -> Path:
+    """The configuration's own parameters file."""
+    return Path(conf_dir) / f"parameters_{Path(conf_dir).name}.py"
+
+
+def run_rows(table: pd.DataFrame, run_index: int, path: Path) -> pd.DataFrame:
+    """Rows of one run; a clear error if there are none."""
+    rows = table[table["run_index"] == run_index]
+    if rows.empty:
+        raise ResultsFileError(f"{path} has no rows for run {run_index}")
+    return rows
+
+
+def load_stage2_start(pretraining_dir: Path, run_index: int, params: Parameters) -> Stage2Start:
+    """Parameters, readout, threshold and rates of the last stage-1 row (stage 0 if none) of a run."""
+    results_path = Path(pretraining_dir) / PRETRAINING_RESULTS
+    rows = run_rows(read_results_csv(results_path, ["run_index", "stage"]), run_index, results_path)
+    stage_rows = rows[rows["stage"] == 1] if (rows["stage"] == 1).any() else rows[rows["stage"] == 0]
+    last = stage_rows.iloc[-1]
+    central = readout_indices(params.grid.gridsize_Nx, params.readout.readout_grid_size[1])
+    readout = Readout(jnp.asarray(last[[f"w_sig_{i}" for i in central]].to_numpy(np.float64), jnp.float32),
+                      jnp.float32(last["b_sig"]))  # fmt: skip
+    log_params = {k: jnp.asarray(v) for k, v in ssn_state_from_row(last, coupled=params.ssn.couple_c_ms).items()}
+    mean_rates = {c: float(last[c]) for c in ("meanr_E_mid", "meanr_E_sup", "meanr_I_mid", "meanr_I_sup")}
+    orimap_path = Path(pretraining_dir) / ORIMAP
+    orimap = run_rows(read_results_csv(orimap_path, ["run_index"]), run_index, orimap_path).iloc[0, 1:82]
+    init_path = Path(pretraining_dir) / INITIAL_PARAMETERS
+    init = run_rows(read_results_csv(init_path, ["run_index", "stage", "eta", "gE", "gI"]), run_index, init_path)
+    init = init.iloc[-1]
+    return Stage2Start(log_params, readout, last_threshold(stage_rows["psychometric_offset"].tolist()), mean_rates,
+                       orimap.to_numpy(np.float64), float(init["eta"]), float(init["gE"]), float(init["gI"]))  # fmt: skip
+
+
+REGRESSION_ROWS = {(1.0, 0.0): [(1, 1, 1)], (0.5, 0.5): [(1, 0, 0), (1, 1, 0)], (0.0, 1.0): [(1, 0, 1)]}
+
+
+def regression_readout(pretraining_dir: Path, run_index: int,
+                       contributions: tuple[float, float]) -> tuple[Readout, float]:
+    """The logistic-regression readout of spec §14.4 for a readout mix (middle weights first) and its threshold."""
+    if tuple(contributions) not in REGRESSION_ROWS:
+        raise ValueError(f"opt_readout_before_training needs readout contributions in {list(REGRESSION_ROWS)}, "
+                         f"got {contributions}")  # fmt: skip
+    path = Path(pretraining_dir) / INIT_READOUT_PARAMS
+    rows = run_rows(read_results_csv(path, ["run_index", "log_regr", "layer", "sup_only"]), run_index, path)
+    weights, bias, threshold = [], None, None
+    for log_regr, layer, sup_only in REGRESSION_ROWS[tuple(contributions)]:
+        match = rows[(rows["log_regr"] == log_regr) & (rows["layer"] == layer) & (rows["sup_only"] == sup_only)]
+        if match.empty:
+            missing = (log_regr, layer, sup_only)
+            raise ResultsFileError(f"{path} lacks the regression row {missing} of run {run_index}")
+        row = match.iloc[0]
+        weights.append(row[[c for c in rows.columns if c.startswith("w_sig_")]].to_numpy(np.float64))
+        bias, threshold = float(row["b_sig"]), float(row["psychometric_offset"])
+    return Readout(jnp.asarray(np.concatenate(weights), jnp.float32), jnp.float32(bias)), threshold
+
+
+def stage2_state(start: Stage2Start, params: Parameters, readout: Readout, threshold: float) -> StageState:
+    """The configuration's trained dictionary (kappas from zero), the rest untrained, staircase start."""
+    all_params = {**start.log_params, **zero_kappas()}
+    keys = trained_keys(params.trained_ssn.trained)
+    trained = {k: v for k, v in all_params.items() if k in keys}
+    untrained = {k: v for k, v in all_params.items() if k not in keys}
+    offset = min(threshold, params.stimuli.max_train_offset) if np.isfinite(threshold) else params.stimuli.offset
+    return StageState(trained=trained, untrained=untrained, readout=readout, offset=offset,
+                      constants=stage2_loss_constants(params.loss, start.mean_rates))  # fmt: skip
+
+
+def train_run(params: Parameters, pretraining_dir: Path, run_index: int, base_seed: int,
+              progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stage 2 of one run: its rows and probe rows."""
+    start = load_stage2_start(pretraining_dir, run_index, params)
+    contributions = params.readout.readout_contributions
+    readout, threshold = start.readout, start.threshold
+    if params.trained_ssn.opt_readout_before_training:
+        readout, threshold = regression_readout(pretraining_dir, run_index, contributions)
+    elif all(contributions):
+        raise ValueError("a mixed readout needs TrainedSSNPars.opt_readout_before_training (its 50 weights come "
+                         "from the post-stage-1 regression)")  # fmt: skip
+    streams = run_streams(base_seed, run_index)
+    static = build_static(start.orimap, start.gE, start.gI, params)
+    setup = RunSetup(params, static, run_index, start.eta, streams.train_key, streams.eval_key, progress)
+    result = train_ori_discr(2, stage2_state(start, params, readout, threshold), setup, contributions)
+    columns = training_columns()
+    return (pd.DataFrame(result.rows).reindex(columns=columns),
+            pd.DataFrame(result.val_rows).reindex(columns=val_columns(columns, params.training.test_offsets)))
+
+
+def job_folder(conf_dir: Path, run_index: int) -> Path:
+    """Folder of one stage-2 job."""
+    return Path(conf_dir) / RUNS_FOLDER / f"run_{run_index}"
+
+
+def run_training_job(conf_dir: Path, run_index: int, base_seed: int, pretraining_dir: Path | None = None,
+                     progress: bool = True) -> bool:
+    """Stage 2 of one run into its own folder, then a DONE marker; False if the stage failed (NaN)."""
+    conf_dir = Path(conf_dir)
+    params = load_parameters_file(parameters_path(conf_dir))
+    folder = job_folder(conf_dir, run_index)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        rows, val_rows = train_run(params, pretraining_dir or conf_dir.parent, run_index, base_seed, progress)
+    except StageFailedError as error:
+        logger.warning("%s run %d: %s", conf_dir.name, run_index, error)
+        write_marker(folder / MARKER, {"run_index": run_index, "success": False, "error": str(error)})
+        return False
+    atomic_write_csv(rows, folder / TRAINING_RESULTS)
+    atomic_write_csv(val_rows, folder / TRAINING_RESULTS_VAL)
+    write_marker(folder / MARKER, {"run_index": run_index, "success": True})
+    return True
+
+
+def job_status(conf_dir: Path, run_index: int) -> dict | None:
+    """The marker of a stage-2 job, None while it has not finished."""
+    return read_marker(job_folder(conf_dir, run_index) / MARKER)
+
+
+def assemble_training(conf_dir: Path, num_runs: int) -> None:
+    """training_results(.csv, _val.csv) from the completed jobs in run order (failed runs have no rows)."""
+    conf_dir = Path(conf_dir)
+    parts: dict[str, list] = {TRAINING_RESULTS: [], TRAINING_RESULTS_VAL: []}
+    for run_index in range(num_runs):
+        status = job_status(conf_dir, run_index)
+        if status is None:
+            raise ResultsFileError(f"stage-2 job of run {run_index} in {conf_dir} has not completed")
+        if status["success"]:
+            for name in parts:
+                parts[name].append(read_results_csv(job_folder(conf_dir, run_index) / name))
+    params = load_parameters_file(parameters_path(conf_dir))
+    columns = {TRAINING_RESULTS: training_columns(),
+               TRAINING_RESULTS_VAL: val_columns(training_columns(), params.training.test_offsets)}  # fmt: skip
+    for name, tables in parts.items():
+        table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns[name])
+        atomic_write_csv(table, conf_dir / name)
+
+
+def retained_runs(pretraining_dir: Path) -> int:
+    """Number of runs in the (renumbered) pretraining files."""
+    path = Path(pretraining_dir) / ORIMAP
+    return len(read_results_csv(path, ["run_index"]))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command line of stage 2."""
+    parser = argparse.ArgumentParser(description="Stage 2 (training) of one configuration.")
+    parser.add_argument("conf_dir", type=Path, help="configuration folder holding parameters_<name>.py")
+    parser.add_argument("--num-runs", type=int, default=None, help="runs to assemble (default: all retained runs)")
+    parser.add_argument("--base-seed", type=int, default=0, help="base seed of the study")
+    parser.add_argument("--runs", type=int, nargs="*", default=None, help="run indices to train (default: all)")
+    parser.add_argument("--pretraining-folder", type=Path, default=None,
+                        help="folder of the pretraining files (default: the parent of CONF_DIR)")  # fmt: skip
+    parser.add_argument("--no-assemble", action="store_true", help="only run the jobs")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m training.main_training``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    pretraining_dir = args.pretraining_folder or args.conf_dir.parent
+    num_runs = args.num_runs if args.num_runs is not None else retained_runs(pretraining_dir)
+    runs = args.runs if args.runs is not None else range(num_runs)
+    for run_index in tqdm(runs, desc=f"{args.conf_dir.name} runs", disable=args.no_progress):
+        if job_status(args.conf_dir, run_index) is None:
+            run_training_job(args.conf_dir, run_index, args.base_seed, pretraining_dir, not args.no_progress)
+    if not args.no_assemble:
+        assemble_training(args.conf_dir, num_runs)
+
+
+if __name__ == "__main__":
+    main()

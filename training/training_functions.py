@@ -1,0 +1,308 @@
+"""The SGD stages (spec §13): a plain loop of small steps around the compiled pieces of ``evaluation``.
+
+``train_ori_discr`` runs one stage of one run and returns its log rows and final state. Rows record the
+parameters used at each step (before its update); a stage's final state is that of its last row, which
+is also what the next stage reloads from the files (spec §18.28, kept for fidelity): the update computed
+at a stage's last step is not applied.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from parameters import Parameters
+from training.evaluation import (
+    StageSpec,
+    StepMetrics,
+    fine_task_test,
+    loss_and_grads,
+    merge_params,
+    psychometric_accuracies,
+)
+from training.loss import LossConstants, default_loss_constants
+from training.model import ModelStatic
+from training.psychometrics import (
+    StaircaseSettings,
+    StaircaseState,
+    fit_threshold,
+    should_flip,
+    stage0_should_stop,
+    stage1_should_stop,
+    stage2_should_stop,
+    staircase_update,
+)
+from training.results_io import format_offset, kappa_columns, ssn_columns
+from training.trials import Readout
+from training.util_gabor import readout_indices
+
+logger = logging.getLogger(__name__)
+
+Array = jnp.ndarray
+
+# Sub-streams of the evaluation key of a step.
+PROBE, VALIDATION, PROBE_125, FLIP_TEST = range(4)
+STAT_COLUMNS = {f"{kind}{t}_{layer}": f"{kind}r_{t}_{layer}" for kind in ("max", "mean") for layer in ("mid", "sup")
+                for t in ("E", "I")}  # fmt: skip
+LOSS_COLUMNS = {"bce": "loss_binary_cross_entr", "dx": "loss_dx_max", "rmax": "loss_r_max", "rmean": "loss_r_mean",
+                "w": "loss_w_sig", "b": "loss_b_sig", "total": "loss_all"}  # fmt: skip
+
+
+class StageFailedError(RuntimeError):
+    """A stage hit a NaN loss; nothing of it was recorded."""
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """Everything fixed during one run: parameters, per-run constants, learning rate and key streams."""
+
+    params: Parameters
+    static: ModelStatic
+    run_index: int
+    eta: float
+    train_key: Array
+    """Stream of training batches and their readout noise."""
+    eval_key: Array
+    """Stream of probes, validations and the flip test."""
+    progress: bool = True
+
+
+@dataclass
+class StageState:
+    """Parameters a stage starts from; the stage returns its final state in the same form."""
+
+    trained: dict
+    """Log-parameters trained in this stage."""
+    untrained: dict
+    """The other log-parameters (kappas included)."""
+    readout: Readout
+    offset: float = 4.0
+    """Fine-task offset (the staircase value in stage 2)."""
+    constants: LossConstants | None = None
+
+
+class StageResult(NamedTuple):
+    """Log rows and final state of a stage."""
+
+    rows: list
+    val_rows: list
+    final: StageState
+    thresholds: list
+
+
+@dataclass
+class StageLog:
+    """Rows recorded so far and the quantities the stopping rules look at."""
+
+    rows: list = field(default_factory=list)
+    val_rows: list = field(default_factory=list)
+    thresholds: list = field(default_factory=list)
+    probe_means: list = field(default_factory=list)
+    batch_accs: list = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------ row building
+def metrics_columns(metrics: StepMetrics) -> dict:
+    """Accuracy, loss terms and rate statistics as CSV columns."""
+    row = {"acc": float(metrics.acc)}
+    row.update({LOSS_COLUMNS[k]: float(v) for k, v in metrics.loss_terms.items()})
+    rates = {**metrics.max_rates, **metrics.mean_rates}
+    row.update({STAT_COLUMNS[k]: float(v) for k, v in rates.items()})
+    return row
+
+
+def readout_row(readout: Readout, indices: np.ndarray) -> dict:
+    """w_sig_<grid index> and b_sig columns."""
+    row = {f"w_sig_{int(i)}": float(w) for i, w in zip(indices, np.asarray(readout.w), strict=True)}
+    row["b_sig"] = float(readout.b)
+    return row
+
+
+def parameter_row(log_params: dict, params: Parameters, stage: int, readout: Readout) -> dict:
+    """SSN parameter columns; kappas in stage 2, readout weights in stages 0 and 1."""
+    row = ssn_columns(log_params, coupled=params.ssn.couple_c_ms)
+    if stage == 2:
+        row.update(kappa_columns(log_params["kappa_Jsup"], log_params["kappa_Jmid"], log_params["kappa_f"]))
+    else:
+        size = params.readout.readout_grid_size[0 if stage == 0 else 1]
+        row.update(readout_row(readout, readout_indices(params.grid.gridsize_Nx, size)))
+    return row
+
+
+def probe_columns(accuracies: np.ndarray, params: Parameters) -> dict:
+    """acc_mean_offset_o, acc_std_offset_o from probe accuracies (repeats, offsets)."""
+    row = {}
+    for j, offset in enumerate(params.training.test_offsets):
+        row[f"acc_mean_offset_{format_offset(offset)}"] = float(np.mean(accuracies[:, j]))
+        row[f"acc_std_offset_{format_offset(offset)}"] = float(np.std(accuracies[:, j]))
+    return row
+
+
+# --------------------------------------------------------------------------------------------- the pieces
+def stage_spec(stage: int, params: Parameters, contributions: tuple[float, float]) -> StageSpec:
+    """Batch size, task and trained dictionaries of a stage."""
+    if stage == 0:
+        p = params.pretraining
+        return StageSpec(p.batch_size, True, p.shuffle_labels, contributions, True, True)
+    if stage == 1:
+        return StageSpec(params.pretraining.stage1_batch_size, False, False, contributions, False, True)
+    t = params.training
+    return StageSpec(t.batch_size, t.general_task, t.shuffle_labels, contributions, True, False)
+
+
+def step_keys(setup: RunSetup, stage: int, step: int) -> tuple[Array, Array]:
+    """Training and evaluation keys of one step (independent of everything else that runs)."""
+    train = jax.random.fold_in(jax.random.fold_in(setup.train_key, stage), step)
+    evaluation = jax.random.fold_in(jax.random.fold_in(setup.eval_key, stage), step)
+    return train, evaluation
+
+
+def fine_readout(readout: Readout, stage: int, params: Parameters) -> Readout:
+    """Readout for fine-task tests: in stage 0 the 81 weights restricted to the central block."""
+    if stage != 0:
+        return readout
+    central = readout_indices(params.grid.gridsize_Nx, params.readout.readout_grid_size[1])
+    return Readout(readout.w[central], readout.b)
+
+
+def run_probe(log_params: dict, readout: Readout, setup: RunSetup, key: Array, constants: LossConstants,
+              contributions: tuple[float, float]) -> np.ndarray:
+    """Probe accuracies (repeats, offsets)."""
+    accuracies = psychometric_accuracies(log_params, readout, setup.static, key, constants, setup.params,
+                                         contributions)  # fmt: skip
+    return np.asarray(accuracies, dtype=np.float64)
+
+
+def run_validation(log_params: dict, readout: Readout, setup: RunSetup, key: Array, offset: float,
+                   constants: LossConstants, contributions: tuple[float, float]) -> dict:
+    """val_acc, val_loss at the current offset and accs_125 (reference 125°, binding decision §13.6)."""
+    p = setup.params
+    trials = p.training.validation_trials
+    acc, loss = fine_task_test(log_params, readout, setup.static, jax.random.fold_in(key, VALIDATION),
+                               jnp.float32(offset), jnp.float32(p.stimuli.ref_ori), constants, p, trials,
+                               contributions)  # fmt: skip
+    acc_125, _ = fine_task_test(log_params, readout, setup.static, jax.random.fold_in(key, PROBE_125),
+                                jnp.float32(offset), jnp.float32(p.stimuli.untrained_ori), constants, p, trials,
+                                contributions)  # fmt: skip
+    return {"val_acc": float(acc), "val_loss": float(loss), "accs_125": float(acc_125)}
+
+
+def flip_applies(log: StageLog, log_params: dict, readout: Readout, setup: RunSetup, key: Array,
+                 constants: LossConstants, contributions: tuple[float, float]) -> bool:
+    """Stage-0 flip rule; the 300-trial test runs only when the probe slope already qualifies."""
+    p = setup.params
+    if p.pretraining.shuffle_labels or not log.probe_means or not should_flip(log.probe_means[-1], 0.0):
+        return False
+    acc, _ = fine_task_test(log_params, readout, setup.static, jax.random.fold_in(key, FLIP_TEST),
+                            jnp.float32(p.stimuli.offset), jnp.float32(p.stimuli.ref_ori), constants, p,
+                            p.pretraining.flip_test_trials, contributions)  # fmt: skip
+    return should_flip(log.probe_means[-1], float(acc))
+
+
+def flip_readout(readout: Readout, readout_opt_state: optax.OptState, params: Parameters):
+    """Negate the central weights and the bias, and the same entries of Adam's first moment."""
+    central = readout_indices(params.grid.gridsize_Nx, params.readout.readout_grid_size[1])
+    sign = jnp.ones_like(readout.w).at[central].set(-1.0)
+    flipped = Readout(readout.w * sign, -readout.b)
+
+    def negate_mu(state):
+        if isinstance(state, optax.ScaleByAdamState):
+            mu = Readout(state.mu.w * sign, -state.mu.b)
+            return state._replace(mu=mu)
+        return state
+
+    new_state = jax.tree_util.tree_map(negate_mu, readout_opt_state,
+                                       is_leaf=lambda s: isinstance(s, optax.ScaleByAdamState))  # fmt: skip
+    return flipped, new_state
+
+
+def is_probe_step(stage: int, step: int, params: Parameters) -> bool:
+    """Accuracy-check steps: every acc_check_freq-th step of the stage."""
+    freq = params.pretraining.acc_check_freq if stage < 2 else params.training.acc_check_freq
+    return step % freq == 0
+
+
+def should_stop(stage: int, step: int, log: StageLog, metrics: StepMetrics, params: Parameters) -> bool:
+    """The early-stopping rule of the stage (spec §13.3-§13.5)."""
+    if stage == 0:
+        return stage0_should_stop(log.thresholds, step, float(metrics.loss_terms["bce"]),
+                                  float(metrics.loss_terms["total"]), params.pretraining.shuffle_labels,
+                                  params.pretraining)  # fmt: skip
+    if stage == 1:
+        return stage1_should_stop(log.batch_accs, log.thresholds, step, params.pretraining)
+    return is_probe_step(2, step, params) and stage2_should_stop(log.probe_means, step, params.training)
+
+
+def max_steps(stage: int, params: Parameters) -> int:
+    """Step limit of a stage."""
+    return {0: params.pretraining.SGD_steps, 1: params.pretraining.stage1_SGD_steps,
+            2: params.training.SGD_steps}[stage]  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ the stage loop
+def train_ori_discr(stage: int, state: StageState, setup: RunSetup,
+                    contributions: tuple[float, float] = (1.0, 0.0)) -> StageResult:
+    """Run SGD stage 0, 1 or 2 from ``state``; raise :class:`StageFailedError` on a NaN loss."""
+    params = setup.params
+    spec = stage_spec(stage, params, contributions)
+    constants = state.constants if state.constants is not None else default_loss_constants(params.loss)
+    optimizer = optax.adam(setup.eta)
+    trained, readout, offset = state.trained, state.readout, state.offset
+    ssn_opt, readout_opt = optimizer.init(trained), optimizer.init(readout)
+    staircase = StaircaseSettings.from_parameters(params.training, params.stimuli)
+    stair_state = StaircaseState()
+    log = StageLog()
+    steps = tqdm(range(max_steps(stage, params)), desc=f"run {setup.run_index} stage {stage}", leave=False,
+                 disable=not setup.progress)  # fmt: skip
+    for step in steps:
+        train_key, eval_key = step_keys(setup, stage, step)
+        metrics, ssn_grads, readout_grads = loss_and_grads(trained, readout, state.untrained, setup.static,
+                                                           train_key, jnp.float32(offset), constants, params, spec)
+        if not math.isfinite(float(metrics.loss_terms["total"])):
+            raise StageFailedError(f"run {setup.run_index}: NaN loss in stage {stage} at step {step}")
+        log_params = merge_params(trained, state.untrained)
+        test_readout = fine_readout(readout, stage, params)
+        row = {"run_index": setup.run_index, "stage": stage, "SGD_steps": step, **metrics_columns(metrics),
+               **parameter_row(log_params, params, stage, readout)}  # fmt: skip
+        if stage == 2:
+            row["staircase_offset"] = offset
+        log.batch_accs.append(float(metrics.acc))
+        probe = None
+        if is_probe_step(stage, step, params):
+            probe = run_probe(log_params, test_readout, setup, jax.random.fold_in(eval_key, PROBE), constants,
+                              contributions)  # fmt: skip
+            means = probe.mean(axis=0)
+            log.probe_means.append(means)
+            log.thresholds.append(fit_threshold(params.training.test_offsets, means, params.training.acc_th))
+            row["psychometric_offset"] = log.thresholds[-1]
+        if stage == 2:
+            offset, stair_state = staircase_update(offset, stair_state, float(metrics.acc), staircase)
+        if step % params.training.validation_freq == 0:
+            row.update(run_validation(log_params, test_readout, setup, eval_key, offset, constants, contributions))
+        log.rows.append(row)
+        recorded = (trained, readout)
+        if probe is not None:
+            log.val_rows.append({**row, **probe_columns(probe, params)})
+        if should_stop(stage, step, log, metrics, params):
+            break
+        if stage == 0 and flip_applies(log, log_params, test_readout, setup, eval_key, constants, contributions):
+            readout, readout_opt = flip_readout(readout, readout_opt, params)
+            logger.info("run %d: readout flipped at stage-0 step %d", setup.run_index, step)
+            continue
+        if spec.train_ssn:
+            updates, ssn_opt = optimizer.update(ssn_grads, ssn_opt, trained)
+            trained = optax.apply_updates(trained, updates)
+        if spec.train_readout:
+            updates, readout_opt = optimizer.update(readout_grads, readout_opt, readout)
+            readout = optax.apply_updates(readout, updates)
+    final = StageState(trained=recorded[0], untrained=state.untrained, readout=recorded[1], offset=offset,
+                       constants=constants)  # fmt: skip
+    return StageResult(rows=log.rows, val_rows=log.val_rows, final=final, thresholds=log.thresholds)
