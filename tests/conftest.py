@@ -49,3 +49,21 @@ def golden_log_params(golden: dict) -> dict:
     log_params = {key: jnp.asarray(golden[key], jnp.float32) for key in PARAMETER_KEYS}
     log_params["kappa_f"] = jnp.zeros(2, jnp.float32)
     return log_params
+
+
+TINY_OVERRIDES = {
+    "PretrainingPars": {"batch_size": 6, "SGD_steps": 4, "stage1_batch_size": 6, "stage1_SGD_steps": 3,
+                        "flip_test_trials": 20, "regression_trials": 60, "post_stage1_regression_trials": 120,
+                        "regression_chunk": 60, "min_acc_check_ind": 1, "run_threshold_range": [0.0, 181.0]},
+    "TrainingPars": {"probe_trials": 8, "probe_repeats": 2, "validation_trials": 16, "batch_size": 6,
+                     "SGD_steps": 4},
+}  # fmt: skip
+"""Small batch sizes, step counts and probes for end-to-end tests (every stage still runs every rule)."""
+
+
+def write_parameters_file(path: Path, overrides: dict) -> Path:
+    """A copy of the repository's parameters.py with an appended OVERRIDES block."""
+    source = Path(__file__).resolve().parents[1] / "parameters.py"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(source.read_text() + f"\nOVERRIDES = {overrides!r}\n")
+    return path
