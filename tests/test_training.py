@@ -148,7 +148,7 @@ def test_stage2_files_for_all_and_subset_configurations(study):
         val = read_results_csv(root / name / "training_results_val.csv")
         assert len(val) == retained  # one probe per run in 4 steps (every 10th step)
     subset = read_results_csv(root / "conf_subset" / "training_results.csv")
-    for run, rows in subset.groupby("run_index"):
+    for _, rows in subset.groupby("run_index"):
         assert rows["J_EE_m"].nunique() == 1 and rows["kappa_Jmid_EE"].eq(0).all()  # untrained stay fixed
         assert rows["J_EE_s"].nunique() > 1 and rows["kappa_Jsup_EE_pre"].nunique() > 1  # trained move
     all_trained = read_results_csv(root / "conf_all" / "training_results.csv")

@@ -90,8 +90,9 @@ def load_stage2_start(pretraining_dir: Path, run_index: int, params: Parameters)
     init_path = Path(pretraining_dir) / INITIAL_PARAMETERS
     init = run_rows(read_results_csv(init_path, ["run_index", "stage", "eta", "gE", "gI"]), run_index, init_path)
     init = init.iloc[-1]
-    return Stage2Start(log_params, readout, last_threshold(stage_rows["psychometric_offset"].tolist()), mean_rates,
-                       orimap.to_numpy(np.float64), float(init["eta"]), float(init["gE"]), float(init["gI"]))  # fmt: skip
+    threshold = last_threshold(stage_rows["psychometric_offset"].tolist())
+    return Stage2Start(log_params, readout, threshold, mean_rates, orimap.to_numpy(np.float64), float(init["eta"]),
+                       float(init["gE"]), float(init["gI"]))  # fmt: skip
 
 
 REGRESSION_ROWS = {(1.0, 0.0): [(1, 1, 1)], (0.5, 0.5): [(1, 0, 0), (1, 1, 0)], (0.0, 1.0): [(1, 0, 1)]}
