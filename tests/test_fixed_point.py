@@ -64,6 +64,7 @@ def test_euler_result_is_a_fixed_point_and_matches_newton(setup, params):
             h_mid = np.asarray(jnp.maximum(response.u[i], 0) + layers.c_mid[None, :, None], np.float64)
             r_mid = np.asarray(response.r_mid[i], np.float64)
             R = r_mid[:, 0].sum(axis=0)
+            h_mid, r_mid = np.swapaxes(h_mid, 0, 1), np.swapaxes(r_mid, 0, 1)  # the solver's type-major layout
             h_sup = (np.asarray(layers.ff_gain) * R + np.asarray(layers.c_sup)[:, None]).ravel()
             r_sup = np.asarray(response.r_sup[i], np.float64)
             for layer, r, h in ((layers.mid, r_mid, h_mid), (layers.sup, r_sup, h_sup)):
@@ -80,8 +81,8 @@ def test_euler_result_is_a_fixed_point_and_matches_newton(setup, params):
 
 def float64_drive(layer, W, r, h):
     """k[W r + h]_+^n in float64 for either layer's weight layout."""
-    if W.ndim == 3:  # middle layer: (2, 2, grid) per circuit
-        v = np.stack([W[0, 0] * r[:, 0] + W[0, 1] * r[:, 1], W[1, 0] * r[:, 0] + W[1, 1] * r[:, 1]], axis=1) + h
+    if W.ndim == 3:  # middle layer: (2, 2, grid) per circuit, type-major rates (2, phases, grid)
+        v = np.stack([W[0, 0] * r[0] + W[0, 1] * r[1], W[1, 0] * r[0] + W[1, 1] * r[1]]) + h
     else:
         v = W @ r + h
     return layer.k * np.maximum(v, 0) ** layer.n

@@ -99,23 +99,23 @@ def constant_to_vec(cE: Array, cI: Array, num_grid: int, phases: int = 1) -> Arr
 
 
 # ----------------------------------------------------------------------------------- Euler solver (§6.5)
-def _euler_step(layer: SSN_mid | SSN_sup, h: Array, tau: Array, conv: ConvPars, r: Array) -> tuple[Array, Array]:
-    dr = conv.dt * (-r + layer.drive(r, h)) / tau
+def _euler_step(layer: SSN_mid | SSN_sup, h: Array, rate: Array, conv: ConvPars, r: Array) -> tuple[Array, Array]:
+    dr = rate * (-r + layer.drive(r, h))
     r = r + dr
     return r, jnp.max(jnp.abs(dr) / jnp.maximum(conv.xmin, jnp.abs(r)))
 
 
 def euler_relaxation(layer: SSN_mid | SSN_sup, h: Array, conv: ConvPars) -> tuple[Array, Array]:
     """Final rates after Tmax/dt Euler steps from zero, and avg_dx (mean second-half metric / xtol)."""
-    tau = layer.tau_vec()
+    rate = conv.dt / layer.tau_vec()
     steps = conv.num_steps
     first_half = steps // 2
 
     def silent(r, _):
-        return _euler_step(layer, h, tau, conv, r)[0], None
+        return _euler_step(layer, h, rate, conv, r)[0], None
 
     def measured(r, _):
-        return _euler_step(layer, h, tau, conv, r)
+        return _euler_step(layer, h, rate, conv, r)
 
     r, _ = jax.lax.scan(silent, jnp.zeros_like(h), None, length=first_half)
     r, metric = jax.lax.scan(measured, r, None, length=steps - first_half)
@@ -160,7 +160,8 @@ def obtain_fixed_point(layer: SSN_mid | SSN_sup, h: Array, conv: ConvPars) -> tu
 
 def middle_layer_fixed_point(ssn: SSN_mid, h: Array, conv: ConvPars) -> tuple[Array, Array]:
     """Middle-layer rates (phases, 2, Nx²) and dx for input h of the same shape."""
-    return obtain_fixed_point(ssn, h, conv)
+    r, dx = obtain_fixed_point(ssn, jnp.swapaxes(h, 0, 1), conv)
+    return jnp.swapaxes(r, 0, 1), dx
 
 
 def superficial_layer_fixed_point(ssn: SSN_sup, h: Array, conv: ConvPars) -> tuple[Array, Array]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -96,6 +97,8 @@ class StageResult(NamedTuple):
     val_rows: list
     final: StageState
     thresholds: list
+    seconds: dict
+    """Wall time per activity: sgd, probe, validation."""
 
 
 @dataclass
@@ -107,6 +110,14 @@ class StageLog:
     thresholds: list = field(default_factory=list)
     probe_means: list = field(default_factory=list)
     batch_accs: list = field(default_factory=list)
+    seconds: dict = field(default_factory=lambda: {"sgd": 0.0, "probe": 0.0, "validation": 0.0})
+    """Wall time spent in SGD steps, psychometric probes and validations (incl. the flip test)."""
+
+    def tick(self, activity: str, since: float) -> float:
+        """Add the time since ``since`` to an activity; returns the current time."""
+        now = time.perf_counter()
+        self.seconds[activity] += now - since
+        return now
 
 
 # ------------------------------------------------------------------------------------------ row building
@@ -264,6 +275,7 @@ def train_ori_discr(stage: int, state: StageState, setup: RunSetup,
                  disable=not setup.progress)  # fmt: skip
     for step in steps:
         train_key, eval_key = step_keys(setup, stage, step)
+        clock = time.perf_counter()
         metrics, ssn_grads, readout_grads = loss_and_grads(trained, readout, state.untrained, setup.static,
                                                            train_key, jnp.float32(offset), constants, params, spec)
         if not math.isfinite(float(metrics.loss_terms["total"])):
@@ -276,9 +288,11 @@ def train_ori_discr(stage: int, state: StageState, setup: RunSetup,
             row["staircase_offset"] = offset
         log.batch_accs.append(float(metrics.acc))
         probe = None
+        clock = log.tick("sgd", clock)
         if is_probe_step(stage, step, params):
             probe = run_probe(log_params, test_readout, setup, jax.random.fold_in(eval_key, PROBE), constants,
                               contributions)  # fmt: skip
+            clock = log.tick("probe", clock)
             means = probe.mean(axis=0)
             log.probe_means.append(means)
             log.thresholds.append(fit_threshold(params.training.test_offsets, means, params.training.acc_th))
@@ -287,13 +301,16 @@ def train_ori_discr(stage: int, state: StageState, setup: RunSetup,
             offset, stair_state = staircase_update(offset, stair_state, float(metrics.acc), staircase)
         if step % params.training.validation_freq == 0:
             row.update(run_validation(log_params, test_readout, setup, eval_key, offset, constants, contributions))
+            clock = log.tick("validation", clock)
         log.rows.append(row)
         recorded = (trained, readout)
         if probe is not None:
             log.val_rows.append({**row, **probe_columns(probe, params)})
         if should_stop(stage, step, log, metrics, params):
             break
-        if stage == 0 and flip_applies(log, log_params, test_readout, setup, eval_key, constants, contributions):
+        flip = stage == 0 and flip_applies(log, log_params, test_readout, setup, eval_key, constants, contributions)
+        clock = log.tick("validation", clock)
+        if flip:
             readout, readout_opt = flip_readout(readout, readout_opt, params)
             logger.info("run %d: readout flipped at stage-0 step %d", setup.run_index, step)
             continue
@@ -303,6 +320,10 @@ def train_ori_discr(stage: int, state: StageState, setup: RunSetup,
         if spec.train_readout:
             updates, readout_opt = optimizer.update(readout_grads, readout_opt, readout)
             readout = optax.apply_updates(readout, updates)
+        log.tick("sgd", clock)
+    logger.info("run %d stage %d: %d steps; seconds in SGD %.1f, probes %.1f, validation %.1f", setup.run_index,
+                stage, len(log.rows), log.seconds["sgd"], log.seconds["probe"], log.seconds["validation"])
     final = StageState(trained=recorded[0], untrained=state.untrained, readout=recorded[1], offset=offset,
                        constants=constants)  # fmt: skip
-    return StageResult(rows=log.rows, val_rows=log.val_rows, final=final, thresholds=log.thresholds)
+    return StageResult(rows=log.rows, val_rows=log.val_rows, final=final, thresholds=log.thresholds,
+                       seconds=log.seconds)

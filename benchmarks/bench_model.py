@@ -1,0 +1,136 @@
+"""Benchmark of the model core: median wall time and peak memory of the hot paths.
+
+Usage: ``python benchmarks/bench_model.py [--repeats 5] [--case NAME]``. Each case runs in its own
+subprocess so that its peak resident memory (ru_maxrss) is its own. Compilation is excluded from the
+timings (one warm-up call first). Prints a table and the implicit/unrolled ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CASES = {
+    "forward_200_images": "batched forward of 200 images",
+    "stage0_step_implicit": "loss+gradient, stage 0 (100 pairs, 81 weights), implicit",
+    "stage0_step_unrolled": "loss+gradient, stage 0 (100 pairs, 81 weights), unrolled",
+    "stage2_step_implicit": "loss+gradient, stage 2 (50 pairs, 25 weights), implicit",
+    "stage2_step_unrolled": "loss+gradient, stage 2 (50 pairs, 25 weights), unrolled",
+    "probe_2500_pairs": "forward of one psychometric probe (2,500 pairs)",
+}
+
+
+def example_model(mode: str = "implicit"):
+    """Default parameters, a uniform orientation map and mid-range log-parameters."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from parameters import Parameters
+    from training.model import build_static, zero_kappas
+    from training.util_gabor import make_uniform_orimap
+
+    params = Parameters()
+    params = dataclasses.replace(params, conv=dataclasses.replace(params.conv, gradient_mode=mode))
+    static = build_static(make_uniform_orimap(params.grid, np.random.default_rng(0)), 0.35, 0.28, params)
+    J = {"EE": 4.5, "EI": 1.6, "IE": 5.0, "II": 1.0}
+    log_params = {f"log_J_{k}_{layer}": jnp.float32(np.log(v)) for k, v in J.items() for layer in ("m", "s")}
+    log_params.update(cE_m=jnp.float32(5.0), cI_m=jnp.float32(5.0), log_f_E=jnp.float32(0.0),
+                      log_f_I=jnp.float32(0.0), **zero_kappas())  # fmt: skip
+    return params, static, log_params
+
+
+def case_function(name: str):
+    """A zero-argument callable that runs the case once and blocks until done."""
+    import jax
+    import jax.numpy as jnp
+
+    from training.evaluation import StageSpec, loss_and_grads, psychometric_accuracies
+    from training.loss import default_loss_constants
+    from training.model import response_to_images
+    from training.trials import Readout, task_geometry
+    from training.util_gabor import grating_images
+
+    mode = "unrolled" if name.endswith("unrolled") else "implicit"
+    params, static, log_params = example_model(mode)
+    constants = default_loss_constants(params.loss)
+    keys = iter(jax.random.split(jax.random.PRNGKey(0), 10_000))
+    if name == "forward_200_images":
+        images = grating_images(jnp.linspace(0, 180, 200), 0.0, task_geometry(params), params.stimuli)
+        forward = jax.jit(response_to_images, static_argnums=3)
+        return lambda: jax.block_until_ready(forward(log_params, static, images, params).r_sup)
+    if name.startswith("stage0"):
+        spec = StageSpec(100, True, False, (1.0, 0.0), True, True)
+        readout = Readout(jnp.full(81, 0.01), jnp.float32(0.0))
+        trained, untrained = split(log_params)
+        return lambda: jax.block_until_ready(loss_and_grads(trained, readout, untrained, static, next(keys),
+                                                            jnp.float32(4.0), constants, params, spec))  # fmt: skip
+    if name.startswith("stage2"):
+        spec = StageSpec(50, False, False, (1.0, 0.0), True, False)
+        readout = Readout(jnp.full(25, 0.01), jnp.float32(0.0))
+        return lambda: jax.block_until_ready(loss_and_grads(log_params, readout, {}, static, next(keys),
+                                                            jnp.float32(4.0), constants, params, spec))  # fmt: skip
+    readout = Readout(jnp.full(25, 0.01), jnp.float32(0.0))
+    return lambda: jax.block_until_ready(psychometric_accuracies(log_params, readout, static, next(keys), constants,
+                                                                 params, (1.0, 0.0)))  # fmt: skip
+
+
+def split(log_params: dict) -> tuple[dict, dict]:
+    """Stage-0 split: kappas untrained."""
+    trained = {k: v for k, v in log_params.items() if not k.startswith("kappa")}
+    return trained, {k: v for k, v in log_params.items() if k.startswith("kappa")}
+
+
+def run_case(name: str, repeats: int) -> dict:
+    """Time one case in this process (after a warm-up call); peak memory of the process."""
+    fn = case_function(name)
+    start = time.perf_counter()
+    fn()
+    compile_s = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    return {"case": name, "median_s": times[len(times) // 2], "first_call_s": compile_s, "peak_rss_gb": peak_gb}
+
+
+def main() -> None:
+    """Run every case (or one) in its own subprocess and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--case", choices=sorted(CASES), help="run one case in this process (internal use)")
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(args.case, args.repeats)))
+        return
+    import jax
+
+    print(f"machine: {platform.machine()} {platform.processor() or ''}, jax {jax.__version__}, "
+          f"backend {jax.default_backend()}, devices {jax.devices()}")  # fmt: skip
+    results = {}
+    for name, description in CASES.items():
+        out = subprocess.run([sys.executable, __file__, "--case", name, "--repeats", str(args.repeats)],
+                             capture_output=True, text=True, check=True, cwd=ROOT)  # fmt: skip
+        results[name] = json.loads(out.stdout.strip().splitlines()[-1])
+        r = results[name]
+        print(f"{description:<62} median {r['median_s']:8.4f} s   first call {r['first_call_s']:6.1f} s   "
+              f"peak RSS {r['peak_rss_gb']:.2f} GB")  # fmt: skip
+    for stage in ("stage0", "stage2"):
+        ratio = results[f"{stage}_step_implicit"]["median_s"] / results[f"{stage}_step_unrolled"]["median_s"]
+        print(f"{stage} step time ratio implicit/unrolled: {ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main()
