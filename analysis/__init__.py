@@ -1,0 +1,1 @@
+"""Model-independent analysis of the perceptual-learning results: features, MVPA, statistics, figures."""

@@ -1,0 +1,154 @@
+"""Noisy responses to the training stimuli for the MVPA and Mahalanobis analysis (ANALYSIS.md §5.1 steps 1-2).
+
+For each stage snapshot and each orientation in [55, 125, 0]: T images built with the TRAINING stimulus
+settings of the snapshot's parameters (annular grating centred on the grid, phase 0, jitter 0) plus
+i.i.d. Gaussian pixel noise of std ``StimuliPars.std``. Pixel noise enters the model only through the
+linear Gabor filters, so it is drawn directly in filter space (``draw_projected_noise``: exact in
+distribution). Randomness comes from an explicit JAX key per (run, stage, orientation), derived from the
+seed by ``fold_in`` (B11), so results do not depend on the chunk size or on the call order. Steps 3-9
+(readout noise, smoothing, voxel patterns, PCA, MVPA, Mahalanobis) are ``mvpa_mahal_for_run``, fed with a
+numpy Generator seeded with (seed, run index).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from analysis import analysis_functions as af
+from analysis.snapshots import Snapshot
+from analysis.tuning_curves import check_layout
+from parameters import Parameters
+from training.model import (
+    ModelStatic,
+    base_projection,
+    build_layers,
+    draw_projected_noise,
+    evaluate_model_response_batch,
+)
+from training.util_gabor import grating_images, image_geometry
+
+logger = logging.getLogger(__name__)
+
+Array = jnp.ndarray
+DEFAULT_CHUNK = 600
+
+
+def condition_key(seed: int, run_index: int, stage: int, ori_index: int) -> Array:
+    """The JAX key of one (run, stage, orientation) condition."""
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), run_index)
+    return jax.random.fold_in(jax.random.fold_in(key, stage), ori_index)
+
+
+def run_generator(seed: int, run_index: int) -> np.random.Generator:
+    """The numpy Generator of one run's steps 3-9 (readout noise, post-filter noise)."""
+    return np.random.default_rng([seed, run_index])
+
+
+@partial(jax.jit, static_argnames=("params", "n_trials"))
+def noisy_projections(key: Array, static: ModelStatic, ori: Array, params: Parameters, n_trials: int) -> Array:
+    """Base-filter projections (n_trials, 2·Nx²) of noisy training-stimulus images of one orientation."""
+    geometry = image_geometry(params.grid, params.stimuli)
+    image = grating_images(ori[None], 0.0, geometry, params.stimuli)  # (1, Npx²), phase 0, centred
+    clean = base_projection(image, static)
+    if params.stimuli.std == 0:
+        return jnp.broadcast_to(clean, (n_trials, clean.shape[-1]))
+    return clean + base_projection(jnp.zeros_like(image), static, draw_projected_noise(key, (n_trials,), static))
+
+
+@partial(jax.jit, static_argnames=("params",))
+def layer_responses(log_params: dict, static: ModelStatic, b: Array, params: Parameters) -> tuple[Array, Array]:
+    """Steady-state rates of all mid (B, 648) and sup (B, 162) cells for base projections b (B, 2·Nx²)."""
+    layers = build_layers(log_params, static, params)
+    resp = evaluate_model_response_batch(layers, b, static.gains, params)
+    return resp.r_mid.reshape(b.shape[0], -1), resp.r_sup
+
+
+def _chunked_responses(
+    log_params: dict, static: ModelStatic, b: Array, params: Parameters, chunk_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """layer_responses over fixed-size chunks (the last one zero-padded, so one compilation serves all)."""
+    n = b.shape[0]
+    size = max(1, min(chunk_size, n))
+    mids, sups = [], []
+    for start in range(0, n, size):
+        part = b[start : start + size]
+        pad = size - part.shape[0]
+        if pad:
+            part = jnp.concatenate([part, jnp.zeros((pad, part.shape[1]), part.dtype)])
+        r_mid, r_sup = layer_responses(log_params, static, part, params)
+        mids.append(np.asarray(r_mid)[: size - pad])
+        sups.append(np.asarray(r_sup)[: size - pad])
+    return np.concatenate(mids), np.concatenate(sups)
+
+
+def mvpa_responses(
+    snapshot: Snapshot, n_trials: int, seed: int, oris: Sequence[float] = af.MVPA_ORIS, chunk_size: int = DEFAULT_CHUNK
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mid (O, T, 648) and sup (O, T, 162) rates to T noisy training stimuli per orientation of a snapshot."""
+    check_layout(snapshot.params)
+    log_params = {k: jnp.asarray(v) for k, v in snapshot.log_params.items()}
+    b = jnp.concatenate(
+        [
+            noisy_projections(
+                condition_key(seed, snapshot.run_index, snapshot.stage, i),
+                snapshot.static,
+                jnp.float32(ori),
+                snapshot.params,
+                n_trials,
+            )
+            for i, ori in enumerate(oris)
+        ]
+    )
+    r_mid, r_sup = _chunked_responses(log_params, snapshot.static, b, snapshot.params, chunk_size)
+    return r_mid.reshape(len(oris), n_trials, -1), r_sup.reshape(len(oris), n_trials, -1)
+
+
+def run_mvpa_responses(
+    snapshots: Sequence[Snapshot], n_trials: int, seed: int, chunk_size: int = DEFAULT_CHUNK
+) -> tuple[np.ndarray, np.ndarray]:
+    """Responses (S, 3, T, 648) and (S, 3, T, 162) of one run's stage snapshots (orientations 55, 125, 0)."""
+    runs = {snap.run_index for snap in snapshots}
+    if len(runs) != 1:
+        raise ValueError(f"snapshots must belong to one run, got runs {sorted(runs)}")
+    pairs = [mvpa_responses(snap, n_trials, seed, af.MVPA_ORIS, chunk_size) for snap in snapshots]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def mvpa_scores_for_run(
+    snapshots: Sequence[Snapshot],
+    n_trials: int = 200,
+    seed: int = 0,
+    sigma_filter: float = 2.0,
+    readout_noise: bool = True,
+    normalise: bool = True,
+    noise_std: float = 1.0,
+    n_splits: int = 10,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> af.RunScores:
+    """§5 for one run: noisy responses of each stage snapshot, then voxel patterns, PCA, MVPA, Mahalanobis."""
+    start = time.perf_counter()
+    r_mid, r_sup = run_mvpa_responses(snapshots, n_trials, seed, chunk_size)
+    simulated = time.perf_counter()
+    run_index = snapshots[0].run_index
+    scores = af.mvpa_mahal_for_run(
+        r_mid,
+        r_sup,
+        run_generator(seed, run_index),
+        stages=[snap.stage for snap in snapshots],
+        sigma_filter=sigma_filter,
+        readout_noise=readout_noise,
+        normalise=normalise,
+        noise_std=noise_std,
+        n_splits=n_splits,
+    )
+    logger.info(
+        "MVPA of run %d: responses %.1f s, scores %.1f s", run_index, simulated - start, time.perf_counter() - simulated
+    )
+    return scores

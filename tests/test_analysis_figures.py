@@ -1,0 +1,220 @@
+"""Every figure function writes a PNG; summary PDF and report.html (analysis/visualization.py, report.py)."""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import analysis_functions as af
+from analysis import report
+from analysis import visualization as vis
+
+ORIS = np.arange(0.0, 360.0, 5.0)
+RUNS = (0, 1, 2, 3)
+
+
+def run_rows(run: int, stage: int, n: int, rng: np.random.Generator) -> pd.DataFrame:
+    """n synthetic log rows of one run and stage, with sparse probe columns."""
+    t = np.arange(n) / n
+    probe = np.where(np.arange(n) % 5 == 0, 1.0, np.nan)
+    df = pd.DataFrame({"run_index": run, "stage": stage, "SGD_steps": np.arange(n)})
+    df["acc"] = 0.6 + 0.3 * t + 0.02 * rng.standard_normal(n)
+    df["val_acc"], df["val_loss"] = probe * 0.8, probe * 0.4
+    for loss in ("binary_cross_entr", "dx_max", "r_max", "r_mean", "all"):
+        df[f"loss_{loss}"] = 0.7 - 0.3 * t
+    for stat in ("max", "mean"):
+        for pop in ("E_mid", "I_mid", "E_sup", "I_sup"):
+            df[f"{stat}r_{pop}"] = (30.0 if stat == "max" else 8.0) * (1 + 0.1 * t)
+    for i, k in enumerate(("EE", "EI", "IE", "II")):
+        sign = -1.0 if k in ("EI", "II") else 1.0
+        for layer in ("m", "s"):
+            df[f"J_{k}_{layer}"] = sign * (1.0 + 0.1 * i) * (1 + 0.2 * t * rng.uniform(-1, 1))
+    for c in ("cE_m", "cI_m", "cE_s", "cI_s", "f_E", "f_I"):
+        df[c] = 1.5 + 0.2 * t * rng.uniform(-1, 1)
+    df["psychometric_offset"] = probe * (8.0 - 4.0 * t * rng.uniform(0.2, 1.0))
+    if stage < 2:
+        for i in range(10):
+            df[f"w_sig_{i}"] = 0.1 * i * (1 + t)
+        df["b_sig"] = 0.05
+    else:
+        df["staircase_offset"] = 5.0 - 3.0 * t
+        kappas = [f"kappa_Jmid_{k}" for k in ("EE", "EI", "IE", "II")] + ["kappa_f_E", "kappa_f_I"]
+        kappas += [f"kappa_Jsup_{k}_{w}" for w in ("pre", "post") for k in ("EE", "EI", "IE", "II")]
+        for col in kappas:
+            df[col] = t * rng.uniform(-1, 1)
+    return df
+
+
+@pytest.fixture(scope="module")
+def logs() -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(0)
+    pre = pd.concat([run_rows(r, s, 10, rng) for r in RUNS for s in (0, 1)], ignore_index=True)
+    train = pd.concat([run_rows(r, 2, 30, rng) for r in RUNS], ignore_index=True)
+    return pre, train
+
+
+@pytest.fixture(scope="module")
+def tc_and_features() -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(1)
+    frames = []
+    for run in (0, 1):
+        prefs = rng.uniform(0, 180, af.N_CELLS)
+        for stage in (0, 1, 2):
+            kappa = 1.5 + 0.3 * stage + 0.2 * rng.standard_normal(af.N_CELLS)
+            curves = (2 + stage) * np.exp(kappa * np.cos(np.deg2rad(2 * (ORIS[:, None] - prefs))))
+            frames.append(af.tuning_curve_frame(run, stage, curves))
+    tc_df = pd.concat(frames, ignore_index=True)
+    return tc_df, af.tuning_curve_features_table(tc_df, [0, 1, 2])
+
+
+@pytest.fixture(scope="module")
+def scores() -> pd.DataFrame:
+    rng = np.random.default_rng(2)
+    rows = [
+        (run, layer, stage, ori, 0.6 + 0.1 * (stage == 2) * (ori == 55.0) + 0.03 * rng.standard_normal(), 3)
+        for run in (5, 6, 7, 8, 9)
+        for layer in (0, 1)
+        for stage in (0, 1, 2)
+        for ori in (55.0, 125.0)
+    ]
+    return pd.DataFrame(rows, columns=["run_index", "layer", "stage", "ori", "score", "n_components"])
+
+
+def assert_png(path: Path) -> None:
+    """The file exists, is non-empty and decodes as an image."""
+    assert path.is_file() and path.stat().st_size > 0
+    assert mpimg.imread(path).ndim == 3
+
+
+def test_f1_training_run(logs, tmp_path) -> None:
+    pre, train = logs
+    table = af.run_table(pre, train, 2)
+    assert_png(vis.plot_training_run(table, tmp_path / "per_run" / "resultsfig_2.png", run_index=2))
+
+
+def test_f2_pre_post_bars(logs, tmp_path) -> None:
+    pre, train = logs
+    pp = af.pre_post_values(pre, train, RUNS)
+    paths = vis.plot_all_pre_post_bars(pp, tmp_path, suffix="_train")
+    assert [p.name for p in paths] == [f"{stem}_train.png" for stem in vis.PRE_POST_FIGURES]
+    for path in paths:
+        assert_png(path)
+
+
+def test_f3_relative_change_boxes(logs, tmp_path) -> None:
+    pre, train = logs
+    rc = af.relative_changes(pre, train, RUNS)
+    assert_png(vis.plot_relative_change_boxes(rc, tmp_path / "box.png", "Training changes"))
+    assert_png(vis.plot_relative_change_boxes(rc, tmp_path / "box_ylim.png", "Fixed range", fixed_ylim=True))
+    rc_pre = af.relative_changes(pre, train, RUNS, "pretrain")
+    assert_png(vis.plot_relative_change_boxes(rc_pre, tmp_path / "box_pre.png", "Pretraining", ncols=8))
+
+
+def test_f4_param_offset_correlations(logs, tmp_path) -> None:
+    pre, train = logs
+    rc = af.relative_changes(pre, train, RUNS)
+    paths = vis.plot_all_param_offset_correlations(rc, tmp_path)
+    assert len(paths) == 4
+    for path in paths:
+        assert_png(path)
+
+
+def test_f5_example_tuning_curves(tc_and_features, tmp_path) -> None:
+    tc_df, _ = tc_and_features
+    cells = vis.example_cells()
+    assert len(cells) == 20 and cells[:2] == [10, 40] and cells[-2:] == [739, 769]
+    assert_png(vis.plot_example_tuning_curves(tc_df, tmp_path / "tc_fig.png"))
+
+
+@pytest.mark.parametrize("color_by", ["type", "run_index", "pref_ori", "phase"])
+def test_f6_feature_scatter(tc_and_features, tmp_path, color_by: str) -> None:
+    _, features = tc_and_features
+    orimap = None
+    if color_by == "pref_ori":  # colour by the orimap instead of the measured preference
+        orimap = pd.DataFrame([{"run_index": r, **{str(g): 2.0 * g for g in range(81)}} for r in (0, 1)])
+    path = tmp_path / f"tc_features_train_color_by_{color_by}.png"
+    assert_png(vis.plot_tc_feature_scatter(features, path, 1, 2, color_by, orimap=orimap))
+
+
+def test_f7_slope_changes(tc_and_features, tmp_path) -> None:
+    _, features = tc_and_features
+    assert_png(
+        vis.plot_slope_changes(features, tmp_path / "tc_slope_train_color_by_type.png", 1, 2, step=1.0)
+    )
+
+
+def test_f8_correlation_triangles(scores, tmp_path) -> None:
+    rng = np.random.default_rng(3)
+    rc = pd.DataFrame(
+        {
+            "run_index": [5, 6, 7, 8, 9],
+            "EI_ratio_J_m": rng.standard_normal(5),
+            "EI_ratio_J_s": rng.standard_normal(5),
+            "psychometric_offset": rng.standard_normal(5),
+        }
+    )
+    paths, titles = [], []
+    for layer, name in ((0, "mid"), (1, "sup")):
+        for ori in (55.0, 125.0):
+            data = af.triangle_data(scores, rc, layer, ori)
+            paths.append(
+                vis.plot_corr_triangle(
+                    data, tmp_path / f"corr_triangle_{name}_{ori:g}.png", f"{name} {ori:g}"
+                )
+            )
+            titles.append(f"{name} {ori:g}")
+    for path in paths:
+        assert_png(path)
+    assert_png(vis.plot_image_montage(paths, titles, tmp_path / "combined_corr_triangles.png", "Triangles"))
+
+
+def test_f9_scores(scores, tmp_path) -> None:
+    assert_png(vis.plot_scores_boxes(scores, tmp_path / "MVPA_scores.png", "mvpa"))
+    assert_png(
+        vis.plot_scores_boxes(scores.assign(score=scores.score * 10), tmp_path / "Mahal_scores.png", "mahal")
+    )
+    assert_png(vis.plot_mvpa_paper_bars(scores, tmp_path / "MVPA_match_paper_fig.png"))
+
+
+def make_png(path: Path) -> Path:
+    """A tiny PNG written with matplotlib."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mpimg.imsave(path, np.random.default_rng(0).random((20, 30, 3)))
+    return path
+
+
+def test_summary_pdf(tmp_path) -> None:
+    figs = [(make_png(tmp_path / "a.png"), "Figure A"), (tmp_path / "missing.png", "gone")]
+    pdf = report.write_summary_pdf(figs, tmp_path / "summary.pdf")
+    assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 1000
+
+
+def test_report_html_references_only_existing_files(tmp_path) -> None:
+    root = tmp_path / "results"
+    fig_a = make_png(root / "conf_baseline" / "figures" / "MVPA_scores.png")
+    make_png(root / "pretraining_figures" / "boxplot_relative_changes.png")
+    (root / "conf_baseline" / "MVPA_scores.csv").write_text("run_index,score\n0,0.5\n")
+    (root / "excluded_runs_all.csv").write_text("")
+    sections = {
+        "conf_baseline": [(fig_a, "MVPA"), ("conf_baseline/figures/nothing.png", "missing")],
+        "pretraining": report.figures_with_captions(root / "pretraining_figures"),
+    }
+    out = report.write_report_html(root, sections)
+    text = out.read_text()
+    refs = set(re.findall(r'(?:href|src)="([^"]+)"', text))
+    assert refs, "no references written"
+    for ref in refs:
+        assert (root / urllib.parse.unquote(ref)).is_file(), ref
+    assert "nothing.png" not in text
+    assert "conf_baseline/MVPA_scores.csv" in refs and "excluded_runs_all.csv" in refs
+    assert "pretraining_figures/boxplot_relative_changes.png" in refs
+    assert (
+        report.caption_for("boxplot_relative_changes_ylim.png")
+        == report.FIGURE_CAPTIONS["boxplot_relative_changes_ylim"]
+    )
