@@ -71,3 +71,18 @@ def test_wide_inhibition_is_not_treated_as_local(params):
     assert inhibition_is_local(params.ssn, 0.8)
     assert not inhibition_is_local(SSNPars(s_2x2_s=((0.2, 0.5), (0.4, 0.09))), 0.8)
     assert not inhibition_is_local(params.ssn, 0.0)
+
+
+def test_local_adjoint_solve_matches_the_dense_solve(static, params):
+    kappa = jnp.array(np.random.default_rng(3).normal(0, 1, (2, 2, 2)), jnp.float32)
+    sup = build_sup(static, params, kappa)
+    rng = np.random.default_rng(4)
+    r = jnp.asarray(rng.uniform(0, 30, 162), jnp.float32)
+    h = jnp.asarray(rng.uniform(0, 10, 162), jnp.float32)
+    g = jnp.asarray(rng.normal(0, 1, 162), jnp.float32)
+    local = sup.solve_adjoint(r, h, g)
+    dense = dataclasses.replace(sup, local_inhibition=False).solve_adjoint(r, h, g)
+    np.testing.assert_allclose(local, dense, rtol=1e-3, atol=1e-4 * float(jnp.max(jnp.abs(dense))))
+    D = np.asarray(sup.k * sup.n * jnp.maximum(sup.input_current(r, h), 0))
+    residual = (np.eye(162) - np.asarray(sup.W).T * D[None, :]) @ np.asarray(local) - np.asarray(g)
+    assert np.max(np.abs(residual)) < 1e-3 * np.max(np.abs(np.asarray(g)))

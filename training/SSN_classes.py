@@ -152,5 +152,25 @@ class SSN_sup:
     def solve_adjoint(self, r: jnp.ndarray, h: jnp.ndarray, g: jnp.ndarray) -> jnp.ndarray:
         """lambda solving (I - D W)ᵀ lambda = g, D = diag(drive')."""
         D = power_law_slope(self.input_current(r, h), self.k, self.n)
+        if self.local_inhibition:
+            return self._solve_adjoint_local(D, g)
         M = jnp.eye(self.W.shape[0], dtype=self.W.dtype) - self.W.T * D[None, :]
         return jnp.linalg.solve(M, g)
+
+    def _solve_adjoint_local(self, D: jnp.ndarray, g: jnp.ndarray) -> jnp.ndarray:
+        """The same solve when the I columns of W are diagonal: eliminate lambda_I, solve for lambda_E.
+
+        With W = [[A, diag a], [B, diag b]], the I rows of the system give
+        lambda_I = (g_I + a·d_E·lambda_E) / (1 - b·d_I), which leaves the E-sized system
+        (I - (Aᵀ + Bᵀ diag(s a)) diag(d_E)) lambda_E = g_E + Bᵀ (s g_I), s = d_I / (1 - b d_I).
+        """
+        half = self.W.shape[0] // 2
+        A, B = self.W[:half, :half], self.W[half:, :half]
+        a, b = jnp.diagonal(self.W[:half, half:]), jnp.diagonal(self.W[half:, half:])
+        dE, dI = D[:half], D[half:]
+        gE, gI = g[:half], g[half:]
+        s = dI / (1 - b * dI)
+        M = jnp.eye(half, dtype=self.W.dtype) - (A.T + B.T * (s * a)[None, :]) * dE[None, :]
+        lam_E = jnp.linalg.solve(M, gE + B.T @ (s * gI))
+        lam_I = (gI + a * dE * lam_E) / (1 - b * dI)
+        return jnp.concatenate([lam_E, lam_I])

@@ -1,0 +1,658 @@
+"""main.py and util.py: results folders, records, parameter copies, bad input, job running; end-to-end studies.
+
+The end-to-end tests (marked slow) run real training with TINY, a preset much smaller than --quick, passed with
+--overrides-json.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import main
+import util
+from parameters import ParameterError, Parameters, load_parameters_file
+from training.results_io import ResultsFileError
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {
+    "TrainingPars": {"SGD_steps": 2, "batch_size": 4, "probe_trials": 8, "probe_repeats": 1, "validation_trials": 8},
+    "PretrainingPars": {
+        "SGD_steps": 2, "stage1_SGD_steps": 2, "batch_size": 4, "stage1_batch_size": 4, "min_acc_check_ind": 1,
+        "flip_test_trials": 8, "regression_trials": 60, "post_stage1_regression_trials": 60, "regression_chunk": 60,
+        "run_threshold_range": [0.0, 181.0],
+    },
+}  # fmt: skip
+FAKE_JAX = {"backend": "cpu", "devices": ["cpu:0"]}
+
+
+def repo_parameters_digest() -> str:
+    return hashlib.sha256((REPO / "parameters.py").read_bytes()).hexdigest()
+
+
+def parse(argv: list[str]) -> main.Plan:
+    return main.plan_from_args(main.build_parser().parse_args(argv))
+
+
+def error_lines(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------------------------------------------ folders
+def test_results_folder_name_and_smallest_unused_version(tmp_path):
+    date = dt.date(2024, 1, 8)
+    assert util.results_folder_name(date, 0) == "Jan08_v0"
+    assert util.results_folder_name(dt.date(2025, 12, 31), 12) == "Dec31_v12"
+    root = tmp_path / "results"
+    assert util.make_results_folder(root, date) == root / "Jan08_v0"
+    assert util.make_results_folder(root, date) == root / "Jan08_v1"
+    (root / "Jan08_v3").mkdir()
+    assert util.make_results_folder(root, date) == root / "Jan08_v2"
+    assert util.make_results_folder(root, date) == root / "Jan08_v4"
+    assert util.make_results_folder(root, dt.date(2024, 2, 1)) == root / "Feb01_v0"
+    assert all(p.is_dir() for p in root.iterdir())
+
+
+def test_environment_record(tmp_path):
+    path = util.write_environment_record(tmp_path, ["main.py", "--runs", "3"], 7, extra={"study": {"x": 1}})
+    record = json.loads(path.read_text())
+    assert path == tmp_path / "environment.json"
+    assert record["results_format_version"] == util.RESULTS_FORMAT_VERSION
+    assert record["python"] == sys.version
+    assert record["command_line"] == [sys.executable, "main.py", "--runs", "3"]
+    assert record["base_seed"] == 7 and record["study"] == {"x": 1}
+    assert set(record["packages"]) == {"jax", "jaxlib", "optax", "numpy", "pandas", "scipy", "sklearn",
+                                       "statsmodels", "matplotlib"}  # fmt: skip
+    assert record["packages"]["sklearn"] == importlib.metadata.version("scikit-learn")
+    assert record["packages"]["jax"] == importlib.metadata.version("jax")
+    assert record["jax"]["backend"] in {"cpu", "gpu", "cuda", "rocm", "tpu"}
+    assert record["jax"]["devices"]
+    assert util.read_environment_record(tmp_path)["base_seed"] == 7
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "missing"), ("{not json", "corrupt"), ('{"results_format_version": "0.3"}', "format version '0.3'"),
+     ('{"base_seed": 1}', "format version None"), ("[1, 2]", "format version")],
+)  # fmt: skip
+def test_environment_record_problems_are_named(tmp_path, content, message):
+    if content is not None:
+        (tmp_path / "environment.json").write_text(content)
+    with pytest.raises(util.ResultsFolderError, match=message):
+        util.read_environment_record(tmp_path)
+    with pytest.raises(util.ResultsFolderError, match="not found"):
+        util.read_environment_record(tmp_path / "absent")
+
+
+def test_format_compatibility_is_by_major_version():
+    major = util.RESULTS_FORMAT_VERSION.split(".")[0]
+    assert util.is_compatible_format(util.RESULTS_FORMAT_VERSION)
+    assert util.is_compatible_format(f"{major}.99")
+    assert not util.is_compatible_format(f"{int(major) + 1}.0")
+    assert not util.is_compatible_format(None) and not util.is_compatible_format(1.0)
+
+
+# ------------------------------------------------------------------------------------------- parameter files
+def test_parameters_copy_is_the_source_text_plus_a_readable_overrides_block(tmp_path):
+    overrides = {"TrainingPars": {"SGD_steps": 7, "test_offsets": [1.0, 3.0, 7.0, 9.0], "staircase_rule": "legacy"},
+                 "SSNPars": {"p_local_s": (1.0, 1.0)}, "PretrainingPars": {"is_on": False}}  # fmt: skip
+    path = tmp_path / "parameters_x.py"
+    util.write_parameters_copy(path, overrides, title="a title")
+    text, source = path.read_text(), (REPO / "parameters.py").read_text()
+    assert text.startswith(source.rstrip("\n"))
+    block = text[len(source.rstrip("\n")) :]
+    assert "# a title" in block and '"staircase_rule": "legacy",' in block and "OVERRIDES = {" in block
+    assert all(len(line) <= 120 for line in text.splitlines())
+    assert util.read_overrides(path) == overrides
+    loaded = load_parameters_file(path)
+    assert loaded.training.SGD_steps == 7 and loaded.training.test_offsets == (1.0, 3.0, 7.0, 9.0)
+    assert loaded.training.staircase_rule == "legacy" and loaded.ssn.p_local_s == (1.0, 1.0)
+    assert loaded.pretraining.is_on is False
+    assert loaded.training.batch_size == Parameters().training.batch_size
+
+
+def test_parameters_copy_formats_long_tuples_and_odd_strings(tmp_path):
+    trained = Parameters().trained_ssn.trained
+    overrides = {"TrainedSSNPars": {"trained": trained}, "ConvPars": {"gradient_mode": "unrolled"}}
+    path = tmp_path / "p.py"
+    util.write_parameters_copy(path, overrides)
+    assert util.read_overrides(path) == overrides
+    assert all(len(line) <= 120 for line in path.read_text().splitlines())
+    assert util.format_value('a "quoted"\\ text') == '"a \\"quoted\\"\\\\ text"'
+    assert util.format_value((1.5,)) == "(1.5,)" and util.format_value([True, 2]) == "[True, 2]"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "message"),
+    [({"SSNPars": {"tauE": -1.0}}, ParameterError, "tauE"),
+     ({"SSNPars": {"no_such_field": 1}}, ParameterError, "no_such_field"),
+     ({"NoSuchPars": {"x": 1}}, ParameterError, "NoSuchPars"),
+     ({"SSNPars": {"tauE": float("nan")}}, ValueError, "finite"),
+     ({"SSNPars": {"tauE": None}}, TypeError, "SSNPars.tauE"),
+     ({"SSNPars": {"tauE": {"a": 1}}}, TypeError, "dict")],
+)  # fmt: skip
+def test_invalid_parameters_copy_raises_and_leaves_no_file(tmp_path, overrides, error, message):
+    path = tmp_path / "parameters_bad.py"
+    with pytest.raises(error, match=message):
+        util.write_parameters_copy(path, overrides)
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []  # no temporary file left either
+
+
+def test_read_overrides(tmp_path):
+    assert util.read_overrides(REPO / "parameters.py") == {}
+    path = tmp_path / "p.py"
+    path.write_text("OVERRIDES: dict = {}\nx = 1\nOVERRIDES = {'A': {'b': (1, 2)}}\n")
+    assert util.read_overrides(path) == {"A": {"b": (1, 2)}}
+    path.write_text("OVERRIDES = {'A': {'b': compute()}}\n")
+    with pytest.raises(ParameterError, match="literal"):
+        util.read_overrides(path)
+    path.write_text("OVERRIDES = {'A': 3}\n")
+    with pytest.raises(ParameterError, match="ClassName"):
+        util.read_overrides(path)
+    path.write_text("def broken(:\n")
+    with pytest.raises(ParameterError, match="cannot be read"):
+        util.read_overrides(path)
+
+
+def test_merge_overrides_does_not_change_its_inputs():
+    base = {"A": {"x": 1, "y": 2}, "B": {"z": 3}}
+    extra = {"A": {"y": 20}, "C": {"w": 4}}
+    merged = util.merge_overrides(base, extra)
+    assert merged == {"A": {"x": 1, "y": 20}, "B": {"z": 3}, "C": {"w": 4}}
+    assert base == {"A": {"x": 1, "y": 2}, "B": {"z": 3}} and extra == {"A": {"y": 20}, "C": {"w": 4}}
+    merged["B"]["z"] = 0
+    assert base["B"]["z"] == 3
+    assert util.conflicting_overrides(base, extra) == ["A.y"]
+    assert util.conflicting_overrides({"A": {"t": [1, 2]}}, {"A": {"t": (1, 2)}}) == []
+
+
+# --------------------------------------------------------------------------------- scripts, logging, markers
+def test_snapshot_scripts_copies_root_training_and_analysis_files(tmp_path):
+    target = util.snapshot_scripts(tmp_path)
+    for relative in ("main.py", "parameters.py", "configurations.py", "util.py", "training/model.py",
+                     "training/results_io.py", "analysis/__init__.py"):  # fmt: skip
+        assert (target / relative).read_bytes() == (REPO / relative).read_bytes()
+    assert not list(target.rglob("test_*.py"))
+    assert util.changed_scripts(tmp_path) == []
+    (target / "util.py").write_text("# changed\n")
+    assert util.changed_scripts(tmp_path) == ["util.py"]
+
+
+def test_setup_logging_writes_the_log_file_and_keeps_file_only_records_off_the_terminal(tmp_path, capsys):
+    log_path = tmp_path / "log.txt"
+    try:
+        util.setup_logging(log_path)
+        logging.getLogger("x").info("to both")
+        logging.getLogger("x").info("file only", extra=util.FILE_ONLY)
+        util.setup_logging(log_path)  # replaces its handlers rather than adding more
+        logging.getLogger("x").warning("once")
+    finally:
+        util.close_logging()
+    logging.getLogger("x").warning("after close")
+    text, err = log_path.read_text(), capsys.readouterr().err
+    assert "to both" in text and "file only" in text and text.count("once") == 1 and "after close" not in text
+    assert "to both" in err and "file only" not in err and err.count("once") == 1
+
+
+def test_markers(tmp_path):
+    path = tmp_path / "a" / "b" / "DONE.json"
+    assert util.read_marker(path) is None
+    util.write_marker(path, {"run_index": 3, "success": True})
+    assert util.read_marker(path) == {"run_index": 3, "success": True}
+    path.write_text("{trunc")
+    with pytest.raises(ResultsFileError, match="corrupt"):
+        util.read_marker(path)
+    assert main.marker_payload(path) is None  # main redoes a job whose marker is corrupt
+
+
+def test_folder_lock_is_exclusive(tmp_path):
+    with util.folder_lock(tmp_path):
+        code = f"import util; cm = util.folder_lock({str(tmp_path)!r}); cm.__enter__()"
+        done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+        assert done.returncode != 0 and "another main.py" in done.stderr
+    with util.folder_lock(tmp_path):
+        pass
+
+
+# ---------------------------------------------------------------------------------------------- planning
+def test_default_plan_and_quick_preset():
+    plan = parse([])
+    assert plan.study.configs == ("conf_baseline",)
+    assert plan.study.runs == Parameters().training.num_runs and plan.study.base_seed == 0
+    assert plan.study.run_overrides == {} and plan.execution == main.Execution()
+    quick = parse(["--quick", "--seed", "5"])
+    assert quick.study.configs == ("conf_baseline", "conf_midonly_readout")
+    assert quick.study.runs == 2 and quick.study.base_seed == 5 and quick.study.quick
+    assert quick.study.run_overrides["PretrainingPars"]["run_threshold_range"] == [0.0, 181.0]
+    params = Parameters().with_overrides(quick.study.run_overrides)
+    assert params.pretraining.SGD_steps <= 6 and params.pretraining.stage1_SGD_steps <= 4
+    assert params.training.SGD_steps <= 6 and params.training.probe_trials == 20
+    assert params.pretraining.post_stage1_regression_trials == 400
+
+
+def test_runs_configs_and_overrides_combine():
+    plan = parse(["--quick", "--runs", "3", "--configs", "readout", "conf_baseline", "--overrides-json",
+                  '{"TrainingPars": {"SGD_steps": 2}}', "--jobs", "4", "--no-analysis"])  # fmt: skip
+    assert plan.study.runs == 3 and plan.study.run_overrides["TrainingPars"]["num_runs"] == 3
+    assert plan.study.run_overrides["TrainingPars"]["SGD_steps"] == 2
+    assert plan.study.run_overrides["TrainingPars"]["probe_trials"] == 20  # the quick preset stays
+    assert plan.study.configs[-1] == "conf_baseline" and len(plan.study.configs) == 5
+    assert plan.execution.jobs == 4 and not plan.execution.analysis
+
+
+def test_overrides_json_from_a_file(tmp_path):
+    path = tmp_path / "o.json"
+    path.write_text(json.dumps(TINY))
+    assert parse(["--overrides-json", str(path)]).study.run_overrides["PretrainingPars"]["SGD_steps"] == 2
+
+
+def test_study_round_trips_through_json():
+    study = parse(["--quick", "--configs", "special"]).study
+    assert main.Study.from_json(json.loads(json.dumps(study.to_json())), Path("x")).to_json() == json.loads(
+        json.dumps(study.to_json()))  # fmt: skip
+    with pytest.raises(util.ResultsFolderError, match="study"):
+        main.Study.from_json({"runs": 1}, Path("x"))
+
+
+def test_child_environment():
+    assert main.child_environment(main.Execution())["PYTHONUNBUFFERED"] == "1"
+    shared = main.child_environment(main.Execution(jobs=2))
+    if not {"XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION"} & set(os.environ):
+        assert shared["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    assert "XLA_PYTHON_CLIENT_PREALLOCATE" not in main.child_environment(main.Execution(jobs=2, executor="slurm"))
+
+
+def test_prepared_folder_and_configuration_files_leave_the_repository_parameters_untouched(tmp_path):
+    before = repo_parameters_digest()
+    argv = ["--quick", "--configs", "special", "readout", "excluded", "only", "--results-root", str(tmp_path),
+            "--note", "a note"]  # fmt: skip
+    plan = main.plan_from_args(main.build_parser().parse_args(argv))
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(util, "jax_environment", lambda timeout=0: FAKE_JAX)
+            folder = main.create_study_folder(plan, argv)
+        main.write_configuration_files(folder, plan.study)
+    finally:
+        util.close_logging()
+    assert repo_parameters_digest() == before
+    assert folder.parent == tmp_path.resolve() and folder.name.endswith("_v0")
+    note = (folder / "note.txt").read_text()
+    assert note.startswith("a note") and "(0, 181)" in note and "--quick" in note
+    record = util.read_environment_record(folder)
+    assert record["study"] == json.loads(json.dumps(plan.study.to_json()))
+    assert record["command_line"][1:] == ["main.py", *argv]
+    assert (folder / "scripts" / "parameters.py").read_bytes() == (REPO / "parameters.py").read_bytes()
+    assert (folder / "log.txt").read_text().count("results folder") == 1
+    run_params = load_parameters_file(folder / "parameters.py")
+    assert run_params.pretraining.is_on and run_params.pretraining.run_threshold_range == (0.0, 181.0)
+    for name in plan.study.configs:
+        path = folder / name / f"parameters_{name}.py"
+        conf = main.configurations.configuration(name)
+        assert util.read_overrides(path) == util.merge_overrides(plan.study.run_overrides, conf.overrides())
+        loaded = load_parameters_file(path)
+        assert loaded.trained_ssn.trained == conf.trained and loaded.pretraining.is_on is False
+        assert loaded.training.SGD_steps == run_params.training.SGD_steps
+    # the folder can be resumed: its recorded settings come back
+    resumed = parse(["--resume", str(folder), "--jobs", "2"])
+    assert resumed.study == plan.study and resumed.resume == folder and resumed.execution.jobs == 2
+
+
+# --------------------------------------------------------------------------------------------------- bad input
+def bad_resume_folder(tmp_path: Path, kind: str) -> Path:
+    folder = tmp_path / "old"
+    if kind == "missing":
+        return folder
+    folder.mkdir()
+    if kind == "no environment":
+        return folder
+    if kind == "corrupt":
+        (folder / "environment.json").write_text('{"results_format_version": ')
+    elif kind == "incompatible":
+        (folder / "environment.json").write_text('{"results_format_version": "999.0", "study": {}}')
+    elif kind == "no study":
+        (folder / "environment.json").write_text(json.dumps({"results_format_version": util.RESULTS_FORMAT_VERSION}))
+    return folder
+
+
+BAD_INPUT = [
+    (["--configs", "conf_nope"], "unknown configuration 'conf_nope'"),
+    (["--configs", "conf_baseline", "bogus_group"], "bogus_group"),
+    (["--overrides-json", '{"SSNPars": {"tauE": -1}}'], "tauE"),
+    (["--overrides-json", '{"SSNPars": {"no_field": 1}}'], "no_field"),
+    (["--overrides-json", '{"SSNPars": 3}'], "ClassName"),
+    (["--overrides-json", "{oops"], "overrides-json"),
+    (["--overrides-json", "missing_file.json"], "missing_file.json"),
+    (["--runs", "0"], "--runs"),
+    (["--runs", "many"], "--runs"),
+    (["--jobs", "0"], "--jobs"),
+    (["--executor", "pbs"], "--executor"),
+    (["--submitit-cluster", "local"], "--executor slurm"),
+    (["--unknown-option"], "unrecognized"),
+    *([(["--executor", "slurm"], "sbatch not found")] if shutil.which("sbatch") is None else []),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_bad_input_stops_with_one_line_and_no_folder(tmp_path, capsys, argv, message):
+    root = tmp_path / "results"
+    assert main.main([*argv, "--results-root", str(root)]) == main.EXIT_USAGE
+    lines = error_lines(capsys)
+    assert len(lines) == 1 and message in lines[0] and "ERROR" in lines[0]
+    assert not root.exists()
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [("missing", "not found"), ("no environment", "environment.json is missing"), ("corrupt", "corrupt"),
+     ("incompatible", "format version '999.0'"), ("no study", "study")],
+)  # fmt: skip
+def test_bad_resume_folder_stops_with_one_line(tmp_path, capsys, kind, message):
+    folder = bad_resume_folder(tmp_path, kind)
+    contents = sorted(p.name for p in folder.iterdir()) if folder.exists() else None
+    assert main.main(["--resume", str(folder)]) == main.EXIT_USAGE
+    lines = error_lines(capsys)
+    assert len(lines) == 1 and message in lines[0] and "resume" in lines[0]
+    assert (sorted(p.name for p in folder.iterdir()) if folder.exists() else None) == contents
+
+
+def test_bad_skip_pretraining_folder(tmp_path, capsys):
+    folder = bad_resume_folder(tmp_path, "no study")
+    assert main.main(["--skip-pretraining", str(folder), "--results-root", str(tmp_path / "r")]) == main.EXIT_USAGE
+    lines = error_lines(capsys)
+    assert len(lines) == 1 and "no finished pretraining" in lines[0]
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_rejects_study_options_and_invalid_parameter_files(tmp_path, capsys):
+    argv = ["--quick", "--results-root", str(tmp_path)]
+    plan = parse(argv)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(util, "jax_environment", lambda timeout=0: FAKE_JAX)
+        folder = main.create_study_folder(plan, argv)
+    util.close_logging()
+    capsys.readouterr()
+    assert main.main(["--resume", str(folder), "--configs", "conf_baseline", "--seed", "3"]) == main.EXIT_USAGE
+    lines = error_lines(capsys)
+    assert len(lines) == 1 and "--configs, --seed cannot be combined with --resume" in lines[0]
+    with open(folder / "parameters.py", "a") as fh:
+        fh.write("OVERRIDES = {'SSNPars': {'tauI': -5.0}}\n")
+    assert main.main(["--resume", str(folder)]) == main.EXIT_USAGE
+    lines = error_lines(capsys)
+    assert len(lines) == 1 and "tauI" in lines[0] and "parameters.py" in lines[0]
+
+
+def test_invalid_repository_parameters_stop_before_any_work(tmp_path, capsys, monkeypatch):
+    source = tmp_path / "parameters.py"
+    source.write_text((REPO / "parameters.py").read_text().replace("tauE: float = 20.0", "tauE: float = -20.0"))
+    monkeypatch.setattr(util, "REPO_PARAMETERS", source)
+    root = tmp_path / "results"
+    assert main.main(["--results-root", str(root)]) == main.EXIT_USAGE
+    lines = error_lines(capsys)
+    assert len(lines) == 1 and "SSNPars.tauE" in lines[0] and "parameters.py" in lines[0]
+    assert not root.exists()
+    source.write_text((REPO / "parameters.py").read_text() + "\nOVERRIDES = {'SSNPars': {'phases': 3}}\n")
+    assert main.main(["--results-root", str(root)]) == main.EXIT_USAGE
+    assert "phases" in error_lines(capsys)[0] and not root.exists()
+
+
+def test_pretraining_switched_off_needs_skip_pretraining(tmp_path, capsys):
+    argv = ["--overrides-json", '{"PretrainingPars": {"is_on": false}}', "--results-root", str(tmp_path / "r")]
+    assert main.main(argv) == main.EXIT_USAGE
+    assert "--skip-pretraining" in error_lines(capsys)[0]
+
+
+def test_command_line_help_and_bad_input_in_a_real_process(tmp_path):
+    shown = subprocess.run([sys.executable, "main.py", "--help"], cwd=REPO, capture_output=True, text=True)
+    assert shown.returncode == 0 and "--resume" in shown.stdout and "conf_midonly_readout" in shown.stdout
+    bad = subprocess.run([sys.executable, "main.py", "--configs", "conf_x", "--results-root", str(tmp_path / "r")],
+                         cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "conf_x" in bad.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_analysis_stage_calls_run_analysis_once_and_reports_failures(tmp_path, monkeypatch):
+    plan = parse(["--configs", "conf_baseline", "readout"])
+    calls = []
+    monkeypatch.setattr(main, "find_analysis", lambda: lambda *args, **kwargs: calls.append((args, kwargs)))
+    assert main.analysis_stage(tmp_path, plan) == main.EXIT_OK
+    assert calls == [((tmp_path, list(plan.study.configs)), {"overwrite": False})]
+    assert main.analysis_stage(tmp_path, plan) == main.EXIT_OK and len(calls) == 1  # done: not repeated
+    no_analysis = main.Plan(plan.study, main.Execution(analysis=False), tmp_path)
+    assert main.analysis_stage(tmp_path / "other", no_analysis) == main.EXIT_OK and len(calls) == 1
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("broken figure")
+
+    monkeypatch.setattr(main, "find_analysis", lambda: failing)
+    assert main.analysis_stage(tmp_path / "other", plan) == main.EXIT_FAILED
+    assert not (tmp_path / "other" / main.ANALYSIS_DONE).exists()
+
+
+def test_missing_analysis_module_is_skipped(tmp_path, monkeypatch, caplog):
+    real_find_spec = main.importlib.util.find_spec
+    monkeypatch.setattr(main.importlib.util, "find_spec",
+                        lambda name: None if name == "analysis.main_analysis" else real_find_spec(name))  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        assert main.find_analysis() is None
+        assert main.analysis_stage(tmp_path, parse([])) == main.EXIT_OK
+    assert "analysis skipped" in caplog.text
+    assert not (tmp_path / main.ANALYSIS_DONE).exists()
+
+
+# --------------------------------------------------------------------------------------------- running jobs
+def fake_job(folder: Path, name: str, code: str) -> main.Job:
+    """A job that runs ``code`` and then writes its marker."""
+    marker = folder / name / "DONE.json"
+    script = f"import pathlib, sys, time\n{code}\np = pathlib.Path(sys.argv[1]); p.parent.mkdir(parents=True, " \
+             f"exist_ok=True); p.write_text('{{\"success\": true}}')"  # fmt: skip
+    return main.Job(name, (sys.executable, "-c", script, str(marker)), folder / "logs" / f"{name}.log", marker)
+
+
+@pytest.mark.parametrize(
+    "execution", [main.Execution(jobs=1), main.Execution(jobs=3), main.Execution(jobs=2, executor="slurm",
+                                                                                   submitit_cluster="local")],
+    ids=["local-1", "local-3", "submitit-local"],
+)  # fmt: skip
+def test_run_jobs_completes_skips_and_reports(tmp_path, execution):
+    jobs = [fake_job(tmp_path, f"job{i}", f"print('hello from {i}')") for i in range(3)]
+    jobs.append(fake_job(tmp_path, "broken", "print('about to fail'); sys.exit(3)"))
+    done_before = fake_job(tmp_path, "done", "sys.exit(1)")  # would fail, but is already complete
+    util.write_marker(done_before.marker, {"success": True})
+    try:
+        util.setup_logging(tmp_path / "log.txt")
+        failed = main.run_jobs([*jobs, done_before], execution, tmp_path, "test")
+    finally:
+        util.close_logging()
+    assert [job.name for job in failed] == ["broken"]
+    assert all(job.marker.exists() for job in jobs[:3]) and not jobs[3].marker.exists()
+    log = (tmp_path / "log.txt").read_text()
+    assert all(f"[job{i}] hello from {i}" in log for i in range(3))
+    assert "broken did not complete (exit status 3)" in log and "[broken] about to fail" in log
+    assert "1 of 5 jobs already complete" in log and "started done" not in log
+    assert "hello from 0" in jobs[0].log_path.read_text()
+
+
+def test_run_jobs_in_parallel_overlap(tmp_path):
+    code = "open(sys.argv[1] + '.start', 'w').write(str(time.time())); time.sleep(1.5)"
+    jobs = [fake_job(tmp_path, f"job{i}", code) for i in range(2)]
+    for job in jobs:
+        job.marker.parent.mkdir(parents=True)
+    start = time.time()
+    assert main.run_jobs(jobs, main.Execution(jobs=2), tmp_path, "test") == []
+    assert time.time() - start < 2.9  # both ran at once
+    starts = [float(Path(f"{job.marker}.start").read_text()) for job in jobs]
+    assert abs(starts[0] - starts[1]) < 1.0
+
+
+def test_interrupt_stops_the_jobs_in_flight(tmp_path):
+    pid_file = tmp_path / "pid"
+    job = fake_job(tmp_path, "slow", f"open({str(pid_file)!r}, 'w').write(str(__import__('os').getpid())); "
+                                     "time.sleep(60)")  # fmt: skip
+    timer = threading.Timer(2.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            main.run_jobs([job], main.Execution(), tmp_path, "test")
+    finally:
+        timer.cancel()
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not job.marker.exists()
+
+
+# -------------------------------------------------------------------------------------------- end to end
+CSV_FILES = (
+    "pretraining_results.csv", "pretraining_results_val.csv", "orimap.csv", "initial_parameters.csv",
+    "init_readout_params.csv", "excluded_runs_from_pretraining.csv", "pretraining_results_complete.csv",
+    "orimap_complete.csv", "initial_parameters_complete.csv",
+)  # fmt: skip
+CONFIGS = ("conf_baseline", "conf_midonly_readout")
+
+
+def study_argv(root: Path, *extra: str, configs: tuple[str, ...] = CONFIGS) -> list[str]:
+    return [sys.executable, "main.py", "--runs", "2", "--seed", "3", "--configs", *configs, "--overrides-json",
+            json.dumps(TINY), "--results-root", str(root), "--no-analysis", *extra]  # fmt: skip
+
+
+def only_folder(root: Path) -> Path:
+    (folder,) = list(root.iterdir())
+    return folder
+
+
+def final_csvs(folder: Path, configs: tuple[str, ...] = CONFIGS) -> dict[str, bytes]:
+    files = [*CSV_FILES, *(f"{c}/{n}" for c in configs for n in ("training_results.csv", "training_results_val.csv"))]
+    return {name: (folder / name).read_bytes() for name in files}
+
+
+def run_study(argv: list[str], timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 600, predicate=None) -> None:
+    end = time.time() + timeout
+    while not (predicate() if predicate else path.exists()):
+        assert process.poll() is None, f"study ended early: {process.communicate()}"
+        assert time.time() < end, f"timed out waiting for {path}"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """An uninterrupted study with --jobs 1 (2 runs, 2 configurations, the TINY preset)."""
+    root = tmp_path_factory.mktemp("reference")
+    done = run_study(study_argv(root))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return only_folder(root)
+
+
+@pytest.mark.slow
+def test_uninterrupted_study_writes_the_documented_folder(reference):
+    for name in ("note.txt", "environment.json", "log.txt", "parameters.py", "scripts/main.py",
+                 "scripts/training/main_training.py", *CSV_FILES):  # fmt: skip
+        assert (reference / name).is_file(), name
+    for conf in CONFIGS:
+        assert (reference / conf / f"parameters_{conf}.py").is_file()
+        assert (reference / conf / "training_results.csv").stat().st_size > 0
+    log = (reference / "log.txt").read_text()
+    assert "[pretraining run 1]" in log and "[conf_midonly_readout run 1]" in log and "study complete" in log
+    assert util.read_environment_record(reference)["base_seed"] == 3
+
+
+@pytest.mark.slow
+def test_parallel_jobs_give_the_same_csvs(reference, tmp_path):
+    done = run_study(study_argv(tmp_path, "--jobs", "2"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert final_csvs(only_folder(tmp_path)) == final_csvs(reference)
+
+
+@pytest.mark.slow
+def test_submitit_path_gives_the_same_csvs(reference, tmp_path):
+    argv = study_argv(tmp_path, "--executor", "slurm", "--submitit-cluster", "local", "--jobs", "2",
+                      configs=("conf_baseline",))  # fmt: skip
+    done = run_study(argv)
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = only_folder(tmp_path)
+    assert final_csvs(folder, ("conf_baseline",)) == final_csvs(reference, ("conf_baseline",))
+    assert (folder / "submitit").is_dir()
+
+
+def start_study(argv: list[str], stderr_path: Path) -> subprocess.Popen:
+    """A study in its own process group (so that a signal reaches it and its jobs, as from a terminal)."""
+    with open(stderr_path, "w") as err:
+        return subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+
+
+def stop_group(process: subprocess.Popen, sig: int, timeout: float = 60) -> int:
+    """Send ``sig`` to the study's process group and wait for the study to end (SIGKILL if it does not)."""
+    try:
+        os.killpg(process.pid, sig)
+        return process.wait(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.mark.slow
+def test_interrupt_kill_and_resume_give_the_same_csvs(reference, tmp_path):
+    root, err_path = tmp_path / "results", tmp_path / "stderr.txt"
+    root.mkdir()
+    # Ctrl-C (SIGINT to the whole process group) once the first pretraining run is complete
+    process = start_study(study_argv(root), err_path)
+    try:
+        wait_for(root, process, predicate=lambda: any(root.iterdir()))
+        folder = only_folder(root)
+        first = folder / "pretraining_runs" / "run_0" / "DONE.json"
+        wait_for(first, process)
+    finally:
+        status = stop_group(process, signal.SIGINT)
+    err = err_path.read_text()
+    assert status == main.EXIT_INTERRUPTED, err[-3000:]
+    assert f"--resume {folder}" in err
+    first_mtime = first.stat().st_mtime_ns
+
+    # resume, then kill everything (SIGKILL) during stage 2
+    process = start_study([sys.executable, "main.py", "--resume", str(folder)], err_path)
+    try:
+        wait_for(folder / "logs" / "conf_baseline_run_0.log", process)
+    finally:
+        stop_group(process, signal.SIGKILL)
+    assert (folder / "PRETRAINING_DONE.json").exists() and not (folder / "conf_baseline" / "DONE.json").exists()
+
+    # resume again with two jobs at once: only incomplete jobs run, and the final CSVs equal the reference
+    done = run_study([sys.executable, "main.py", "--resume", str(folder), "--jobs", "2"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert first.stat().st_mtime_ns == first_mtime  # the completed pretraining job was not redone
+    assert final_csvs(folder) == final_csvs(reference)
+    log = (folder / "log.txt").read_text()
+    assert log.count("resuming") == 2 and "already complete" in log
+    assert len(util.read_environment_record(folder)["resumes"]) == 2
+
+
+@pytest.mark.slow
+def test_skip_pretraining_reuses_a_finished_pretraining(reference, tmp_path):
+    argv = [sys.executable, "main.py", "--skip-pretraining", str(reference), "--configs", "conf_baseline",
+            "--overrides-json", json.dumps(TINY), "--results-root", str(tmp_path), "--no-analysis"]  # fmt: skip
+    done = run_study(argv)
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = only_folder(tmp_path)
+    assert not (folder / "pretraining_runs").exists() and not (folder / "pretraining_results.csv").exists()
+    record = util.read_environment_record(folder)
+    assert record["study"]["skip_pretraining"] == str(reference) and record["base_seed"] == 3  # the folder's seed
+    for name in ("training_results.csv", "training_results_val.csv"):
+        assert (folder / "conf_baseline" / name).read_bytes() == (reference / "conf_baseline" / name).read_bytes()
