@@ -36,8 +36,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import importlib
-import importlib.util
 import json
 import logging
 import os
@@ -50,7 +48,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,8 +58,10 @@ from tqdm.auto import tqdm
 
 import configurations
 import util
+from analysis import main_analysis
 from parameters import ParameterError, Parameters, load_parameters_file
 from training import main_pretraining, main_training
+from training.compilation_cache import enable_compilation_cache
 from training.results_io import (
     EXCLUDED_RUNS,
     INIT_READOUT_PARAMS,
@@ -268,12 +268,15 @@ def fresh_plan(args: argparse.Namespace, execution: Execution, source: Path) -> 
     results_root = args.results_root or Path("results")
     if results_root.exists() and not results_root.is_dir():
         raise UsageError(f"--results-root {results_root} is not a folder")
+    skip = pretraining_folder_info(args.skip_pretraining) if args.skip_pretraining else None
     try:
-        run_overrides = util.merge_overrides(util.read_overrides(source), QUICK_OVERRIDES if args.quick else {})
+        run_overrides = util.read_overrides(source)
+        if skip is not None:  # stage 2 continues with the settings the reused pretraining ran with
+            run_overrides = util.merge_overrides(run_overrides, util.read_overrides(skip[0] / "parameters.py"))
+        run_overrides = util.merge_overrides(run_overrides, QUICK_OVERRIDES if args.quick else {})
     except ParameterError as error:
         raise UsageError(f"{source.name} is invalid: {error}; fix it") from error
     run_overrides = util.merge_overrides(run_overrides, parse_overrides_json(args.overrides_json))
-    skip = pretraining_folder_info(args.skip_pretraining) if args.skip_pretraining else None
     params = check_parameter_files(source, run_overrides, configs)
     runs = args.runs if args.runs is not None else params.training.num_runs
     if skip is not None:
@@ -703,22 +706,6 @@ def training_stage(folder: Path, plan: Plan, pretraining: Path, retained: int) -
     return incomplete
 
 
-def find_analysis() -> Callable[..., None] | None:
-    """analysis.main_analysis.run_analysis if it can be imported, else None (logged)."""
-    try:
-        if importlib.util.find_spec("analysis.main_analysis") is None:
-            logger.info("analysis skipped: analysis/main_analysis.py does not exist")
-            return None
-        module = importlib.import_module("analysis.main_analysis")
-    except ImportError as error:
-        logger.warning("analysis skipped: analysis.main_analysis cannot be imported: %s", error)
-        return None
-    run = getattr(module, "run_analysis", None)
-    if run is None:
-        logger.warning("analysis skipped: analysis.main_analysis has no run_analysis")
-    return run
-
-
 def analysis_stage(folder: Path, plan: Plan) -> int:
     """Run the analysis once stage 2 is complete; the exit status."""
     if not plan.execution.analysis:
@@ -727,11 +714,9 @@ def analysis_stage(folder: Path, plan: Plan) -> int:
     if marker_payload(folder / ANALYSIS_DONE) is not None:
         logger.info("analysis already done; study complete in %s", folder)
         return EXIT_OK
-    run = find_analysis()
-    if run is None:
-        return EXIT_OK
+    settings = main_analysis.QUICK_SETTINGS if plan.study.quick else None
     try:
-        run(folder, list(plan.study.configs), overwrite=False)
+        main_analysis.run_analysis(folder, list(plan.study.configs), overwrite=False, settings=settings)
     except Exception:
         logger.exception("analysis failed")
         return stopped(folder, "the analysis failed")
@@ -782,6 +767,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["pretraining-job"]:
         return pretraining_job_main(argv[1:])
     util.setup_logging(None)
+    enable_compilation_cache()
     try:
         with sigterm_as_interrupt():
             try:
@@ -810,6 +796,7 @@ def pretraining_job_main(argv: Sequence[str]) -> int:
     parser.add_argument("--base-seed", type=int, required=True)
     args = parser.parse_args(argv)
     util.setup_logging(None)
+    enable_compilation_cache()
     try:
         params = load_parameters_file(args.folder / "parameters.py")
         ok = main_pretraining.run_pretraining_job(args.folder, params, args.base_seed, args.run_index, progress=False)

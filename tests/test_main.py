@@ -377,6 +377,20 @@ def test_bad_skip_pretraining_folder(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_skip_pretraining_inherits_the_reused_folders_settings(tmp_path):
+    folder = tmp_path / "done"
+    folder.mkdir()
+    (folder / "environment.json").write_text(json.dumps({"results_format_version": util.RESULTS_FORMAT_VERSION,
+                                                         "base_seed": 5}))  # fmt: skip
+    for name in main.PRETRAINING_FILES:
+        (folder / name).write_text("run_index,0\n0,10.0\n1,20.0\n")
+    util.write_parameters_copy(folder / "parameters.py", {"TrainingPars": {"SGD_steps": 7, "batch_size": 4}})
+    plan = parse(["--skip-pretraining", str(folder), "--overrides-json", '{"TrainingPars": {"batch_size": 6}}'])
+    assert plan.study.run_overrides["TrainingPars"]["SGD_steps"] == 7  # inherited from the reused pretraining
+    assert plan.study.run_overrides["TrainingPars"]["batch_size"] == 6  # this command's options come last
+    assert plan.study.runs == 2 and plan.study.base_seed == 5
+
+
 def test_resume_rejects_study_options_and_invalid_parameter_files(tmp_path, capsys):
     argv = ["--quick", "--results-root", str(tmp_path)]
     plan = parse(argv)
@@ -427,9 +441,9 @@ def test_command_line_help_and_bad_input_in_a_real_process(tmp_path):
 def test_analysis_stage_calls_run_analysis_once_and_reports_failures(tmp_path, monkeypatch):
     plan = parse(["--configs", "conf_baseline", "readout"])
     calls = []
-    monkeypatch.setattr(main, "find_analysis", lambda: lambda *args, **kwargs: calls.append((args, kwargs)))
+    monkeypatch.setattr(main.main_analysis, "run_analysis", lambda *args, **kwargs: calls.append((args, kwargs)))
     assert main.analysis_stage(tmp_path, plan) == main.EXIT_OK
-    assert calls == [((tmp_path, list(plan.study.configs)), {"overwrite": False})]
+    assert calls == [((tmp_path, list(plan.study.configs)), {"overwrite": False, "settings": None})]
     assert main.analysis_stage(tmp_path, plan) == main.EXIT_OK and len(calls) == 1  # done: not repeated
     no_analysis = main.Plan(plan.study, main.Execution(analysis=False), tmp_path)
     assert main.analysis_stage(tmp_path / "other", no_analysis) == main.EXIT_OK and len(calls) == 1
@@ -437,20 +451,16 @@ def test_analysis_stage_calls_run_analysis_once_and_reports_failures(tmp_path, m
     def failing(*args, **kwargs):
         raise RuntimeError("broken figure")
 
-    monkeypatch.setattr(main, "find_analysis", lambda: failing)
+    monkeypatch.setattr(main.main_analysis, "run_analysis", failing)
     assert main.analysis_stage(tmp_path / "other", plan) == main.EXIT_FAILED
     assert not (tmp_path / "other" / main.ANALYSIS_DONE).exists()
 
 
-def test_missing_analysis_module_is_skipped(tmp_path, monkeypatch, caplog):
-    real_find_spec = main.importlib.util.find_spec
-    monkeypatch.setattr(main.importlib.util, "find_spec",
-                        lambda name: None if name == "analysis.main_analysis" else real_find_spec(name))  # fmt: skip
-    with caplog.at_level(logging.INFO):
-        assert main.find_analysis() is None
-        assert main.analysis_stage(tmp_path, parse([])) == main.EXIT_OK
-    assert "analysis skipped" in caplog.text
-    assert not (tmp_path / main.ANALYSIS_DONE).exists()
+def test_quick_study_analyses_at_quick_size(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(main.main_analysis, "run_analysis", lambda *args, **kwargs: calls.append(kwargs))
+    assert main.analysis_stage(tmp_path, parse(["--quick"])) == main.EXIT_OK
+    assert calls == [{"overwrite": False, "settings": main.main_analysis.QUICK_SETTINGS}]
 
 
 # --------------------------------------------------------------------------------------------- running jobs
