@@ -512,6 +512,8 @@ def test_interrupt_stops_the_jobs_in_flight(tmp_path):
     pid_file = tmp_path / "pid"
     job = fake_job(tmp_path, "slow", f"open({str(pid_file)!r}, 'w').write(str(__import__('os').getpid())); "
                                      "time.sleep(60)")  # fmt: skip
+    # a shell that starts pytest in the background ignores SIGINT; restore Python's Ctrl-C handling here
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(2.0, lambda: os.kill(os.getpid(), signal.SIGINT))
     timer.start()
     try:
@@ -519,6 +521,7 @@ def test_interrupt_stops_the_jobs_in_flight(tmp_path):
             main.run_jobs([job], main.Execution(), tmp_path, "test")
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     pid = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
