@@ -399,6 +399,7 @@ def setup_logging(log_path: str | os.PathLike | None = None, level: int = loggin
         setattr(handler, _HANDLER_TAG, True)
         root.addHandler(handler)
     root.setLevel(level)
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # no notes about absent TPU libraries
     logging.captureWarnings(True)  # Python warnings are logged too (so they reach log.txt)
     return handlers
 
