@@ -263,7 +263,8 @@ def _pre_post_panel(ax: Axes, pre_post: pd.DataFrame, panel: Panel) -> None:
     wide = pre_post.pivot_table(index="run_index", columns="time", values=col, aggfunc="first", dropna=False)
     wide = wide.reindex(columns=["pre", "post"])
     vals = _transform(wide.to_numpy(float), how)
-    means = np.nanmean(vals, axis=0) if len(vals) else np.array([np.nan, np.nan])
+    counts = np.sum(np.isfinite(vals), axis=0) if len(vals) else np.zeros(2)
+    means = np.nansum(vals, axis=0) / np.where(counts > 0, counts, np.nan) if len(vals) else np.full(2, np.nan)
     bars = ax.bar([0, 1], np.nan_to_num(means), color=[PRE_COLOR, POST_COLOR], width=0.6)
     ax.bar_label(bars, labels=[f"{m:.3g}" for m in means], label_type="center", fontsize=10, weight="bold")
     for row in vals:
