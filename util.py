@@ -21,10 +21,9 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -59,25 +58,9 @@ class ResultsFolderError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------- atomic files
-@contextlib.contextmanager
-def _atomic_text(path: Path) -> Iterator[IO[str]]:
-    """A temporary text file next to ``path`` that replaces it only if the block completes."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` so that ``path`` is either its old content or the complete new one."""
-    with _atomic_text(Path(path)) as fh:
+    with results_io.atomic_open(Path(path)) as fh:
         fh.write(text)
 
 

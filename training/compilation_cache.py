@@ -34,3 +34,10 @@ def enable_compilation_cache(folder: Path | None = None) -> Path | None:
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     return folder
+
+
+def prepare_process() -> None:
+    """Logging and the compilation cache of a command-line entry point's process."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+    enable_compilation_cache()

@@ -21,7 +21,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from parameters import Parameters, load_parameters_file
-from training.compilation_cache import enable_compilation_cache
+from training.compilation_cache import prepare_process
 from training.initialisation import Initialisation, InitialisationError, randomize_initialisation
 from training.loss import default_loss_constants
 from training.model import zero_kappas
@@ -263,10 +263,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m training.main_pretraining``."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+    prepare_process()
     args = parse_args(argv)
-    enable_compilation_cache()
     params = load_parameters_file(args.results_dir / "parameters.py")
     retained = main_pretraining(args.results_dir, params, args.base_seed, args.num_runs)
     logger.info("%d runs retained after pretraining", retained)

@@ -19,7 +19,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from parameters import Parameters, load_parameters_file
-from training.compilation_cache import enable_compilation_cache
+from training.compilation_cache import prepare_process
 from training.loss import stage2_loss_constants
 from training.main_pretraining import last_threshold, run_streams, trained_keys
 from training.model import build_static, zero_kappas
@@ -220,10 +220,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m training.main_training``."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+    prepare_process()
     args = parse_args(argv)
-    enable_compilation_cache()
     pretraining_dir = args.pretraining_folder or args.conf_dir.parent
     num_runs = args.num_runs if args.num_runs is not None else retained_runs(pretraining_dir)
     runs = args.runs if args.runs is not None else range(num_runs)

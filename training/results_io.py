@@ -191,7 +191,7 @@ def _require_keys(row: Mapping[str, Any], keys: Iterable[str]) -> None:
 
 # -------------------------------------------------------------------------------------------- file access
 @contextlib.contextmanager
-def _atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
+def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """A temporary file next to ``path`` that replaces it only if the block completes."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -220,19 +220,19 @@ def _fsync_dir(folder: Path) -> None:
 
 def atomic_write_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write ``df`` (no index, full float precision) so that ``path`` is either old or complete."""
-    with _atomic_open(path, "w") as fh:
+    with atomic_open(path, "w") as fh:
         df.to_csv(fh, index=False, float_format=None)
 
 
 def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Copy the bytes of ``src`` to ``dst`` atomically."""
-    with open(src, "rb") as source, _atomic_open(dst, "wb") as target:
+    with open(src, "rb") as source, atomic_open(dst, "wb") as target:
         shutil.copyfileobj(source, target)
 
 
 def write_marker(path: str | os.PathLike, payload: Mapping[str, Any]) -> None:
     """Write a JSON completion marker atomically (its presence marks a finished job)."""
-    with _atomic_open(path, "w") as fh:
+    with atomic_open(path, "w") as fh:
         json.dump(dict(payload), fh, indent=2, sort_keys=True)
 
 
@@ -366,7 +366,7 @@ def _required_for(name: str) -> list[str]:
 
 def _write_index_list(indices: Sequence[int], path: Path) -> None:
     """One index per line, no header; an empty file when there are none."""
-    with _atomic_open(path, "w") as fh:
+    with atomic_open(path, "w") as fh:
         fh.write("".join(f"{i}\n" for i in indices))
 
 
