@@ -607,7 +607,13 @@ def test_submitit_path_gives_the_same_csvs(reference, tmp_path):
 def start_study(argv: list[str], stderr_path: Path) -> subprocess.Popen:
     """A study in its own process group (so that a signal reaches it and its jobs, as from a terminal)."""
     with open(stderr_path, "w") as err:
-        return subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        return subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+                                preexec_fn=restore_sigint)  # fmt: skip
+
+
+def restore_sigint() -> None:
+    """Default SIGINT disposition in the child, as under a terminal (a background shell would ignore it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def stop_group(process: subprocess.Popen, sig: int, timeout: float = 60) -> int:
