@@ -56,6 +56,8 @@ RUNS_FOLDER = "pretraining_runs"
 MARKER = "DONE.json"
 PIECES = (PRETRAINING_RESULTS, PRETRAINING_RESULTS_VAL, ORIMAP, INITIAL_PARAMETERS, INIT_READOUT_PARAMS)
 INIT_STREAM, TRAIN_STREAM, EVAL_STREAM = range(3)
+REGRESSION_PROBES = 3
+"""Index folded into the evaluation stream for the regression readouts' probes (stages use 0, 1, 2)."""
 
 
 class RunStreams(NamedTuple):
@@ -148,7 +150,7 @@ def regression_rows(run_index: int, setup: RunSetup, log_params: dict, stage1: S
 def probe_threshold(setup: RunSetup, log_params: dict, readout: Readout, contributions: tuple[float, float],
                     key_id: int) -> float:
     """Psychometric threshold of a readout (a fresh probe, spec §13.2)."""
-    key = jax.random.fold_in(jax.random.fold_in(setup.eval_key, 3), key_id)
+    key = jax.random.fold_in(jax.random.fold_in(setup.eval_key, REGRESSION_PROBES), key_id)
     accuracies = run_probe(log_params, readout, setup, key, default_loss_constants(setup.params.loss), contributions)
     training = setup.params.training
     return fit_threshold(training.test_offsets, accuracies.mean(axis=0), training.acc_th)

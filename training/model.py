@@ -271,26 +271,8 @@ def evaluate_model_response_batch(layers: Layers, b: Array, gains: Array, params
     return jax.vmap(evaluate_model_response, in_axes=(None, 0, None, None))(layers, b, gains, params)
 
 
-def middle_layer_response_batch(layers: Layers, b: Array, gains: Array, params: Parameters) -> Array:
-    """Middle-layer rates only, (B, phases, 2, Nx²), for base projections (B, 2·Nx²)."""
-
-    def one(bb):
-        u = middle_input(bb, gains, params.ssn.phases)
-        h = jnp.maximum(u, 0.0) + layers.c_mid[None, :, None]
-        return middle_layer_fixed_point(layers.mid, h, params.conv)[0]
-
-    return jax.vmap(one)(b)
-
-
 def response_to_images(log_params: dict, static: ModelStatic, images: Array, params: Parameters,
                        noise_z: Array | None = None) -> Response:
     """Convenience: build the layers and evaluate a batch of flattened images (B, Npx²)."""
     layers = build_layers(log_params, static, params)
     return evaluate_model_response_batch(layers, base_projection(images, static, noise_z), static.gains, params)
-
-
-def n_cells(params: Parameters) -> tuple[int, int]:
-    """Number of middle and superficial cells."""
-    num_grid = params.grid.gridsize_Nx**2
-    return params.ssn.phases * 2 * num_grid, 2 * num_grid
-

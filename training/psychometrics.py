@@ -133,13 +133,18 @@ def stage2_should_stop(probe_history: Sequence[Sequence[float]], step: int, pars
     return all(has_plateaued(history[:, j], pars.plateau_window) for j in columns)
 
 
-def should_flip(probe_mean_accs: Sequence[float], fine_acc: float) -> bool:
-    """Flip rule of §13.3: accuracy falls with offset (slope < −0.01, p < 0.05) and fine accuracy < 0.5."""
+def probe_accuracy_falls(probe_mean_accs: Sequence[float]) -> bool:
+    """First half of the flip rule (§13.3): accuracy falls with offset (slope < −0.01, two-sided p < 0.05)."""
     y = np.asarray(probe_mean_accs, dtype=np.float64)
-    if np.any(np.isnan(y)) or math.isnan(fine_acc):
+    if np.any(np.isnan(y)):
         return False
     fit = stats.linregress(np.arange(y.size, dtype=np.float64), y)
-    return bool(fit.slope < FLIP_MAX_SLOPE and fit.pvalue < FLIP_MAX_P and fine_acc < FLIP_MAX_ACC)
+    return bool(fit.slope < FLIP_MAX_SLOPE and fit.pvalue < FLIP_MAX_P)
+
+
+def should_flip(probe_mean_accs: Sequence[float], fine_acc: float) -> bool:
+    """Flip rule of §13.3: accuracy falls with offset and the fine-task accuracy is below 0.5."""
+    return not math.isnan(fine_acc) and fine_acc < FLIP_MAX_ACC and probe_accuracy_falls(probe_mean_accs)
 
 
 def stage0_should_stop(thresholds: Sequence[float], step: int, bce: float, total: float, shuffled: bool,

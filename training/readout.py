@@ -23,11 +23,6 @@ def readout_features(response: Response, indices: Array, contributions: tuple[fl
     return c_sup * sup + c_mid * mid
 
 
-def readout_size(num_indices: int, contributions: tuple[float, float]) -> int:
-    """Number of readout weights for a number of readout cells and the layer contributions."""
-    return 2 * num_indices if all(contributions) else num_indices
-
-
 def add_readout_noise(x: Array, noise: Array) -> Array:
     """x + ξ·sqrt(softplus(x)) for pre-scaled noise ξ (sd 1/sqrt(num_readout_noise·dt_readout))."""
     return x + noise * jnp.sqrt(jax.nn.softplus(x))

@@ -35,6 +35,7 @@ from training.psychometrics import (
     StaircaseSettings,
     StaircaseState,
     fit_threshold,
+    probe_accuracy_falls,
     should_flip,
     stage0_should_stop,
     stage1_should_stop,
@@ -210,7 +211,7 @@ def flip_applies(log: StageLog, log_params: dict, readout: Readout, setup: RunSe
                  constants: LossConstants, contributions: tuple[float, float]) -> bool:
     """Stage-0 flip rule; the 300-trial test runs only when the probe slope already qualifies."""
     p = setup.params
-    if p.pretraining.shuffle_labels or not log.probe_means or not should_flip(log.probe_means[-1], 0.0):
+    if p.pretraining.shuffle_labels or not log.probe_means or not probe_accuracy_falls(log.probe_means[-1]):
         return False
     acc, _ = fine_task_test(log_params, readout, setup.static, jax.random.fold_in(key, FLIP_TEST),
                             jnp.float32(p.stimuli.offset), jnp.float32(p.stimuli.ref_ori), constants, p,

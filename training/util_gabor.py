@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.stats import chisquare
 
-from parameters import FilterPars, GridPars, Parameters, ReadoutPars, StimuliPars
+from parameters import FilterPars, GridPars, Parameters, StimuliPars
 
 logger = logging.getLogger(__name__)
 
@@ -238,10 +238,3 @@ def projected_noise_factor(base: np.ndarray, pixel_std: float) -> np.ndarray:
     flat = base.reshape(base.shape[0] * base.shape[1], -1)
     cov = pixel_std**2 * flat @ flat.T
     return np.linalg.cholesky(cov)
-
-
-def readout_indices_for(params: Parameters, stage: int) -> np.ndarray:
-    """Readout grid indices of a stage: all grid points in stage 0, the central block otherwise."""
-    readout: ReadoutPars = params.readout
-    size = readout.readout_grid_size[0] if stage == 0 else readout.readout_grid_size[1]
-    return readout_indices(params.grid.gridsize_Nx, size)
