@@ -31,6 +31,7 @@ from training.model import (
     build_layers,
     draw_projected_noise,
     evaluate_model_response_batch,
+    projected_noise,
 )
 from training.util_gabor import grating_images, image_geometry
 
@@ -59,7 +60,7 @@ def noisy_projections(key: Array, static: ModelStatic, ori: Array, params: Param
     clean = base_projection(image, static)
     if params.stimuli.std == 0:
         return jnp.broadcast_to(clean, (n_trials, clean.shape[-1]))
-    return clean + base_projection(jnp.zeros_like(image), static, draw_projected_noise(key, (n_trials,), static))
+    return clean + projected_noise(draw_projected_noise(key, (n_trials,), static), static)
 
 
 @partial(jax.jit, static_argnames=("params",))

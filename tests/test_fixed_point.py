@@ -138,3 +138,4 @@ def test_gradients_match_finite_differences_in_float64(golden_setup, params, mod
         fd = (loss(shifted(1.0), ro, st, p, key) - loss(shifted(-1.0), ro, st, p, key)) / (2 * eps)
         analytic = sum(jnp.sum(grads[k] * direction[k]) for k in lp)
         assert float(analytic) == pytest.approx(float(fd), rel=1e-4 if mode == "unrolled" else 1e-3)
+    jax.clear_caches()  # float64 entries in JAX's tracing caches would otherwise leak into later float32 tests

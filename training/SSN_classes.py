@@ -6,6 +6,7 @@ built inside jitted, differentiated functions from the trained parameters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import jax
@@ -13,6 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from parameters import SSNPars
+
+SplitDrive = Callable[[jnp.ndarray, jnp.ndarray, jnp.ndarray, jnp.ndarray], tuple[jnp.ndarray, jnp.ndarray]]
+"""(r_E, r_I, h_E, h_I) -> (drive_E, drive_I): a layer's fixed-point map on its E and I parts."""
 
 
 def power_law(x: jnp.ndarray, k: float, n: float) -> jnp.ndarray:
@@ -68,10 +72,6 @@ class SSN_mid:
         W = J_2x2[:, :, None] * e / jnp.mean(e, axis=-1, keepdims=True)
         return cls(W=W, k=ssn.k, n=ssn.n, tau=(ssn.tauE, ssn.tauI))
 
-    def tau_vec(self) -> jnp.ndarray:
-        """Time constants broadcastable against type-major rates (2, 1, 1)."""
-        return jnp.array(self.tau)[:, None, None]
-
     def input_current(self, r: jnp.ndarray, h: jnp.ndarray) -> jnp.ndarray:
         """W r + h per circuit, for type-major r, h of shape (2, phases, Nx²)."""
         vE = self.W[0, 0] * r[0] + self.W[0, 1] * r[1]
@@ -81,6 +81,25 @@ class SSN_mid:
     def drive(self, r: jnp.ndarray, h: jnp.ndarray) -> jnp.ndarray:
         """k[W r + h]_+^n, the fixed-point map of the layer."""
         return power_law(self.input_current(r, h), self.k, self.n)
+
+    def split(self, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """E and I parts (phases, Nx²) of a type-major array."""
+        return x[0], x[1]
+
+    def merge(self, x_E: jnp.ndarray, x_I: jnp.ndarray) -> jnp.ndarray:
+        """Inverse of :meth:`split`."""
+        return jnp.stack([x_E, x_I])
+
+    def split_drive(self) -> SplitDrive:
+        """The drive on split rates, (r_E, r_I, h_E, h_I) -> (drive_E, drive_I), with hoisted weights."""
+        (w_EE, w_EI), (w_IE, w_II) = self.W[0], self.W[1]
+        k, n = self.k, self.n
+
+        def drive(r_E, r_I, h_E, h_I):
+            return (power_law(w_EE * r_E + w_EI * r_I + h_E, k, n),
+                    power_law(w_IE * r_E + w_II * r_I + h_I, k, n))  # fmt: skip
+
+        return drive
 
     def solve_adjoint(self, r: jnp.ndarray, h: jnp.ndarray, g: jnp.ndarray) -> jnp.ndarray:
         """lambda solving (I - D W)ᵀ lambda = g per circuit, D = diag(drive'), in closed form."""
@@ -132,11 +151,6 @@ class SSN_sup:
         return cls(W=jnp.block(blocks), k=ssn.k, n=ssn.n, tau=(ssn.tauE, ssn.tauI),
                    local_inhibition=inhibition_is_local(ssn, grid_spacing))  # fmt: skip
 
-    def tau_vec(self) -> jnp.ndarray:
-        """Time constants per cell (162,)."""
-        half = self.W.shape[0] // 2
-        return jnp.asarray(np.repeat(np.array(self.tau, dtype=np.float32), half))
-
     def input_current(self, r: jnp.ndarray, h: jnp.ndarray) -> jnp.ndarray:
         """W r + h (written as r Wᵀ: under vmap XLA then runs one well-shaped matrix product)."""
         if not self.local_inhibition:
@@ -148,6 +162,42 @@ class SSN_sup:
     def drive(self, r: jnp.ndarray, h: jnp.ndarray) -> jnp.ndarray:
         """k[W r + h]_+^n, the fixed-point map of the layer."""
         return power_law(self.input_current(r, h), self.k, self.n)
+
+    def split(self, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """E and I parts (Nx²,) of a cell vector."""
+        half = self.W.shape[0] // 2
+        return x[:half], x[half:]
+
+    def merge(self, x_E: jnp.ndarray, x_I: jnp.ndarray) -> jnp.ndarray:
+        """Inverse of :meth:`split`."""
+        return jnp.concatenate([x_E, x_I])
+
+    def split_drive(self) -> SplitDrive:
+        """The drive on split rates, (r_E, r_I, h_E, h_I) -> (drive_E, drive_I), with hoisted weights.
+
+        The E columns enter as one product r_E W[:, E]ᵀ (under vmap a single matrix product per step).
+        """
+        half = self.W.shape[0] // 2
+        k, n = self.k, self.n
+        from_E = self.W[:, :half].T
+        if self.local_inhibition:
+            a, b = jnp.diagonal(self.W[:half, half:]), jnp.diagonal(self.W[half:, half:])
+
+            def recurrent(r_E, r_I):
+                x = r_E @ from_E
+                return x[..., :half] + a * r_I, x[..., half:] + b * r_I
+        else:
+            from_I = self.W[:, half:].T
+
+            def recurrent(r_E, r_I):
+                x = r_E @ from_E + r_I @ from_I
+                return x[..., :half], x[..., half:]
+
+        def drive(r_E, r_I, h_E, h_I):
+            v_E, v_I = recurrent(r_E, r_I)
+            return power_law(v_E + h_E, k, n), power_law(v_I + h_I, k, n)
+
+        return drive
 
     def solve_adjoint(self, r: jnp.ndarray, h: jnp.ndarray, g: jnp.ndarray) -> jnp.ndarray:
         """lambda solving (I - D W)ᵀ lambda = g, D = diag(drive')."""

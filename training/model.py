@@ -7,6 +7,7 @@ Structural constants come from the hashable :class:`parameters.Parameters`, pass
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -99,27 +100,54 @@ def constant_to_vec(cE: Array, cI: Array, num_grid: int, phases: int = 1) -> Arr
 
 
 # ----------------------------------------------------------------------------------- Euler solver (§6.5)
-def _euler_step(layer: SSN_mid | SSN_sup, h: Array, rate: Array, conv: ConvPars, r: Array) -> tuple[Array, Array]:
-    dr = rate * (-r + layer.drive(r, h))
-    r = r + dr
-    return r, jnp.max(jnp.abs(dr) / jnp.maximum(conv.xmin, jnp.abs(r)))
-
-
 def euler_relaxation(layer: SSN_mid | SSN_sup, h: Array, conv: ConvPars) -> tuple[Array, Array]:
     """Final rates after Tmax/dt Euler steps from zero, and avg_dx (mean second-half metric / xtol)."""
-    rate = conv.dt / layer.tau_vec()
+    (r,), avg_dx = euler_relaxation_parts(layer, (h,), conv)
+    return r, avg_dx
+
+
+def euler_relaxation_parts(layer: SSN_mid | SSN_sup, parts: tuple[Array, ...],
+                           conv: ConvPars) -> tuple[tuple[Array, ...], Array]:
+    """:func:`euler_relaxation` of several inputs to the same layer, with one dx metric over all their cells.
+
+    The parts are relaxed side by side and the per-step metric is the maximum over every cell of every
+    part, so splitting a layer's cells into parts gives the same rates and the same avg_dx. Under vmap a
+    part that does not depend on the batch (e.g. circuits that see only their baseline) stays unbatched.
+
+    The loop carries the E and I rates as separate arrays and the layer's weights are prepared once
+    outside it, so each step is one product (superficial layer) and a few fused elementwise kernels.
+    """
+    drive = layer.split_drive()
+    inputs = [layer.split(h) for h in parts]
+    rate_E, rate_I = conv.dt / layer.tau[0], conv.dt / layer.tau[1]
     steps = conv.num_steps
     first_half = steps // 2
 
-    def silent(r, _):
-        return _euler_step(layer, h, rate, conv, r)[0], None
+    def step(rates):
+        new, changes = [], []
+        for (r_E, r_I), (h_E, h_I) in zip(rates, inputs, strict=True):
+            drive_E, drive_I = drive(r_E, r_I, h_E, h_I)
+            dr_E, dr_I = rate_E * (-r_E + drive_E), rate_I * (-r_I + drive_I)
+            new.append((r_E + dr_E, r_I + dr_I))
+            changes.append((dr_E, dr_I))
+        return tuple(new), changes
 
-    def measured(r, _):
-        return _euler_step(layer, h, rate, conv, r)
+    def silent(rates, _):
+        return step(rates)[0], None
 
-    r, _ = jax.lax.scan(silent, jnp.zeros_like(h), None, length=first_half)
-    r, metric = jax.lax.scan(measured, r, None, length=steps - first_half)
-    return r, jnp.mean(metric) / conv.xtol
+    def measured(rates, _):
+        rates, changes = step(rates)
+        maxima = []
+        for (r_E, r_I), (dr_E, dr_I) in zip(rates, changes, strict=True):
+            ratio_E = jnp.abs(dr_E) / jnp.maximum(conv.xmin, jnp.abs(r_E))
+            ratio_I = jnp.abs(dr_I) / jnp.maximum(conv.xmin, jnp.abs(r_I))
+            maxima.append(jnp.max(jnp.maximum(ratio_E, ratio_I)))
+        return rates, functools.reduce(jnp.maximum, maxima)
+
+    rates = tuple((jnp.zeros_like(h_E), jnp.zeros_like(h_I)) for h_E, h_I in inputs)
+    rates, _ = jax.lax.scan(silent, rates, None, length=first_half)
+    rates, metric = jax.lax.scan(measured, rates, None, length=steps - first_half)
+    return tuple(layer.merge(*r) for r in rates), jnp.mean(metric) / conv.xtol
 
 
 @jax.custom_vjp
@@ -142,6 +170,27 @@ def _implicit_bwd(residuals, g):
 _implicit_fixed_point.defvjp(_implicit_fwd, _implicit_bwd)
 
 
+@jax.custom_vjp
+def _implicit_fixed_points(layer: SSN_mid | SSN_sup, h: Array, r_star: Array) -> Array:
+    """:func:`_implicit_fixed_point` for a batch (leading axis of h and r_star) sharing one layer.
+
+    The parameter cotangent is then the transpose of the batched drive: one product over the batch
+    (e.g. Λᵀ R for W) instead of a per-stimulus outer product summed afterwards.
+    """
+    return r_star
+
+
+def _implicit_batch_bwd(residuals, g):
+    layer, h, r_star = residuals
+    lam = jax.vmap(layer.solve_adjoint)(r_star, h, g)
+    _, vjp = jax.vjp(lambda lay, hh: jax.vmap(lay.drive)(r_star, hh), layer, h)
+    d_layer, d_h = vjp(lam)
+    return d_layer, d_h, jnp.zeros_like(r_star)
+
+
+_implicit_fixed_points.defvjp(_implicit_fwd, _implicit_batch_bwd)
+
+
 def obtain_fixed_point(layer: SSN_mid | SSN_sup, h: Array, conv: ConvPars) -> tuple[Array, Array]:
     """Fixed point r and convergence penalty dx = max(0, avg_dx - 1) of one layer for input h.
 
@@ -162,6 +211,43 @@ def middle_layer_fixed_point(ssn: SSN_mid, h: Array, conv: ConvPars) -> tuple[Ar
     """Middle-layer rates (phases, 2, Nx²) and dx for input h of the same shape."""
     r, dx = obtain_fixed_point(ssn, jnp.swapaxes(h, 0, 1), conv)
     return jnp.swapaxes(r, 0, 1), dx
+
+
+def middle_layer_response(ssn: SSN_mid, b: Array, gains: Array, c_mid: Array, phases: int,
+                          conv: ConvPars) -> tuple[Array, Array]:
+    """Middle-layer rates (phases, 2, Nx²) and dx for base projection b (2·Nx²,): the model's middle layer.
+
+    Equal to :func:`middle_layer_fixed_point` of h = [u]_+ + c with u = :func:`middle_input`, but with four
+    phases only half of the circuits are simulated per stimulus: the slots phi and phi + pi see u and -u,
+    so one of them gets |u| + c and the other its baseline c alone. The baseline circuits of a grid point
+    are the same for every stimulus (an unbatched part under vmap); rates and dx are unchanged.
+    """
+    base = b.reshape(2, -1)
+    magnitude = jnp.abs(base) if phases == 4 else jnp.maximum(base, 0.0)
+    active = gains[:, None, None] * magnitude[None] + c_mid[:, None, None]  # type-major (2, 2, Nx²)
+    parts = (active, jnp.broadcast_to(c_mid[:, None, None], (2, 1, base.shape[1]))) if phases == 4 else (active,)
+
+    def solve(layer, inputs):
+        rates, avg_dx = euler_relaxation_parts(layer, inputs, conv)
+        return assemble_middle_rates(rates, base, phases), avg_dx
+
+    if conv.gradient_mode == "unrolled":
+        r, avg_dx = solve(ssn, parts)
+    else:
+        r_star, avg_dx = solve(jax.lax.stop_gradient(ssn), jax.lax.stop_gradient(parts))
+        h = jnp.maximum(middle_input(b, gains, phases), 0.0) + c_mid[None, :, None]
+        r = jnp.swapaxes(_implicit_fixed_point(ssn, jnp.swapaxes(h, 0, 1), jnp.swapaxes(r_star, 0, 1)), 0, 1)
+    return r, jnp.maximum(0.0, avg_dx - 1.0)
+
+
+def assemble_middle_rates(rates: tuple[Array, ...], base: Array, phases: int) -> Array:
+    """Rates (phases, 2, Nx²) of every slot from the simulated circuits of :func:`middle_layer_response`."""
+    active = jnp.swapaxes(rates[0], 0, 1)  # (2 base phases, 2, Nx²)
+    if phases == 2:
+        return active
+    baseline = jnp.swapaxes(rates[1], 0, 1)
+    slots = [jnp.where(sign * base[phase] > 0, active[phase], baseline[0]) for phase, sign in PHASE_SLOTS]
+    return jnp.stack(slots)
 
 
 def superficial_layer_fixed_point(ssn: SSN_sup, h: Array, conv: ConvPars) -> tuple[Array, Array]:
@@ -238,9 +324,12 @@ def grid_spacing(params: Parameters) -> float:
 def base_projection(images: Array, static: ModelStatic, noise_z: Array | None = None) -> Array:
     """Base-filter responses (..., 2·Nx²) of flattened images, plus projected pixel noise L·z if given."""
     b = images @ static.gabor_T
-    if noise_z is not None:
-        b = b + noise_z @ static.noise_factor.T
-    return b
+    return b if noise_z is None else b + projected_noise(noise_z, static)
+
+
+def projected_noise(noise_z: Array, static: ModelStatic) -> Array:
+    """Pixel noise in filter space, L·z, for standard-normal draws z (..., 2·Nx²)."""
+    return noise_z @ static.noise_factor.T
 
 
 def draw_projected_noise(key: Array, shape: tuple[int, ...], static: ModelStatic) -> Array:
@@ -255,20 +344,41 @@ def middle_input(b: Array, gains: Array, phases: int) -> Array:
     return jnp.stack(rows)
 
 
+def middle_drive_input(layers: Layers, b: Array, gains: Array, phases: int) -> Array:
+    """Middle-layer input h = [u]_+ + c (phases, 2, Nx²) for base projection b (2·Nx²,)."""
+    return jnp.maximum(middle_input(b, gains, phases), 0.0) + layers.c_mid[None, :, None]
+
+
+def superficial_input(layers: Layers, r_mid: Array) -> Array:
+    """Superficial-layer input (2·Nx²,): feedforward gain x phase-summed middle E rates, plus baseline."""
+    R = jnp.sum(r_mid[..., 0, :], axis=-2)
+    return (layers.ff_gain * R[..., None, :] + layers.c_sup[:, None]).reshape(R.shape[:-1] + (-1,))
+
+
 def evaluate_model_response(layers: Layers, b: Array, gains: Array, params: Parameters) -> Response:
     """Both layers' fixed points for one stimulus given its base projection b (2·Nx²,)."""
     u = middle_input(b, gains, params.ssn.phases)
-    h_mid = jnp.maximum(u, 0.0) + layers.c_mid[None, :, None]
-    r_mid, dx_mid = middle_layer_fixed_point(layers.mid, h_mid, params.conv)
-    R = jnp.sum(r_mid[:, 0, :], axis=0)
-    h_sup = (layers.ff_gain * R[None, :] + layers.c_sup[:, None]).ravel()
-    r_sup, dx_sup = superficial_layer_fixed_point(layers.sup, h_sup, params.conv)
+    r_mid, dx_mid = middle_layer_response(layers.mid, b, gains, layers.c_mid, params.ssn.phases, params.conv)
+    r_sup, dx_sup = superficial_layer_fixed_point(layers.sup, superficial_input(layers, r_mid), params.conv)
     return Response(r_mid=r_mid, r_sup=r_sup, dx_mid=dx_mid, dx_sup=dx_sup, u=u)
 
 
 def evaluate_model_response_batch(layers: Layers, b: Array, gains: Array, params: Parameters) -> Response:
-    """:func:`evaluate_model_response` over a batch of base projections (B, 2·Nx²)."""
-    return jax.vmap(evaluate_model_response, in_axes=(None, 0, None, None))(layers, b, gains, params)
+    """:func:`evaluate_model_response` over a batch of base projections (B, 2·Nx²).
+
+    In implicit mode the fixed points are found per stimulus without gradients and the implicit-function
+    gradient is attached to the whole batch (:func:`_implicit_fixed_points`); values are the same.
+    """
+    per_stimulus = jax.vmap(evaluate_model_response, in_axes=(None, 0, None, None))
+    if params.conv.gradient_mode == "unrolled":
+        return per_stimulus(layers, b, gains, params)
+    frozen = per_stimulus(jax.lax.stop_gradient(layers), jax.lax.stop_gradient(b), gains, params)
+    h_mid = jax.vmap(middle_drive_input, in_axes=(None, 0, None, None))(layers, b, gains, params.ssn.phases)
+    r_mid = jnp.swapaxes(_implicit_fixed_points(layers.mid, jnp.swapaxes(h_mid, 1, 2),
+                                                jnp.swapaxes(frozen.r_mid, 1, 2)), 1, 2)  # fmt: skip
+    r_sup = _implicit_fixed_points(layers.sup, superficial_input(layers, r_mid), frozen.r_sup)
+    u = jax.vmap(middle_input, in_axes=(0, None, None))(b, gains, params.ssn.phases)
+    return frozen._replace(r_mid=r_mid, r_sup=r_sup, u=u)
 
 
 def response_to_images(log_params: dict, static: ModelStatic, images: Array, params: Parameters,
