@@ -100,7 +100,7 @@ def fine_task_test(log_params: dict, readout: Readout, static: ModelStatic, key:
 def psychometric_accuracies(log_params: dict, readout: Readout, static: ModelStatic, key: Array,
                             constants: LossConstants, params: Parameters,
                             contributions: tuple[float, float]) -> Array:
-    """Accuracies (repeats, offsets) of the psychometric probe (spec §13.2), one repeat at a time."""
+    """Accuracies (repeats, offsets) of the psychometric probe (spec §13.2); all repeats form one batch."""
     training = params.training
     offsets = jnp.asarray(training.test_offsets, jnp.float32)
     per_repeat = offsets.shape[0] * training.probe_trials
@@ -112,4 +112,4 @@ def psychometric_accuracies(log_params: dict, readout: Readout, static: ModelSta
         out = evaluate_trials(log_params, readout, static, batch, k_trials, params, constants, contributions)
         return jnp.mean(out.correct.reshape(offsets.shape[0], training.probe_trials), axis=1)
 
-    return jax.lax.map(one_repeat, jax.random.split(key, training.probe_repeats))
+    return jax.vmap(one_repeat)(jax.random.split(key, training.probe_repeats))
