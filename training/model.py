@@ -235,7 +235,7 @@ def middle_layer_response(ssn: SSN_mid, b: Array, gains: Array, c_mid: Array, ph
         r, avg_dx = solve(ssn, parts)
     else:
         r_star, avg_dx = solve(jax.lax.stop_gradient(ssn), jax.lax.stop_gradient(parts))
-        h = jnp.maximum(middle_input(b, gains, phases), 0.0) + c_mid[None, :, None]
+        h = middle_drive_input(b, gains, c_mid, phases)
         r = jnp.swapaxes(_implicit_fixed_point(ssn, jnp.swapaxes(h, 0, 1), jnp.swapaxes(r_star, 0, 1)), 0, 1)
     return r, jnp.maximum(0.0, avg_dx - 1.0)
 
@@ -344,9 +344,9 @@ def middle_input(b: Array, gains: Array, phases: int) -> Array:
     return jnp.stack(rows)
 
 
-def middle_drive_input(layers: Layers, b: Array, gains: Array, phases: int) -> Array:
+def middle_drive_input(b: Array, gains: Array, c_mid: Array, phases: int) -> Array:
     """Middle-layer input h = [u]_+ + c (phases, 2, Nx²) for base projection b (2·Nx²,)."""
-    return jnp.maximum(middle_input(b, gains, phases), 0.0) + layers.c_mid[None, :, None]
+    return jnp.maximum(middle_input(b, gains, phases), 0.0) + c_mid[None, :, None]
 
 
 def superficial_input(layers: Layers, r_mid: Array) -> Array:
@@ -373,7 +373,7 @@ def evaluate_model_response_batch(layers: Layers, b: Array, gains: Array, params
     if params.conv.gradient_mode == "unrolled":
         return per_stimulus(layers, b, gains, params)
     frozen = per_stimulus(jax.lax.stop_gradient(layers), jax.lax.stop_gradient(b), gains, params)
-    h_mid = jax.vmap(middle_drive_input, in_axes=(None, 0, None, None))(layers, b, gains, params.ssn.phases)
+    h_mid = jax.vmap(middle_drive_input, in_axes=(0, None, None, None))(b, gains, layers.c_mid, params.ssn.phases)
     r_mid = jnp.swapaxes(_implicit_fixed_points(layers.mid, jnp.swapaxes(h_mid, 1, 2),
                                                 jnp.swapaxes(frozen.r_mid, 1, 2)), 1, 2)  # fmt: skip
     r_sup = _implicit_fixed_points(layers.sup, superficial_input(layers, r_mid), frozen.r_sup)
