@@ -62,8 +62,9 @@ TINY_OVERRIDES = {
 
 
 def write_parameters_file(path: Path, overrides: dict) -> Path:
-    """A copy of the repository's parameters.py with an appended OVERRIDES block."""
-    source = Path(__file__).resolve().parents[1] / "parameters.py"
+    """A copy of the repository's parameters.py with an appended OVERRIDES block (as a run writes it)."""
+    from util import write_parameters_copy
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(source.read_text() + f"\nOVERRIDES = {overrides!r}\n")
+    write_parameters_copy(path, overrides)
     return path

@@ -25,6 +25,7 @@ from analysis.mvpa_responses import mvpa_scores_for_run, run_mvpa_responses
 from analysis.snapshots import Snapshot, SnapshotLoader
 from analysis.tuning_curves import snapshot_tuning_curves
 from parameters import build_parameters
+from tests.conftest import write_parameters_file
 from training.model import base_projection, build_layers, build_static, evaluate_model_response_batch
 from training.results_io import (
     INITIAL_PARAMETERS_COLUMNS,
@@ -38,7 +39,6 @@ from training.results_io import (
 )
 from training.util_gabor import grating_images, grid_positions_deg, image_geometry, make_uniform_orimap
 
-REPO = Path(__file__).resolve().parents[1]
 CONF = "conf_baseline"
 FAST = {"ConvPars": {"Tmax": 100.0}}
 ORIS = af.TC_ORIENTATIONS
@@ -164,14 +164,6 @@ def test_configuration_order() -> None:
 # ------------------------------------------------------------------------------------------------------
 # A synthetic study: 3 runs, run 2 stuck at the offset ceiling (excluded), files from the column builders
 # ------------------------------------------------------------------------------------------------------
-def write_parameters_file(path: Path, overrides: dict) -> None:
-    """A copy of the repository parameters.py with an appended OVERRIDES line."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO / "parameters.py", path)
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(f"\nOVERRIDES = {overrides!r}\n")
-
-
 def metric_columns(rng: np.random.Generator) -> dict[str, float]:
     """Random step metrics (accuracy, losses, rates)."""
     row = {"acc": rng.uniform(0.5, 0.9), "loss_binary_cross_entr": rng.uniform(0.3, 0.7), "loss_all": 0.8}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -14,6 +13,7 @@ import pytest
 
 from analysis.snapshots import SnapshotLoader, load_snapshot
 from parameters import Parameters, build_parameters
+from tests.conftest import write_parameters_file
 from training.model import build_static, response_to_images
 from training.results_io import (
     INITIAL_PARAMETERS_COLUMNS,
@@ -28,20 +28,10 @@ from training.results_io import (
 )
 from training.util_gabor import grating_images, image_geometry, make_uniform_orimap
 
-REPO = Path(__file__).resolve().parents[1]
 CONF = "conf_test"
 ROOT_OVERRIDES = {"ConvPars": {"Tmax": 200.0}}
 CONF_OVERRIDES = {"ConvPars": {"Tmax": 200.0}, "SSNPars": {"p_local_s": [0.5, 0.6]}}
 SSN_KEYS = [f"log_J_{p}_{layer}" for layer in ("m", "s") for p in PAIRS] + ["cE_m", "cI_m", "log_f_E", "log_f_I"]
-
-
-def write_parameters_file(path: Path, overrides: dict) -> Path:
-    """A copy of the repository parameters.py with an appended OVERRIDES line."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO / "parameters.py", path)
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(f"\nOVERRIDES = {overrides!r}\n")
-    return path
 
 
 def random_log_params(rng: np.random.Generator, kappas: bool) -> dict[str, np.ndarray]:
