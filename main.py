@@ -69,7 +69,6 @@ from training.results_io import (
     ORIMAP,
     PRETRAINING_RESULTS,
     ResultsFileError,
-    read_results_csv,
 )
 
 logger = logging.getLogger("main")
@@ -347,7 +346,7 @@ def pretraining_folder_info(folder: Path) -> tuple[Path, int, int]:
         missing = [name for name in PRETRAINING_FILES if not (folder / name).is_file()]
         if missing:
             raise util.ResultsFolderError(f"{folder} has no finished pretraining (missing {', '.join(missing)})")
-        retained = len(read_results_csv(folder / ORIMAP, ["run_index"]))
+        retained = main_training.retained_runs(folder)
     except (util.ResultsFolderError, ResultsFileError) as error:
         raise UsageError(f"cannot reuse the pretraining: {error}") from error
     if retained < 1:
@@ -477,11 +476,15 @@ def training_job(folder: Path, name: str, run_index: int, num_runs: int, base_se
 
 
 def marker_payload(path: Path) -> dict | None:
-    """A job or stage marker; None if missing or corrupt (a corrupt one is redone)."""
+    """A job or stage marker; None if missing or corrupt.
+
+    A corrupt marker is removed, so that the redone job (which checks its own marker first) sees it missing.
+    """
     try:
         return util.read_marker(path)
     except ResultsFileError as error:
         logger.warning("%s; the job will be redone", error)
+        path.unlink(missing_ok=True)
         return None
 
 

@@ -217,6 +217,7 @@ def test_markers(tmp_path):
     with pytest.raises(ResultsFileError, match="corrupt"):
         util.read_marker(path)
     assert main.marker_payload(path) is None  # main redoes a job whose marker is corrupt
+    assert not path.exists()  # and removes it, so the job itself does not stop on it
 
 
 def test_folder_lock_is_exclusive(tmp_path):
