@@ -7,6 +7,7 @@ Structural constants come from the hashable :class:`parameters.Parameters`, pass
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -150,32 +151,21 @@ def euler_relaxation_parts(layer: SSN_mid | SSN_sup, parts: tuple[Array, ...],
     return tuple(layer.merge(*r) for r in rates), jnp.mean(metric) / conv.xtol
 
 
-@jax.custom_vjp
 def _implicit_fixed_point(layer: SSN_mid | SSN_sup, h: Array, r_star: Array) -> Array:
-    return r_star
+    """r_star with the implicit-function gradient of r = drive(r, h) for one stimulus (a batch of one)."""
+    return _implicit_fixed_points(layer, h[None], r_star[None])[0]
 
 
 def _implicit_fwd(layer, h, r_star):
     return r_star, (layer, h, r_star)
 
 
-def _implicit_bwd(residuals, g):
-    layer, h, r_star = residuals
-    lam = layer.solve_adjoint(r_star, h, g)
-    _, vjp = jax.vjp(lambda lay, hh: lay.drive(r_star, hh), layer, h)
-    d_layer, d_h = vjp(lam)
-    return d_layer, d_h, jnp.zeros_like(r_star)
-
-
-_implicit_fixed_point.defvjp(_implicit_fwd, _implicit_bwd)
-
-
 @jax.custom_vjp
 def _implicit_fixed_points(layer: SSN_mid | SSN_sup, h: Array, r_star: Array) -> Array:
-    """:func:`_implicit_fixed_point` for a batch (leading axis of h and r_star) sharing one layer.
+    """r_star (batch on the leading axis) with the implicit-function gradient of r = drive(r, h).
 
-    The parameter cotangent is then the transpose of the batched drive: one product over the batch
-    (e.g. Λᵀ R for W) instead of a per-stimulus outer product summed afterwards.
+    The adjoint (I - D W)ᵀ λ = g is solved per stimulus; the parameter cotangent is the transpose of the
+    batched drive: one product over the batch (e.g. Λᵀ R for W), not per-stimulus outer products summed.
     """
     return r_star
 
@@ -372,12 +362,14 @@ def evaluate_model_response_batch(layers: Layers, b: Array, gains: Array, params
     per_stimulus = jax.vmap(evaluate_model_response, in_axes=(None, 0, None, None))
     if params.conv.gradient_mode == "unrolled":
         return per_stimulus(layers, b, gains, params)
-    frozen = per_stimulus(jax.lax.stop_gradient(layers), jax.lax.stop_gradient(b), gains, params)
-    h_mid = jax.vmap(middle_drive_input, in_axes=(0, None, None, None))(b, gains, layers.c_mid, params.ssn.phases)
+    # Without gradients the per-stimulus forward is the same in either mode; the plain one adds nothing.
+    forward_only = dataclasses.replace(params, conv=dataclasses.replace(params.conv, gradient_mode="unrolled"))
+    frozen = per_stimulus(jax.lax.stop_gradient(layers), jax.lax.stop_gradient(b), gains, forward_only)
+    u = jax.vmap(middle_input, in_axes=(0, None, None))(b, gains, params.ssn.phases)
+    h_mid = jnp.maximum(u, 0.0) + layers.c_mid[None, None, :, None]
     r_mid = jnp.swapaxes(_implicit_fixed_points(layers.mid, jnp.swapaxes(h_mid, 1, 2),
                                                 jnp.swapaxes(frozen.r_mid, 1, 2)), 1, 2)  # fmt: skip
     r_sup = _implicit_fixed_points(layers.sup, superficial_input(layers, r_mid), frozen.r_sup)
-    u = jax.vmap(middle_input, in_axes=(0, None, None))(b, gains, params.ssn.phases)
     return frozen._replace(r_mid=r_mid, r_sup=r_sup, u=u)
 
 
