@@ -52,6 +52,8 @@ from sklearn.preprocessing import StandardScaler
 from statsmodels.nonparametric.smoothers_lowess import lowess
 from statsmodels.stats.anova import AnovaRM
 
+from training.results_io import atomic_open, atomic_write_csv
+
 logger = logging.getLogger(__name__)
 
 GRID_SIDE = 9
@@ -573,7 +575,7 @@ def write_scores_csvs(results: Mapping[int, RunScores], folder: str | Path) -> d
     paths = {}
     for name, table in tables.items():
         paths[name] = folder / f"{name}.csv"
-        table.to_csv(paths[name], index=False)
+        atomic_write_csv(table, paths[name])
     return paths
 
 
@@ -647,7 +649,8 @@ def write_excluded_runs(runs: Iterable[int], path: str | Path) -> Path:
     """Write run indices one per line, no header."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{int(r)}\n" for r in sorted(runs)))
+    with atomic_open(path) as fh:
+        fh.write("".join(f"{int(r)}\n" for r in sorted(runs)))
     return path
 
 
@@ -965,7 +968,7 @@ def write_stats_csv(df: pd.DataFrame, path: str | Path) -> Path:
     """Write a statistics table (stats_*.csv) without the index."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False)
+    atomic_write_csv(df, path)
     return path
 
 

@@ -53,7 +53,7 @@ from analysis.mvpa_responses import DEFAULT_CHUNK, mvpa_scores_for_run
 from analysis.snapshots import SnapshotLoader, configuration_parameters_path, read_parameters, training_results_path
 from analysis.tuning_curves import tuning_curve_blocks
 from parameters import Parameters
-from training.results_io import PRETRAINING_RESULTS, ResultsFileError, atomic_write_csv, read_results_csv
+from training.results_io import PRETRAINING_RESULTS, ResultsFileError, atomic_open, atomic_write_csv, read_results_csv
 
 logger = logging.getLogger(__name__)
 
@@ -536,7 +536,8 @@ class Pipeline:
         for name, table in tables.items():
             table = table if len(table.columns) else pd.DataFrame(columns=["run_index"])
             atomic_write_csv(table.sort_values("run_index", kind="stable"), folder / f"{name}.csv")
-        (folder / MVPA_SETTINGS).write_text(json.dumps(record, indent=1))
+        with atomic_open(folder / MVPA_SETTINGS) as fh:  # the cache trusts any settings file it finds
+            fh.write(json.dumps(record, indent=1))
 
     def scores(self, conf: str, kind: str) -> pd.DataFrame | None:
         """MVPA ('MVPA_scores') or Mahalanobis ('Mahal_scores') scores of the valid runs (None if missing)."""
