@@ -86,3 +86,20 @@ def test_local_adjoint_solve_matches_the_dense_solve(static, params):
     D = np.asarray(sup.k * sup.n * jnp.maximum(sup.input_current(r, h), 0))
     residual = (np.eye(162) - np.asarray(sup.W).T * D[None, :]) @ np.asarray(local) - np.asarray(g)
     assert np.max(np.abs(residual)) < 1e-3 * np.max(np.abs(np.asarray(g)))
+
+
+@pytest.mark.parametrize("local", [True, False])
+def test_solver_drive_matches_the_dense_drive(static, params, local):
+    """The Euler loop's split drive (padded product, E/I parts) is k[W r + h]_+^n with the dense W."""
+    kappa = jnp.array(np.random.default_rng(5).normal(0, 1, (2, 2, 2)), jnp.float32)
+    sup = dataclasses.replace(build_sup(static, params, kappa), local_inhibition=local)
+    rng = np.random.default_rng(6)
+    r = jnp.asarray(rng.uniform(0, 20, (3, 162)), jnp.float32)  # a batch: the solver's shape under vmap
+    h = jnp.asarray(rng.uniform(-5, 10, (3, 162)), jnp.float32)
+    drive_E, drive_I = sup.split_drive()(r[:, :81], r[:, 81:], h[:, :81], h[:, 81:])
+    dense = sup.k * np.maximum(np.asarray(r, np.float64) @ np.asarray(sup.W, np.float64).T + np.asarray(h), 0) ** 2
+    np.testing.assert_allclose(np.concatenate([drive_E, drive_I], axis=1), dense, rtol=1e-4, atol=1e-3)
+    mid = SSN_mid.build(J, jnp.array([[0.5, -0.3], [0.2, 0.9]]), static.d_ref, params.ssn)
+    r_mid, h_mid = jnp.asarray(rng.uniform(0, 20, (2, 4, 81))), jnp.asarray(rng.uniform(-5, 10, (2, 4, 81)))
+    np.testing.assert_allclose(mid.merge(*mid.split_drive()(*mid.split(r_mid), *mid.split(h_mid))),
+                               mid.drive(r_mid, h_mid), rtol=1e-6)  # fmt: skip

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from parameters import ConvPars, Parameters, SSNPars
-from training.SSN_classes import SSN_mid, SSN_sup, kappa_profile
+from training.SSN_classes import SSN_mid, SSN_sup, kappa_profile, padded_width
 from training.util_gabor import (
     PHASE_SLOTS,
     gabor_base_bank,
@@ -36,7 +36,8 @@ class ModelStatic(NamedTuple):
     """Per-run constant arrays of the model."""
 
     gabor_T: Array
-    """Demeaned, A-scaled base filters, transposed: (Npx², 2·Nx²), column 81·phase + g."""
+    """Demeaned, A-scaled base filters, transposed: (Npx², C), column 81·phase + g; the columns from 2·Nx²
+    to C = :func:`padded_width` (2·Nx²) are zero (see :func:`base_projection`)."""
     noise_factor: Array
     """L with L Lᵀ = pixel-noise covariance of the base projections, (2·Nx², 2·Nx²)."""
     gains: Array
@@ -57,9 +58,11 @@ def build_static(orimap: np.ndarray, gE: float, gI: float, params: Parameters) -
     geometry = image_geometry(params.grid, params.stimuli)
     base, _ = gabor_base_bank(orimap, params.grid, geometry, params.stimuli, params.filters)
     flat = base.reshape(-1, base.shape[-1])
+    columns = np.zeros((flat.shape[1], padded_width(flat.shape[0])))
+    columns[:, : flat.shape[0]] = flat.T
     f32 = np.float32
     return ModelStatic(
-        gabor_T=jnp.asarray(flat.T, dtype=f32),
+        gabor_T=jnp.asarray(columns, dtype=f32),
         noise_factor=jnp.asarray(projected_noise_factor(base, params.stimuli.std), dtype=f32),
         gains=jnp.asarray([gE, gI], dtype=f32),
         d_ref=jnp.asarray(ring_distance(orimap - params.stimuli.ref_ori), dtype=f32),
@@ -313,7 +316,7 @@ def grid_spacing(params: Parameters) -> float:
 
 def base_projection(images: Array, static: ModelStatic, noise_z: Array | None = None) -> Array:
     """Base-filter responses (..., 2·Nx²) of flattened images, plus projected pixel noise L·z if given."""
-    b = images @ static.gabor_T
+    b = (images @ static.gabor_T)[..., : static.noise_factor.shape[0]]
     return b if noise_z is None else b + projected_noise(noise_z, static)
 
 
