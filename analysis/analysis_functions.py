@@ -435,9 +435,22 @@ def mahal(ref: np.ndarray, Y: np.ndarray) -> np.ndarray:
 
 
 def mahal_leave_one_out(X: np.ndarray) -> np.ndarray:
-    """Distance of each row of X from the other rows (leave-one-out within-condition distance)."""
-    X = np.asarray(X, dtype=float)
-    return np.array([mahal(np.delete(X, t, axis=0), X[t])[0] for t in range(X.shape[0])])
+    """Distance of each row of X from the other rows (leave-one-out within-condition distance).
+
+    Equal to ``mahal(np.delete(X, t, 0), X[t])`` for every row t, from one QR factorisation: with the
+    centred rows d_t, the scatter A = Σ d dᵀ and q_t = d_tᵀ A⁻¹ d_t, leaving row t out moves the mean by
+    -d_t/(n-1) and the scatter to A - c d_t d_tᵀ (c = n/(n-1)), so by Sherman-Morrison the squared
+    distance is c² (n-2) q_t / (1 - c q_t).
+    """
+    X = np.atleast_2d(np.asarray(X, dtype=float))
+    n, d = X.shape
+    if n - 1 <= d:
+        raise ValueError(f"need more reference rows ({n - 1}) than dimensions ({d})")
+    centred = X - X.mean(axis=0)
+    r = np.linalg.qr(centred, mode="r")
+    q = np.sum(solve_triangular(r, centred.T, trans="T", lower=False) ** 2, axis=0)
+    c = n / (n - 1)
+    return np.sqrt(c**2 * (n - 2) * q / (1 - c * q))
 
 
 def mahal_condition_scores(X_control: np.ndarray, X_ori: np.ndarray) -> dict[str, float]:

@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 from analysis import analysis_functions as af
 from analysis import report
 from analysis import visualization as vis
-from analysis.mvpa_responses import DEFAULT_CHUNK, mvpa_scores_for_run
+from analysis.mvpa_responses import DEFAULT_CHUNK, MvpaSettings, mvpa_scores_for_run
 from analysis.snapshots import SnapshotLoader, configuration_parameters_path, read_parameters, training_results_path
 from analysis.tuning_curves import tuning_curve_blocks
 from parameters import Parameters
@@ -149,6 +149,19 @@ class AnalysisSettings:
     def tc_orientations(self) -> tuple[float, ...]:
         """Tuning-curve orientations 0, step, ..., 360 - step (degrees)."""
         return tuple(float(i * self.tc_ori_step) for i in range(int(round(360.0 / self.tc_ori_step))))
+
+    def mvpa_settings(self) -> MvpaSettings:
+        """The MVPA part of these settings."""
+        return MvpaSettings(
+            trials=self.mvpa_trials,
+            seed=self.seed,
+            sigma_filter=self.sigma_filter,
+            readout_noise=self.readout_noise,
+            normalise=self.normalise,
+            noise_std=self.noise_std,
+            n_splits=self.n_splits,
+            chunk_size=self.mvpa_chunk,
+        )
 
     def mvpa_record(self) -> dict:
         """The settings the MVPA scores depend on (stored next to them)."""
@@ -309,6 +322,16 @@ def _read_csv_or_none(path: Path) -> pd.DataFrame | None:
 # ------------------------------------------------------------------------------------------------------
 # The pipeline
 # ------------------------------------------------------------------------------------------------------
+@dataclass
+class _MvpaJob:
+    """The MVPA work of one configuration: its folder, settings record, score tables and missing runs."""
+
+    folder: Path
+    record: dict
+    tables: dict[str, pd.DataFrame]
+    todo: list[int]
+
+
 class Pipeline:
     """One analysis call: what to compute, what was recomputed (to refresh what depends on it)."""
 
@@ -473,52 +496,54 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------------ MVPA
     def mvpa(self) -> None:
-        """MVPA and Mahalanobis scores of each configuration's valid runs (resumable, run by run)."""
-        for conf in self.study.confs:
-            self._mvpa_conf(conf)
+        """MVPA and Mahalanobis scores of each configuration's valid runs (resumable, run by run).
 
-    def _mvpa_conf(self, conf: str) -> None:
-        """Compute the valid runs that the configuration's score tables lack and rewrite the tables."""
+        Runs are taken one at a time across the configurations, so that their shared stages 0 and 1 are
+        simulated once per run (:data:`analysis.mvpa_responses.ResponseCache`).
+        """
+        jobs = {conf: job for conf in self.study.confs if (job := self._mvpa_job(conf)) is not None}
+        runs = sorted({run for job in jobs.values() for run in job.todo})
+        for run in tqdm(runs, desc="MVPA", disable=None):
+            cache: dict = {}
+            for conf, job in jobs.items():
+                if run in job.todo:
+                    self._mvpa_run(conf, job, run, cache)
+        for conf, job in jobs.items():
+            if not job.todo:
+                self._write_scores(job.folder, job.tables, job.record)
+            self.changed.add(f"mvpa:{conf}")
+
+    def _mvpa_job(self, conf: str) -> _MvpaJob | None:
+        """The configuration's score tables restricted to its valid runs and the runs they lack (None if
+        the tables on disk are complete and current)."""
         folder, record, valid = self.conf_dir(conf), self.settings.mvpa_record(), self.study.valid(conf)
         tables = self._existing_scores(folder, record)
         done = set(tables["MVPA_scores"]["run_index"].astype(int)) if tables else set()
         filtered = {name: t[t["run_index"].astype(int).isin(valid)] for name, t in tables.items()}
         todo = [r for r in valid if r not in done]
         if tables and not todo and all(len(filtered[n]) == len(tables[n]) for n in SCORE_TABLES):
+            return None
+        return _MvpaJob(folder, record, filtered or {name: pd.DataFrame() for name in SCORE_TABLES}, todo)
+
+    def _mvpa_run(self, conf: str, job: _MvpaJob, run: int, cache: dict) -> None:
+        """Scores of one run of a configuration, appended to its tables, which are then written."""
+        try:
+            snapshots = [self.study.loader.snapshot(run, st, conf if st == 2 else None) for st in (0, 1, 2)]
+        except ResultsFileError as error:
+            logger.warning("MVPA of run %d skipped: %s", run, error)
             return
-        tables = filtered or {name: pd.DataFrame() for name in SCORE_TABLES}
-        s = self.settings
-        for run in tqdm(todo, desc=f"MVPA {conf}", disable=None):
-            try:
-                snapshots = [self.study.loader.snapshot(run, st, conf if st == 2 else None) for st in (0, 1, 2)]
-            except ResultsFileError as error:
-                logger.warning("MVPA of run %d skipped: %s", run, error)
-                continue
-            res = mvpa_scores_for_run(
-                snapshots,
-                s.mvpa_trials,
-                s.seed,
-                s.sigma_filter,
-                s.readout_noise,
-                s.normalise,
-                s.noise_std,
-                s.n_splits,
-                s.mvpa_chunk,
-            )
-            new = {
-                "MVPA_scores": af.scores_long_frame({run: res}, "mvpa"),
-                "Mahal_scores": af.scores_long_frame({run: res}, "mahal"),
-                "Mahal_details": af.mahal_details_frame({run: res}),
-                "LMI": af.lmi_frame({run: res}),
-            }
-            tables = {
-                name: pd.concat([t for t in (tables[name], new[name]) if len(t)], ignore_index=True)
-                for name in SCORE_TABLES
-            }
-            self._write_scores(folder, tables, record)
-        if not todo:
-            self._write_scores(folder, tables, record)
-        self.changed.add(f"mvpa:{conf}")
+        res = mvpa_scores_for_run(snapshots, self.settings.mvpa_settings(), cache)
+        new = {
+            "MVPA_scores": af.scores_long_frame({run: res}, "mvpa"),
+            "Mahal_scores": af.scores_long_frame({run: res}, "mahal"),
+            "Mahal_details": af.mahal_details_frame({run: res}),
+            "LMI": af.lmi_frame({run: res}),
+        }
+        job.tables = {
+            name: pd.concat([t for t in (job.tables[name], new[name]) if len(t)], ignore_index=True)
+            for name in SCORE_TABLES
+        }
+        self._write_scores(job.folder, job.tables, job.record)
 
     def _existing_scores(self, folder: Path, record: dict) -> dict[str, pd.DataFrame]:
         """The score tables of the folder if all exist and were computed with these settings, else {}."""

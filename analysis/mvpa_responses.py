@@ -8,13 +8,19 @@ distribution). Randomness comes from an explicit JAX key per (run, stage, orient
 seed by ``fold_in`` (B11), so results do not depend on the chunk size or on the call order. Steps 3-9
 (readout noise, smoothing, voxel patterns, PCA, MVPA, Mahalanobis) are ``mvpa_mahal_for_run``, fed with a
 numpy Generator seeded with (seed, run index).
+
+Stages 0 and 1 of a run are the same model in every configuration (they come from the shared
+pretraining), and their noisy responses depend only on (seed, run, stage, trials): a
+:data:`ResponseCache` passed along lets the configurations of one run share them instead of simulating
+them again.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import jax
@@ -39,6 +45,31 @@ logger = logging.getLogger(__name__)
 
 Array = jnp.ndarray
 DEFAULT_CHUNK = 600
+
+ResponseCache = MutableMapping[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray]]
+"""Responses of configuration-independent snapshots by (seed, run, stage, trials)."""
+
+
+@dataclass(frozen=True)
+class MvpaSettings:
+    """What the MVPA and Mahalanobis scores of a run depend on (ANALYSIS.md §5, §10 defaults)."""
+
+    trials: int = 200
+    """Noisy trials per (stage, orientation)."""
+    seed: int = 0
+    """Seed of the stimulus noise (JAX keys) and of the voxel noise (numpy Generator)."""
+    sigma_filter: float = 2.0
+    """Gaussian smoothing of the voxel maps, grid units."""
+    readout_noise: bool = True
+    """Add readout-like noise before smoothing."""
+    normalise: bool = True
+    """Divide each (stage, orientation) block by its own std."""
+    noise_std: float = 1.0
+    """Std of the post-filter voxel noise."""
+    n_splits: int = 10
+    """Cross-validation splits of the MVPA classifier."""
+    chunk_size: int = DEFAULT_CHUNK
+    """Trials simulated per compiled call (does not change the results)."""
 
 
 def condition_key(seed: int, run_index: int, stage: int, ori_index: int) -> Array:
@@ -112,42 +143,50 @@ def mvpa_responses(
 
 
 def run_mvpa_responses(
-    snapshots: Sequence[Snapshot], n_trials: int, seed: int, chunk_size: int = DEFAULT_CHUNK
+    snapshots: Sequence[Snapshot],
+    n_trials: int,
+    seed: int,
+    chunk_size: int = DEFAULT_CHUNK,
+    cache: ResponseCache | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Responses (S, 3, T, 648) and (S, 3, T, 162) of one run's stage snapshots (orientations 55, 125, 0)."""
+    """Responses (S, 3, T, 648) and (S, 3, T, 162) of one run's stage snapshots (orientations 55, 125, 0).
+
+    Responses of snapshots without a configuration (stages 0 and 1) are taken from and stored in ``cache``.
+    """
     runs = {snap.run_index for snap in snapshots}
     if len(runs) != 1:
         raise ValueError(f"snapshots must belong to one run, got runs {sorted(runs)}")
-    pairs = [mvpa_responses(snap, n_trials, seed, af.MVPA_ORIS, chunk_size) for snap in snapshots]
+    pairs = []
+    for snap in snapshots:
+        key = (seed, snap.run_index, snap.stage, n_trials)
+        shared = cache is not None and snap.conf is None
+        if shared and key in cache:
+            pairs.append(cache[key])
+            continue
+        pairs.append(mvpa_responses(snap, n_trials, seed, af.MVPA_ORIS, chunk_size))
+        if shared:
+            cache[key] = pairs[-1]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
 def mvpa_scores_for_run(
-    snapshots: Sequence[Snapshot],
-    n_trials: int = 200,
-    seed: int = 0,
-    sigma_filter: float = 2.0,
-    readout_noise: bool = True,
-    normalise: bool = True,
-    noise_std: float = 1.0,
-    n_splits: int = 10,
-    chunk_size: int = DEFAULT_CHUNK,
+    snapshots: Sequence[Snapshot], settings: MvpaSettings = MvpaSettings(), cache: ResponseCache | None = None
 ) -> af.RunScores:
     """§5 for one run: noisy responses of each stage snapshot, then voxel patterns, PCA, MVPA, Mahalanobis."""
     start = time.perf_counter()
-    r_mid, r_sup = run_mvpa_responses(snapshots, n_trials, seed, chunk_size)
+    r_mid, r_sup = run_mvpa_responses(snapshots, settings.trials, settings.seed, settings.chunk_size, cache)
     simulated = time.perf_counter()
     run_index = snapshots[0].run_index
     scores = af.mvpa_mahal_for_run(
         r_mid,
         r_sup,
-        run_generator(seed, run_index),
+        run_generator(settings.seed, run_index),
         stages=[snap.stage for snap in snapshots],
-        sigma_filter=sigma_filter,
-        readout_noise=readout_noise,
-        normalise=normalise,
-        noise_std=noise_std,
-        n_splits=n_splits,
+        sigma_filter=settings.sigma_filter,
+        readout_noise=settings.readout_noise,
+        normalise=settings.normalise,
+        noise_std=settings.noise_std,
+        n_splits=settings.n_splits,
     )
     logger.info(
         "MVPA of run %d: responses %.1f s, scores %.1f s", run_index, simulated - start, time.perf_counter() - simulated

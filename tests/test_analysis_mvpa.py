@@ -32,9 +32,12 @@ def test_mahal_needs_more_rows_than_dimensions() -> None:
 
 def test_leave_one_out_matches_direct() -> None:
     rng = np.random.default_rng(1)
-    X = rng.standard_normal((30, 3))
+    X = rng.standard_normal((30, 3)) @ rng.standard_normal((3, 3)) + 5.0
+    X[4] += 6.0  # a high-leverage row
     expected = [direct_mahal(np.delete(X, t, axis=0), X[t : t + 1])[0] for t in range(30)]
-    assert np.allclose(af.mahal_leave_one_out(X), expected)
+    np.testing.assert_allclose(af.mahal_leave_one_out(X), expected, rtol=1e-9)
+    with pytest.raises(ValueError):
+        af.mahal_leave_one_out(X[:4])  # 3 remaining rows for 3 dimensions
 
 
 def test_condition_scores_snr_is_ratio_of_means() -> None:

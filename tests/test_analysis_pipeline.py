@@ -21,7 +21,7 @@ import pytest
 
 from analysis import analysis_functions as af
 from analysis import main_analysis as ma
-from analysis.mvpa_responses import mvpa_scores_for_run, run_mvpa_responses
+from analysis.mvpa_responses import MvpaSettings, mvpa_scores_for_run, run_mvpa_responses
 from analysis.snapshots import Snapshot, SnapshotLoader
 from analysis.tuning_curves import snapshot_tuning_curves
 from parameters import build_parameters
@@ -125,12 +125,28 @@ def test_mvpa_responses_shapes_and_reproducibility(snapshot) -> None:
 
 def test_mvpa_scores_are_reproducible_with_the_same_seed(snapshot) -> None:
     snaps = [dataclasses.replace(snapshot, stage=s) for s in (0, 1, 2)]
-    first = mvpa_scores_for_run(snaps, n_trials=24, seed=1)
-    second = mvpa_scores_for_run(snaps, n_trials=24, seed=1)
+    first = mvpa_scores_for_run(snaps, MvpaSettings(trials=24, seed=1))
+    second = mvpa_scores_for_run(snaps, MvpaSettings(trials=24, seed=1))
     assert first.mvpa.shape == first.mahal.shape == (2, 3, 2)
     np.testing.assert_array_equal(first.mvpa, second.mvpa)
     np.testing.assert_array_equal(first.mahal, second.mahal)
     assert np.all((first.mvpa >= 0) & (first.mvpa <= 1)) and np.all(first.mahal > 0)
+
+
+def test_configurations_share_the_responses_of_stages_0_and_1(snapshot) -> None:
+    snaps = [dataclasses.replace(snapshot, stage=s, conf=None if s < 2 else "conf") for s in (0, 1, 2)]
+    settings = MvpaSettings(trials=24, seed=1, n_splits=2)
+    plain = mvpa_scores_for_run(snaps, settings)
+    cache: dict = {}
+    cached = mvpa_scores_for_run(snaps, settings, cache)
+    assert sorted(cache) == [(1, snapshot.run_index, 0, 24), (1, snapshot.run_index, 1, 24)]  # not stage 2
+    again = mvpa_scores_for_run(snaps, settings, cache)
+    for result in (cached, again):
+        np.testing.assert_array_equal(result.mvpa, plain.mvpa)
+        np.testing.assert_array_equal(result.mahal, plain.mahal)
+    key = (1, snapshot.run_index, 0, 24)
+    cache[key] = (cache[key][0] * 0.5, cache[key][1] * 0.5)  # a changed entry changes the scores: it is used
+    assert not np.array_equal(mvpa_scores_for_run(snaps, settings, cache).mahal, plain.mahal)
 
 
 # ------------------------------------------------------------------------------------------------------
