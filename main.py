@@ -15,7 +15,7 @@ settings, the results-format version), ``log.txt`` (everything logged, job outpu
 ``<conf>/training_results.csv``, ``training_results_val.csv``.
 
 Jobs: each pretraining run and each (configuration, run) stage-2 job is its own process
-(``python main.py pretraining-job FOLDER --run-index I --base-seed S`` and
+(``python -m training.main_pretraining FOLDER ... --runs I`` and
 ``python -m training.main_training CONF_DIR ... --runs I``), with ``--jobs 1`` too. A job writes only into its own
 folder and a ``DONE.json`` marker last; the combined CSVs are assembled from completed jobs in run order, so they
 do not depend on which job finished first. ``--jobs N`` keeps N jobs running at once (local processes, or SLURM
@@ -62,14 +62,7 @@ from analysis import main_analysis
 from parameters import ParameterError, Parameters, load_parameters_file
 from training import main_pretraining, main_training
 from training.compilation_cache import enable_compilation_cache
-from training.results_io import (
-    EXCLUDED_RUNS,
-    INIT_READOUT_PARAMS,
-    INITIAL_PARAMETERS,
-    ORIMAP,
-    PRETRAINING_RESULTS,
-    ResultsFileError,
-)
+from training.results_io import EXCLUDED_RUNS, ResultsFileError
 
 logger = logging.getLogger("main")
 
@@ -98,7 +91,8 @@ CONFIGURATION_DONE = "DONE.json"
 ANALYSIS_DONE = "ANALYSIS_DONE.json"
 JOB_LOGS = "logs"
 SUBMITIT_FOLDER = "submitit"
-PRETRAINING_FILES = (PRETRAINING_RESULTS, ORIMAP, INITIAL_PARAMETERS, INIT_READOUT_PARAMS, EXCLUDED_RUNS)
+PRETRAINING_FILES = (*main_pretraining.PIECES, EXCLUDED_RUNS)
+"""The root files of a finished pretraining."""
 RESUME_FORBIDDEN = ("runs", "configs", "seed", "note", "quick", "overrides_json", "skip_pretraining", "results_root")
 
 
@@ -185,8 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the study: pretraining (stages 0-1) of every run, stage 2 of every selected "
         "configuration, then the analysis. Results go to <results-root>/<Mon><DD>_v<k>/.",
         epilog="Configuration groups: " + "; ".join(f"{g}: {', '.join(c.name for c in cs)}"
-                                                    for g, cs in configurations.GROUPS.items()) + ". "
-        "Internal: 'python main.py pretraining-job FOLDER --run-index I --base-seed S' runs one pretraining job.",
+                                                    for g, cs in configurations.GROUPS.items()) + ".",
     )  # fmt: skip
     study = parser.add_argument_group("study (fixed when the results folder is created)")
     study.add_argument("--runs", type=int, metavar="N", help="pretraining runs (default: TrainingPars.num_runs)")
@@ -217,17 +210,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="finish an interrupted study in FOLDER: only incomplete jobs run again",
     )
     run = parser.add_argument_group("execution")
-    run.add_argument("--jobs", type=int, default=1, metavar="N", help="jobs running at once (default: 1)")
-    run.add_argument(
-        "--executor",
-        choices=("local", "slurm"),
-        default="local",
-        help="local processes or SLURM jobs via submitit (default: local)",
-    )
+    defaults = Execution()
+    run.add_argument("--jobs", type=int, default=defaults.jobs, metavar="N",
+                     help=f"jobs running at once (default: {defaults.jobs})")  # fmt: skip
+    run.add_argument("--executor", choices=("local", "slurm"), default=defaults.executor,
+                     help=f"local processes or SLURM jobs via submitit (default: {defaults.executor})")  # fmt: skip
     run.add_argument("--slurm-partition", metavar="NAME", help="SLURM partition")
-    run.add_argument("--slurm-time", type=int, default=24 * 60, metavar="MIN", help="time limit per job in minutes")
-    run.add_argument("--slurm-gpus", type=int, default=0, metavar="N", help="GPUs per SLURM job (default: 0)")
-    run.add_argument("--slurm-mem", type=int, default=16, metavar="GB", help="memory per SLURM job (default: 16)")
+    run.add_argument("--slurm-time", type=int, default=defaults.slurm_time, metavar="MIN",
+                     help=f"time limit per job in minutes (default: {defaults.slurm_time})")  # fmt: skip
+    run.add_argument("--slurm-gpus", type=int, default=defaults.slurm_gpus, metavar="N",
+                     help=f"GPUs per SLURM job (default: {defaults.slurm_gpus})")  # fmt: skip
+    run.add_argument("--slurm-mem", type=int, default=defaults.slurm_mem, metavar="GB",
+                     help=f"memory per SLURM job (default: {defaults.slurm_mem})")  # fmt: skip
     run.add_argument(
         "--submitit-cluster",
         choices=("slurm", "local"),
@@ -457,10 +451,10 @@ class Job:
     marker: Path
 
 
-def pretraining_job(folder: Path, run_index: int, base_seed: int) -> Job:
+def pretraining_job(folder: Path, run_index: int, num_runs: int, base_seed: int) -> Job:
     """Pretraining (stages 0, 1) of one run."""
-    argv = (sys.executable, str(util.REPO_ROOT / "main.py"), "pretraining-job", str(folder),
-            "--run-index", str(run_index), "--base-seed", str(base_seed))  # fmt: skip
+    argv = (sys.executable, "-m", "training.main_pretraining", str(folder), "--num-runs", str(num_runs),
+            "--base-seed", str(base_seed), "--runs", str(run_index), "--no-assemble", "--no-progress")  # fmt: skip
     return Job(f"pretraining run {run_index}", argv, folder / JOB_LOGS / f"pretraining_run_{run_index}.log",
                main_pretraining.run_folder(folder, run_index) / main_pretraining.MARKER)  # fmt: skip
 
@@ -666,7 +660,7 @@ def pretraining_stage(folder: Path, plan: Plan) -> tuple[Path, int] | None:
     if study.skip_pretraining:
         logger.info("reusing the pretraining of %s (%d runs)", study.skip_pretraining, study.runs)
         return finish_pretraining(folder, Path(study.skip_pretraining), study.runs)
-    jobs = [pretraining_job(folder, i, study.base_seed) for i in range(study.runs)]
+    jobs = [pretraining_job(folder, i, study.runs, study.base_seed) for i in range(study.runs)]
     if run_jobs(jobs, plan.execution, folder, "pretraining"):
         return None
     try:
@@ -767,8 +761,6 @@ def start(plan: Plan, argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python main.py``; the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["pretraining-job"]:
-        return pretraining_job_main(argv[1:])
     util.setup_logging(None)
     enable_compilation_cache()
     try:
@@ -786,25 +778,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         logger.error("interrupted")
         return EXIT_INTERRUPTED
-    finally:
-        util.close_logging()
-
-
-def pretraining_job_main(argv: Sequence[str]) -> int:
-    """``python main.py pretraining-job FOLDER --run-index I --base-seed S``: one pretraining job."""
-    parser = argparse.ArgumentParser(prog="main.py pretraining-job", description="One pretraining run (a job of "
-                                     "main.py), reading FOLDER/parameters.py.")  # fmt: skip
-    parser.add_argument("folder", type=Path)
-    parser.add_argument("--run-index", type=int, required=True)
-    parser.add_argument("--base-seed", type=int, required=True)
-    args = parser.parse_args(argv)
-    util.setup_logging(None)
-    enable_compilation_cache()
-    try:
-        params = load_parameters_file(args.folder / "parameters.py")
-        ok = main_pretraining.run_pretraining_job(args.folder, params, args.base_seed, args.run_index, progress=False)
-        logger.info("pretraining run %d %s", args.run_index, "succeeded" if ok else "failed all its attempts")
-        return EXIT_OK
     finally:
         util.close_logging()
 

@@ -392,6 +392,12 @@ def test_skip_pretraining_inherits_the_reused_folders_settings(tmp_path):
     assert plan.study.runs == 2 and plan.study.base_seed == 5
 
 
+def test_every_study_option_is_forbidden_with_resume():
+    """The hand list in main.py must name exactly the options of the parser's 'study' group."""
+    (group,) = [g for g in main.build_parser()._action_groups if g.title.startswith("study")]
+    assert set(main.RESUME_FORBIDDEN) == {action.dest for action in group._group_actions}
+
+
 def test_resume_rejects_study_options_and_invalid_parameter_files(tmp_path, capsys):
     argv = ["--quick", "--results-root", str(tmp_path)]
     plan = parse(argv)

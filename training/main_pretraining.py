@@ -254,13 +254,22 @@ def main_pretraining(results_dir: Path, params: Parameters, base_seed: int, num_
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command line of the by-hand entry point."""
+    """Command line of the pretraining (main.py runs one job per run with --runs I --no-assemble)."""
     parser = argparse.ArgumentParser(description="Pretraining (stages 0 and 1) of all runs into RESULTS_DIR, "
                                                  "using RESULTS_DIR/parameters.py.")  # fmt: skip
     parser.add_argument("results_dir", type=Path)
-    parser.add_argument("--num-runs", type=int, required=True)
-    parser.add_argument("--base-seed", type=int, default=0)
-    return parser.parse_args(argv)
+    parser.add_argument("--num-runs", type=int, required=True, help="runs of the study")
+    parser.add_argument("--base-seed", type=int, default=0, help="base seed of the study")
+    parser.add_argument("--runs", type=int, nargs="*", default=None, help="run indices to pretrain (default: all)")
+    parser.add_argument("--no-assemble", action="store_true", help="only run the jobs")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    args = parser.parse_args(argv)
+    if args.num_runs < 1:
+        parser.error(f"--num-runs must be at least 1, got {args.num_runs}")
+    outside = [r for r in args.runs or () if not 0 <= r < args.num_runs]
+    if outside:
+        parser.error(f"--runs {outside} outside 0..{args.num_runs - 1}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -268,8 +277,14 @@ def main(argv: list[str] | None = None) -> None:
     prepare_process()
     args = parse_args(argv)
     params = load_parameters_file(args.results_dir / "parameters.py")
-    retained = main_pretraining(args.results_dir, params, args.base_seed, args.num_runs)
-    logger.info("%d runs retained after pretraining", retained)
+    runs = args.runs if args.runs is not None else range(args.num_runs)
+    for run_index in tqdm(runs, desc="pretraining runs", disable=args.no_progress):
+        if job_status(args.results_dir, run_index) is None:
+            ok = run_pretraining_job(args.results_dir, params, args.base_seed, run_index, not args.no_progress)
+            logger.info("pretraining run %d %s", run_index, "succeeded" if ok else "failed all its attempts")
+    if not args.no_assemble:
+        retained = assemble_pretraining(args.results_dir, params, args.num_runs)
+        logger.info("%d runs retained after pretraining", retained)
 
 
 if __name__ == "__main__":
