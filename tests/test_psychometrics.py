@@ -13,6 +13,7 @@ from training.psychometrics import (
     NO_THRESHOLD,
     StaircaseSettings,
     StaircaseState,
+    fine_accuracy_below_chance,
     fit_threshold,
     has_plateaued,
     should_flip,
@@ -182,6 +183,9 @@ def test_flip_on_significant_negative_slope_and_low_accuracy() -> None:
     assert should_flip(falling, 0.4)
     assert not should_flip(falling, 0.5)
     assert not should_flip(falling[::-1], 0.4)
+    assert not should_flip(falling, float("nan"))
+    assert fine_accuracy_below_chance(0.49) and not fine_accuracy_below_chance(0.5)
+    assert not fine_accuracy_below_chance(float("nan"))
 
 
 def test_no_flip_for_shallow_or_insignificant_slopes() -> None:

@@ -142,9 +142,14 @@ def probe_accuracy_falls(probe_mean_accs: Sequence[float]) -> bool:
     return bool(fit.slope < FLIP_MAX_SLOPE and fit.pvalue < FLIP_MAX_P)
 
 
+def fine_accuracy_below_chance(fine_acc: float) -> bool:
+    """Second half of the flip rule (§13.3): the fine-task test accuracy is below 0.5 (NaN is not)."""
+    return not math.isnan(fine_acc) and fine_acc < FLIP_MAX_ACC
+
+
 def should_flip(probe_mean_accs: Sequence[float], fine_acc: float) -> bool:
     """Flip rule of §13.3: accuracy falls with offset and the fine-task accuracy is below 0.5."""
-    return not math.isnan(fine_acc) and fine_acc < FLIP_MAX_ACC and probe_accuracy_falls(probe_mean_accs)
+    return fine_accuracy_below_chance(fine_acc) and probe_accuracy_falls(probe_mean_accs)
 
 
 def stage0_should_stop(thresholds: Sequence[float], step: int, bce: float, total: float, shuffled: bool,

@@ -34,9 +34,9 @@ from training.model import ModelStatic
 from training.psychometrics import (
     StaircaseSettings,
     StaircaseState,
+    fine_accuracy_below_chance,
     fit_threshold,
     probe_accuracy_falls,
-    should_flip,
     stage0_should_stop,
     stage1_should_stop,
     stage2_should_stop,
@@ -216,7 +216,7 @@ def flip_applies(log: StageLog, log_params: dict, readout: Readout, setup: RunSe
     acc, _ = fine_task_test(log_params, readout, setup.static, jax.random.fold_in(key, FLIP_TEST),
                             jnp.float32(p.stimuli.offset), jnp.float32(p.stimuli.ref_ori), constants, p,
                             p.pretraining.flip_test_trials, contributions)  # fmt: skip
-    return should_flip(log.probe_means[-1], float(acc))
+    return fine_accuracy_below_chance(float(acc))  # the probe half was checked above
 
 
 def flip_readout(readout: Readout, readout_opt_state: optax.OptState, params: Parameters):
