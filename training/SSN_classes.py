@@ -20,11 +20,11 @@ SplitDrive = Callable[[jnp.ndarray, jnp.ndarray, jnp.ndarray, jnp.ndarray], tupl
 
 
 def padded_width(n: int) -> int:
-    """n rounded up to a multiple of 16: the width at which this machine's matrix products run fastest.
+    """n rounded up to a multiple of 16: an output width at which float32 matrix products run fastest.
 
-    The float32 product kernels work on blocks of 8 or 16 output columns; with 162 columns the last block
-    is nearly empty and costs as much as a full one, and a product with 176 columns (zeros appended) is
-    about 15 % faster than with 162 (docs/performance.md). Zero columns add nothing to the results.
+    CPU product kernels work on blocks of 8 or 16 output columns; with 162 columns the last block is
+    nearly empty and costs as much as a full one. On the 2-core CPU of docs/performance.md a product with
+    176 columns (zeros appended) is about 15 % faster than with 162. Zero columns add nothing to the results.
     """
     return -(-n // 16) * 16
 
