@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 from analysis import analysis_functions as af
 from analysis import report
 from analysis import visualization as vis
-from analysis.mvpa_responses import DEFAULT_CHUNK, MvpaSettings, mvpa_scores_for_run
+from analysis.mvpa_responses import MvpaSettings, ResponseCache, mvpa_scores_for_run
 from analysis.snapshots import SnapshotLoader, configuration_parameters_path, read_parameters, training_results_path
 from analysis.tuning_curves import tuning_curve_blocks
 from parameters import Parameters
@@ -111,22 +111,8 @@ SUMMARY_ORDER: tuple[str, ...] = (
 class AnalysisSettings:
     """Sizes and switches of the analysis (defaults: ANALYSIS.md §10)."""
 
-    mvpa_trials: int = 200
-    """Noisy trials per (stage, orientation); at least 22 (leave-one-out Mahalanobis with up to 20 PCs)."""
-    mvpa_chunk: int = DEFAULT_CHUNK
-    """Trials simulated per compiled call in the MVPA."""
-    sigma_filter: float = 2.0
-    """Gaussian smoothing of the voxel maps, grid units."""
-    readout_noise: bool = True
-    """Add readout-like noise 0.2·ξ·sqrt(softplus(r)) before smoothing."""
-    normalise: bool = True
-    """Divide each (stage, orientation) block by its own std (B7: removes gain effects)."""
-    noise_std: float = 1.0
-    """Std of the post-filter voxel noise."""
-    n_splits: int = 10
-    """Cross-validation splits of the MVPA classifier."""
-    seed: int = 0
-    """Seed of every random draw of the analysis (stimulus noise, voxel noise)."""
+    mvpa: MvpaSettings = field(default_factory=MvpaSettings)
+    """Trials, seed, noise and classifier settings of the MVPA and Mahalanobis scores."""
     tc_ori_step: float = 5.0
     """Step of the tuning-curve orientations over [0, 360), degrees."""
     mw_step: float = 0.2
@@ -135,41 +121,25 @@ class AnalysisSettings:
     """Draw the per-run training figures F1."""
 
     def __post_init__(self) -> None:
-        if self.mvpa_trials < 22:
-            raise ValueError(f"mvpa_trials must be at least 22, got {self.mvpa_trials}")
-        if self.mvpa_chunk < 1 or self.n_splits < 1:
-            raise ValueError("mvpa_chunk and n_splits must be positive")
         count = 360.0 / self.tc_ori_step
         if self.tc_ori_step <= 0 or abs(count - round(count)) > 1e-9 or round(count) < 4:
             raise ValueError(f"tc_ori_step must divide 360 into at least 4 steps, got {self.tc_ori_step}")
-        if self.mw_step <= 0 or self.sigma_filter < 0 or self.noise_std < 0:
-            raise ValueError("mw_step must be positive; sigma_filter and noise_std non-negative")
+        if self.mw_step <= 0:
+            raise ValueError(f"mw_step must be positive, got {self.mw_step}")
 
     @property
     def tc_orientations(self) -> tuple[float, ...]:
         """Tuning-curve orientations 0, step, ..., 360 - step (degrees)."""
         return tuple(float(i * self.tc_ori_step) for i in range(int(round(360.0 / self.tc_ori_step))))
 
-    def mvpa_settings(self) -> MvpaSettings:
-        """The MVPA part of these settings."""
-        return MvpaSettings(
-            trials=self.mvpa_trials,
-            seed=self.seed,
-            sigma_filter=self.sigma_filter,
-            readout_noise=self.readout_noise,
-            normalise=self.normalise,
-            noise_std=self.noise_std,
-            n_splits=self.n_splits,
-            chunk_size=self.mvpa_chunk,
-        )
-
     def mvpa_record(self) -> dict:
-        """The settings the MVPA scores depend on (stored next to them)."""
-        names = ("mvpa_trials", "sigma_filter", "readout_noise", "normalise", "noise_std", "n_splits", "seed")
-        return {name: getattr(self, name) for name in names}
+        """The settings the MVPA scores depend on (stored next to them; keys as in earlier results folders)."""
+        m = self.mvpa
+        return {"mvpa_trials": m.trials, "sigma_filter": m.sigma_filter, "readout_noise": m.readout_noise,
+                "normalise": m.normalise, "noise_std": m.noise_std, "n_splits": m.n_splits, "seed": m.seed}  # fmt: skip
 
 
-QUICK_SETTINGS = AnalysisSettings(mvpa_trials=40, mw_step=1.0)
+QUICK_SETTINGS = AnalysisSettings(mvpa=MvpaSettings(trials=40), mw_step=1.0)
 """Small sizes for a quick look (``--quick``): 40 MVPA trials, 1° Mann-Whitney steps."""
 
 
@@ -324,10 +294,9 @@ def _read_csv_or_none(path: Path) -> pd.DataFrame | None:
 # ------------------------------------------------------------------------------------------------------
 @dataclass
 class _MvpaJob:
-    """The MVPA work of one configuration: its folder, settings record, score tables and missing runs."""
+    """The MVPA work of one configuration: its folder, score tables and missing runs."""
 
     folder: Path
-    record: dict
     tables: dict[str, pd.DataFrame]
     todo: list[int]
 
@@ -504,13 +473,13 @@ class Pipeline:
         jobs = {conf: job for conf in self.study.confs if (job := self._mvpa_job(conf)) is not None}
         runs = sorted({run for job in jobs.values() for run in job.todo})
         for run in tqdm(runs, desc="MVPA", disable=None):
-            cache: dict = {}
+            cache: ResponseCache = {}
             for conf, job in jobs.items():
                 if run in job.todo:
                     self._mvpa_run(conf, job, run, cache)
         for conf, job in jobs.items():
             if not job.todo:
-                self._write_scores(job.folder, job.tables, job.record)
+                self._write_scores(job.folder, job.tables, self.settings.mvpa_record())
             self.changed.add(f"mvpa:{conf}")
 
     def _mvpa_job(self, conf: str) -> _MvpaJob | None:
@@ -523,16 +492,16 @@ class Pipeline:
         todo = [r for r in valid if r not in done]
         if tables and not todo and all(len(filtered[n]) == len(tables[n]) for n in SCORE_TABLES):
             return None
-        return _MvpaJob(folder, record, filtered or {name: pd.DataFrame() for name in SCORE_TABLES}, todo)
+        return _MvpaJob(folder, filtered or {name: pd.DataFrame() for name in SCORE_TABLES}, todo)
 
-    def _mvpa_run(self, conf: str, job: _MvpaJob, run: int, cache: dict) -> None:
+    def _mvpa_run(self, conf: str, job: _MvpaJob, run: int, cache: ResponseCache) -> None:
         """Scores of one run of a configuration, appended to its tables, which are then written."""
         try:
             snapshots = [self.study.loader.snapshot(run, st, conf if st == 2 else None) for st in (0, 1, 2)]
         except ResultsFileError as error:
             logger.warning("MVPA of run %d skipped: %s", run, error)
             return
-        res = mvpa_scores_for_run(snapshots, self.settings.mvpa_settings(), cache)
+        res = mvpa_scores_for_run(snapshots, self.settings.mvpa, cache)
         new = {
             "MVPA_scores": af.scores_long_frame({run: res}, "mvpa"),
             "Mahal_scores": af.scores_long_frame({run: res}, "mahal"),
@@ -543,7 +512,7 @@ class Pipeline:
             name: pd.concat([t for t in (job.tables[name], new[name]) if len(t)], ignore_index=True)
             for name in SCORE_TABLES
         }
-        self._write_scores(job.folder, job.tables, job.record)
+        self._write_scores(job.folder, job.tables, self.settings.mvpa_record())
 
     def _existing_scores(self, folder: Path, record: dict) -> dict[str, pd.DataFrame]:
         """The score tables of the folder if all exist and were computed with these settings, else {}."""
@@ -848,8 +817,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def settings_from_args(args: argparse.Namespace) -> AnalysisSettings:
     """AnalysisSettings of the command line."""
     settings = QUICK_SETTINGS if args.quick else AnalysisSettings()
-    changes = {k: v for k, v in (("mvpa_trials", args.mvpa_trials), ("seed", args.seed)) if v is not None}
-    return dataclasses.replace(settings, **changes)
+    changes = {k: v for k, v in (("trials", args.mvpa_trials), ("seed", args.seed)) if v is not None}
+    return dataclasses.replace(settings, mvpa=dataclasses.replace(settings.mvpa, **changes))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -55,21 +55,30 @@ class MvpaSettings:
     """What the MVPA and Mahalanobis scores of a run depend on (ANALYSIS.md §5, §10 defaults)."""
 
     trials: int = 200
-    """Noisy trials per (stage, orientation)."""
+    """Noisy trials per (stage, orientation); at least 22 (leave-one-out Mahalanobis with up to 20 PCs)."""
     seed: int = 0
-    """Seed of the stimulus noise (JAX keys) and of the voxel noise (numpy Generator)."""
+    """Seed of every random draw of the analysis: stimulus noise (JAX keys), voxel noise (numpy Generator)."""
     sigma_filter: float = 2.0
     """Gaussian smoothing of the voxel maps, grid units."""
     readout_noise: bool = True
-    """Add readout-like noise before smoothing."""
+    """Add readout-like noise 0.2·ξ·sqrt(softplus(r)) before smoothing."""
     normalise: bool = True
-    """Divide each (stage, orientation) block by its own std."""
+    """Divide each (stage, orientation) block by its own std (B7: removes gain effects)."""
     noise_std: float = 1.0
     """Std of the post-filter voxel noise."""
     n_splits: int = 10
     """Cross-validation splits of the MVPA classifier."""
     chunk_size: int = DEFAULT_CHUNK
     """Trials simulated per compiled call (does not change the results)."""
+
+    def __post_init__(self) -> None:
+        if self.trials < 22:
+            raise ValueError(f"MVPA trials (--mvpa-trials) must be at least 22, got {self.trials}")
+        if self.chunk_size < 1 or self.n_splits < 1:
+            raise ValueError(f"chunk_size and n_splits must be positive, got {self.chunk_size}, {self.n_splits}")
+        if self.sigma_filter < 0 or self.noise_std < 0:
+            raise ValueError(f"sigma_filter and noise_std must be non-negative, got {self.sigma_filter}, "
+                             f"{self.noise_std}")  # fmt: skip
 
 
 def condition_key(seed: int, run_index: int, stage: int, ori_index: int) -> Array:

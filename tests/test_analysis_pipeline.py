@@ -154,8 +154,8 @@ def test_configurations_share_the_responses_of_stages_0_and_1(snapshot) -> None:
 # ------------------------------------------------------------------------------------------------------
 def test_settings_are_validated() -> None:
     assert len(ma.AnalysisSettings().tc_orientations) == 72
-    with pytest.raises(ValueError, match="mvpa_trials"):
-        ma.AnalysisSettings(mvpa_trials=10)
+    with pytest.raises(ValueError, match="mvpa-trials"):
+        ma.AnalysisSettings(mvpa=MvpaSettings(trials=10))
     with pytest.raises(ValueError, match="tc_ori_step"):
         ma.AnalysisSettings(tc_ori_step=7.0)
 
@@ -168,7 +168,7 @@ def test_command_line(capsys) -> None:
     args = ma.parse_args(["R", "--configs", "conf_a", "--parts", "mvpa", "stats", "--mvpa-trials", "30", "--quick"])
     assert args.configs == ["conf_a"] and args.parts == ["mvpa", "stats"]
     settings = ma.settings_from_args(args)
-    assert settings.mvpa_trials == 30 and settings.mw_step == ma.QUICK_SETTINGS.mw_step
+    assert settings.mvpa.trials == 30 and settings.mw_step == ma.QUICK_SETTINGS.mw_step
     with pytest.raises(SystemExit):
         ma.parse_args(["R", "--parts", "nonsense"])
 
@@ -228,7 +228,7 @@ def write_study(root: Path, seed: int = 0) -> None:
 
 
 COMPUTE_PARTS = ("exclusion", "tuning_curves", "features", "changes", "mvpa", "stats")
-SMALL = ma.AnalysisSettings(mvpa_trials=24, mw_step=2.0, per_run_figures=False)
+SMALL = ma.AnalysisSettings(mvpa=MvpaSettings(trials=24), mw_step=2.0, per_run_figures=False)
 
 
 def snapshot_of_files(root: Path) -> dict[str, int]:
@@ -304,7 +304,8 @@ def test_pipeline_resumes_an_interrupted_tuning_curve_file(synthetic, tmp_path) 
 def test_mvpa_with_other_settings_is_recomputed(synthetic, tmp_path) -> None:
     root = tmp_path / "copy"
     shutil.copytree(synthetic, root)
-    ma.run_analysis(root, [CONF], parts=("mvpa",), settings=dataclasses.replace(SMALL, seed=9))
+    other_seed = dataclasses.replace(SMALL, mvpa=dataclasses.replace(SMALL.mvpa, seed=9))
+    ma.run_analysis(root, [CONF], parts=("mvpa",), settings=other_seed)
     old = pd.read_csv(synthetic / CONF / "Mahal_scores.csv")
     new = pd.read_csv(root / CONF / "Mahal_scores.csv")
     assert old[["run_index", "layer", "stage", "ori"]].equals(new[["run_index", "layer", "stage", "ori"]])
