@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -244,12 +245,19 @@ def assemble_pretraining(results_dir: Path, params: Parameters, num_runs: int) -
     return exclude_and_renumber(results_dir, low=low, high=high)
 
 
+def run_pending_jobs(results_dir: Path, params: Parameters, base_seed: int, runs: Iterable[int],
+                     progress: bool = True) -> None:
+    """The pretraining jobs of ``runs`` that have not completed, in order."""
+    for run_index in tqdm(list(runs), desc="pretraining runs", disable=not progress):
+        if job_status(results_dir, run_index) is None:
+            ok = run_pretraining_job(results_dir, params, base_seed, run_index, progress)
+            logger.info("pretraining run %d %s", run_index, "succeeded" if ok else "failed all its attempts")
+
+
 def main_pretraining(results_dir: Path, params: Parameters, base_seed: int, num_runs: int,
                      progress: bool = True) -> int:
     """Every pretraining job not yet completed, in order, then assembly; the number of retained runs."""
-    for run_index in tqdm(range(num_runs), desc="pretraining runs", disable=not progress):
-        if job_status(results_dir, run_index) is None:
-            run_pretraining_job(results_dir, params, base_seed, run_index, progress)
+    run_pending_jobs(results_dir, params, base_seed, range(num_runs), progress)
     return assemble_pretraining(results_dir, params, num_runs)
 
 
@@ -278,10 +286,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     params = load_parameters_file(args.results_dir / "parameters.py")
     runs = args.runs if args.runs is not None else range(args.num_runs)
-    for run_index in tqdm(runs, desc="pretraining runs", disable=args.no_progress):
-        if job_status(args.results_dir, run_index) is None:
-            ok = run_pretraining_job(args.results_dir, params, args.base_seed, run_index, not args.no_progress)
-            logger.info("pretraining run %d %s", run_index, "succeeded" if ok else "failed all its attempts")
+    run_pending_jobs(args.results_dir, params, args.base_seed, runs, not args.no_progress)
     if not args.no_assemble:
         retained = assemble_pretraining(args.results_dir, params, args.num_runs)
         logger.info("%d runs retained after pretraining", retained)
