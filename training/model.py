@@ -51,6 +51,11 @@ class ModelStatic(NamedTuple):
     orimap: Array
     """Preferred orientation of each grid point, degrees, (Nx²,)."""
 
+    @property
+    def num_filters(self) -> int:
+        """Number of base filters, 2·Nx² (the width of a base projection)."""
+        return self.noise_factor.shape[0]
+
 
 def build_static(orimap: np.ndarray, gE: float, gI: float, params: Parameters) -> ModelStatic:
     """The per-run constants for an orientation map (degrees, Nx² values) and Gabor gains."""
@@ -316,7 +321,7 @@ def grid_spacing(params: Parameters) -> float:
 
 def base_projection(images: Array, static: ModelStatic, noise_z: Array | None = None) -> Array:
     """Base-filter responses (..., 2·Nx²) of flattened images, plus projected pixel noise L·z if given."""
-    b = (images @ static.gabor_T)[..., : static.noise_factor.shape[0]]
+    b = (images @ static.gabor_T)[..., : static.num_filters]
     return b if noise_z is None else b + projected_noise(noise_z, static)
 
 
@@ -327,7 +332,7 @@ def projected_noise(noise_z: Array, static: ModelStatic) -> Array:
 
 def draw_projected_noise(key: Array, shape: tuple[int, ...], static: ModelStatic) -> Array:
     """Standard-normal draws z (shape + (2·Nx²,)) that base_projection turns into pixel noise."""
-    return jax.random.normal(key, shape + (static.noise_factor.shape[0],), dtype=jnp.float32)
+    return jax.random.normal(key, shape + (static.num_filters,), dtype=jnp.float32)
 
 
 def middle_input(b: Array, gains: Array, phases: int) -> Array:
@@ -369,7 +374,7 @@ def evaluate_model_response_batch(layers: Layers, b: Array, gains: Array, params
     forward_only = dataclasses.replace(params, conv=dataclasses.replace(params.conv, gradient_mode="unrolled"))
     frozen = per_stimulus(jax.lax.stop_gradient(layers), jax.lax.stop_gradient(b), gains, forward_only)
     u = jax.vmap(middle_input, in_axes=(0, None, None))(b, gains, params.ssn.phases)
-    h_mid = jnp.maximum(u, 0.0) + layers.c_mid[None, None, :, None]
+    h_mid = jax.vmap(middle_drive_input, in_axes=(0, None, None, None))(b, gains, layers.c_mid, params.ssn.phases)
     r_mid = jnp.swapaxes(_implicit_fixed_points(layers.mid, jnp.swapaxes(h_mid, 1, 2),
                                                 jnp.swapaxes(frozen.r_mid, 1, 2)), 1, 2)  # fmt: skip
     r_sup = _implicit_fixed_points(layers.sup, superficial_input(layers, r_mid), frozen.r_sup)
