@@ -23,6 +23,7 @@ ALL_TRAINABLE: tuple[str, ...] = (
     "kappa_Jsup", "kappa_Jmid", "kappa_f",
 )  # fmt: skip
 PRETRAINED_KEYS: tuple[str, ...] = ALL_TRAINABLE[:14]
+GRADIENT_MODES: tuple[str, ...] = ("auto", "implicit", "unrolled")
 
 
 class ParameterError(ValueError):
@@ -205,16 +206,26 @@ class ConvPars:
     """Tolerance of the convergence metric."""
     xmin: float = 1.0
     """Floor of the rate in the relative-change convergence metric, Hz."""
-    gradient_mode: str = "implicit"
-    """Fixed-point gradient: 'implicit' (implicit function theorem) or 'unrolled' (through Euler)."""
+    gradient_mode: str = "auto"
+    """Fixed-point gradient: 'auto' (exact: implicit for a settled batch, else through Euler), 'implicit'
+    (implicit function theorem at the final state) or 'unrolled' (reverse mode through every Euler step)."""
+    settle_tol: float = 1e-5
+    """'auto': largest estimated relative distance of the final Euler state from its fixed point that
+    counts as settled (the geometric tail of the last steps' relative changes)."""
+    settle_floor: float = 1e-6
+    """'auto': relative change of the last Euler steps at or below which a state counts as settled
+    whatever its estimated rate (float32 rounding makes the rate unmeasurable there)."""
+    settle_window: int = 10
+    """'auto': Euler steps per window of the convergence-rate estimate (last window vs the one before;
+    shortened to fit twice into the measured second half of the steps)."""
 
     def __post_init__(self) -> None:
         _check_finite(self)
-        _check_positive(self, "dt", "Tmax", "xtol", "xmin")
+        _check_positive(self, "dt", "Tmax", "xtol", "xmin", "settle_tol", "settle_floor", "settle_window")
         if self.dt > self.Tmax:
             _fail(self, "dt", f"must not exceed Tmax={self.Tmax}, got {self.dt}")
-        if self.gradient_mode not in ("implicit", "unrolled"):
-            _fail(self, "gradient_mode", f"must be 'implicit' or 'unrolled', got {self.gradient_mode!r}")
+        if self.gradient_mode not in GRADIENT_MODES:
+            _fail(self, "gradient_mode", f"must be one of {GRADIENT_MODES}, got {self.gradient_mode!r}")
 
     @property
     def num_steps(self) -> int:

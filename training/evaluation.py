@@ -15,8 +15,16 @@ import jax.numpy as jnp
 
 from parameters import Parameters
 from training.loss import LossConstants
-from training.model import ModelStatic
-from training.trials import Readout, TrialOutputs, evaluate_trials, fine_task_batch, task_batch
+from training.model import ModelStatic, Response
+from training.trials import (
+    Readout,
+    TrialBatch,
+    TrialOutputs,
+    evaluate_trials,
+    fine_task_batch,
+    frozen_trial_responses,
+    task_batch,
+)
 
 Array = jnp.ndarray
 
@@ -61,28 +69,78 @@ def summarise(out: TrialOutputs) -> StepMetrics:
     )
 
 
-def batch_loss(trained: dict, readout: Readout, untrained: dict, static: ModelStatic, key: Array, offset: Array,
-               constants: LossConstants, params: Parameters, spec: StageSpec) -> tuple[Array, StepMetrics]:
-    """Mean total loss of one training batch, and its metrics."""
+def step_batch(key: Array, offset: Array, params: Parameters, spec: StageSpec) -> tuple[TrialBatch, Array]:
+    """The task batch of a training step and the key of its trials (images, noise)."""
     k_batch, k_trials = jax.random.split(key)
-    batch = task_batch(k_batch, spec.batch_size, offset, params, spec.general_task, spec.shuffle_labels)
+    return task_batch(k_batch, spec.batch_size, offset, params, spec.general_task, spec.shuffle_labels), k_trials
+
+
+def batch_loss(trained: dict, readout: Readout, untrained: dict, static: ModelStatic, key: Array, offset: Array,
+               constants: LossConstants, params: Parameters, spec: StageSpec, adjoint: str,
+               frozen: Response | None = None) -> tuple[Array, StepMetrics]:
+    """Mean total loss of one training batch, and its metrics."""
+    batch, k_trials = step_batch(key, offset, params, spec)
     out = evaluate_trials(merge_params(trained, untrained), readout, static, batch, k_trials, params, constants,
-                          spec.contributions)  # fmt: skip
+                          spec.contributions, adjoint, frozen)  # fmt: skip
     metrics = summarise(out)
     return metrics.loss_terms["total"], metrics
 
 
 @partial(jax.jit, static_argnames=("params", "spec"))
+def step_responses(trained: dict, untrained: dict, static: ModelStatic, key: Array, offset: Array,
+                   params: Parameters, spec: StageSpec) -> Response:
+    """The responses (no gradient) to every image of the training batch of a step, references then targets."""
+    batch, k_trials = step_batch(key, offset, params, spec)
+    return frozen_trial_responses(merge_params(trained, untrained), static, batch, k_trials, params)
+
+
+@partial(jax.jit, static_argnames=("params", "spec", "adjoint"))
 def loss_and_grads(trained: dict, readout: Readout, untrained: dict, static: ModelStatic, key: Array,
-                   offset: Array, constants: LossConstants, params: Parameters,
-                   spec: StageSpec) -> tuple[StepMetrics, dict, Readout]:
-    """Metrics and gradients (SSN dict, readout) of one step; gradients of untrained parts are zeros."""
+                   offset: Array, constants: LossConstants, params: Parameters, spec: StageSpec,
+                   adjoint: str = "unrolled", frozen: Response | None = None) -> tuple[StepMetrics, dict, Readout]:
+    """Metrics and gradients (SSN dict, readout) of one step; gradients of untrained parts are zeros.
+
+    ``adjoint`` ('unrolled' or 'implicit') says how gradients pass the fixed points; with 'implicit',
+    ``frozen`` may pass in the step's :func:`step_responses` so the forward pass is not repeated.
+    """
     argnums = tuple(i for i, on in ((0, spec.train_ssn), (1, spec.train_readout)) if on)
     (_, metrics), grads = jax.value_and_grad(batch_loss, argnums=argnums, has_aux=True)(
-        trained, readout, untrained, static, key, offset, constants, params, spec)
+        trained, readout, untrained, static, key, offset, constants, params, spec, adjoint, frozen)
     grads = dict(zip(argnums, grads, strict=True))
     zeros = jax.tree_util.tree_map(jnp.zeros_like, (trained, readout))
     return metrics, grads.get(0, zeros[0]), grads.get(1, zeros[1])
+
+
+class StepGradients(NamedTuple):
+    """Metrics and gradients of one SGD step, and how the gradients passed the fixed points."""
+
+    metrics: StepMetrics
+    ssn_grads: dict
+    readout_grads: Readout
+    unrolled: bool
+    """True where the SSN gradient went through the Euler loop; False for the implicit gradient and for
+    readout-only steps (no gradient passes a fixed point there)."""
+
+
+def sgd_gradients(trained: dict, readout: Readout, untrained: dict, static: ModelStatic, key: Array,
+                  offset: Array, constants: LossConstants, params: Parameters, spec: StageSpec) -> StepGradients:
+    """Gradients of one step by ``params.conv.gradient_mode``; 'auto' decides the adjoint for this batch.
+
+    'auto' first relaxes the batch without gradients. If every stimulus has settled
+    (:func:`training.model.settled_state`) the implicit gradient at those states equals reverse mode
+    through the loop, and it is attached to them; otherwise the step differentiates through the loop.
+    Either way the gradient is that of the unrolled Euler scheme, dx term included.
+    """
+    mode = params.conv.gradient_mode
+    args = (trained, readout, untrained, static, key, offset, constants, params, spec)
+    if not spec.train_ssn:  # the rates are constants of a readout-only step: one plain forward pass
+        return StepGradients(*loss_and_grads(*args, adjoint="unrolled"), unrolled=False)
+    if mode == "unrolled":
+        return StepGradients(*loss_and_grads(*args, adjoint="unrolled"), unrolled=True)
+    frozen = step_responses(trained, untrained, static, key, offset, params, spec)
+    if mode == "auto" and not bool(jnp.all(frozen.settled)):
+        return StepGradients(*loss_and_grads(*args, adjoint="unrolled"), unrolled=True)
+    return StepGradients(*loss_and_grads(*args, adjoint="implicit", frozen=frozen), unrolled=False)
 
 
 @partial(jax.jit, static_argnames=("params", "num_trials", "contributions"))

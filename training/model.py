@@ -7,7 +7,6 @@ Structural constants come from the hashable :class:`parameters.Parameters`, pass
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -109,6 +108,16 @@ def constant_to_vec(cE: Array, cI: Array, num_grid: int, phases: int = 1) -> Arr
 
 
 # ----------------------------------------------------------------------------------- Euler solver (§6.5)
+class FixedPoint(NamedTuple):
+    """Final Euler state of a layer, its convergence penalty and whether it has settled."""
+
+    r: Array
+    dx: Array
+    """Convergence penalty max(0, avg_dx - 1)."""
+    settled: Array
+    """True where the final state is a converged fixed point by :func:`settled_state`."""
+
+
 def euler_relaxation(layer: SSN_mid | SSN_sup, h: Array, conv: ConvPars) -> tuple[Array, Array]:
     """Final rates after Tmax/dt Euler steps from zero, and avg_dx (mean second-half metric / xtol)."""
     (r,), avg_dx = euler_relaxation_parts(layer, (h,), conv)
@@ -122,9 +131,18 @@ def euler_relaxation_parts(layer: SSN_mid | SSN_sup, parts: tuple[Array, ...],
     The parts are relaxed side by side and the per-step metric is the maximum over every cell of every
     part, so splitting a layer's cells into parts gives the same rates and the same avg_dx. Under vmap a
     part that does not depend on the batch (e.g. circuits that see only their baseline) stays unbatched.
+    """
+    rates, trace = euler_trace(layer, parts, conv)
+    return rates, jnp.mean(trace) / conv.xtol
 
-    The loop carries the E and I rates as separate arrays and the layer's weights are prepared once
-    outside it, so each step is one product (superficial layer) and a few fused elementwise kernels.
+
+def euler_trace(layer: SSN_mid | SSN_sup, parts: tuple[Array, ...],
+                conv: ConvPars) -> tuple[tuple[Array, ...], Array]:
+    """Final rates of each part and the per-step convergence metric of the second half of the steps.
+
+    The metric of a step is max_i |dr_i| / max(xmin, |r_i|) over every cell of every part. The loop
+    carries the E and I rates as separate arrays and the layer's weights are prepared once outside it,
+    so each step is one product (superficial layer) and a few fused elementwise kernels.
     """
     drive = layer.split_drive()
     inputs = [layer.split(h) for h in parts]
@@ -155,8 +173,39 @@ def euler_relaxation_parts(layer: SSN_mid | SSN_sup, parts: tuple[Array, ...],
 
     rates = tuple((jnp.zeros_like(h_E), jnp.zeros_like(h_I)) for h_E, h_I in inputs)
     rates, _ = jax.lax.scan(silent, rates, None, length=first_half)
-    rates, metric = jax.lax.scan(measured, rates, None, length=steps - first_half)
-    return tuple(layer.merge(*r) for r in rates), jnp.mean(metric) / conv.xtol
+    rates, trace = jax.lax.scan(measured, rates, None, length=steps - first_half)
+    return tuple(layer.merge(*r) for r in rates), trace
+
+
+def settled_state(trace: Array, conv: ConvPars) -> Array:
+    """Whether the final Euler state is, to ``conv.settle_tol``, the fixed point the implicit gradient assumes.
+
+    Reverse mode through the loop differentiates the final iterate r_T; the implicit gradient
+    differentiates the fixed point r*. Started from zero, the iterate approaches r* geometrically, and
+    the gap r_T - r* and the gap between the two gradients shrink with the same factor, so the
+    gradients agree when the iterate has converged. The gap is estimated from the trace of relative
+    changes: with s the largest change in the last window of ``settle_window`` steps and s' in the
+    window before, the contraction per step is q = (s/s')^(1/window) and the remaining distance the
+    geometric tail s q/(1 - q). Settled means: no convergence penalty (avg_dx < 1, so the dx term has
+    zero gradient in every mode), and either a tail below ``settle_tol`` or a change at float32
+    rounding level (``settle_floor``), where q cannot be measured. A small change alone is not enough:
+    a slowly creeping state (q near 1) is far from its fixed point although each step is small.
+    """
+    window = max(1, min(conv.settle_window, trace.shape[-1] // 2))
+    last = jnp.max(trace[-window:])
+    before = jnp.max(trace[-2 * window : -window])
+    # 0/0 (an exactly stationary state) is a zero rate; x/0 with x > 0 is no contraction at all.
+    q = jnp.where(before > 0, (last / jnp.where(before > 0, before, 1.0)) ** (1.0 / window),
+                  jnp.where(last > 0, jnp.inf, 0.0))  # fmt: skip
+    tail = jnp.where(q < 1.0, last * q / jnp.maximum(1.0 - q, 1e-30), jnp.inf)
+    no_penalty = jnp.mean(trace) / conv.xtol < 1.0
+    return no_penalty & ((last <= conv.settle_floor) | (tail <= conv.settle_tol))
+
+
+def _relax(layer: SSN_mid | SSN_sup, parts: tuple[Array, ...], conv: ConvPars):
+    rates, trace = euler_trace(layer, parts, conv)
+    avg_dx = jnp.mean(trace) / conv.xtol
+    return rates, jnp.maximum(0.0, avg_dx - 1.0), settled_state(trace, conv)
 
 
 def _implicit_fixed_point(layer: SSN_mid | SSN_sup, h: Array, r_star: Array) -> Array:
@@ -189,20 +238,29 @@ def _implicit_batch_bwd(residuals, g):
 _implicit_fixed_points.defvjp(_implicit_fwd, _implicit_batch_bwd)
 
 
+def stimulus_adjoint(mode: str) -> str:
+    """How one stimulus on its own passes gradients: 'auto' decides per batch, so alone it is exact."""
+    return "implicit" if mode == "implicit" else "unrolled"
+
+
+def layer_fixed_point(layer: SSN_mid | SSN_sup, h: Array, conv: ConvPars, adjoint: str) -> FixedPoint:
+    """Fixed point of one layer for input h, with gradients through the loop or implicit ('adjoint')."""
+    if adjoint == "implicit":
+        (r_star,), dx, settled = _relax(jax.lax.stop_gradient(layer), (jax.lax.stop_gradient(h),), conv)
+        return FixedPoint(_implicit_fixed_point(layer, h, r_star), dx, settled)
+    (r,), dx, settled = _relax(layer, (h,), conv)
+    return FixedPoint(r, dx, settled)
+
+
 def obtain_fixed_point(layer: SSN_mid | SSN_sup, h: Array, conv: ConvPars) -> tuple[Array, Array]:
     """Fixed point r and convergence penalty dx = max(0, avg_dx - 1) of one layer for input h.
 
-    ``conv.gradient_mode`` chooses how gradients pass the fixed point: 'unrolled' differentiates
-    through every Euler step; 'implicit' uses the implicit function theorem at the final state,
-    r = k[W r + h]^n, and treats dx as a constant (its gradient is exactly zero whenever the
-    solver converged, i.e. dx = 0, and unrolling would be needed otherwise).
+    ``conv.gradient_mode`` chooses how gradients pass the fixed point: 'unrolled' (and 'auto' for a lone
+    stimulus) differentiates through every Euler step; 'implicit' uses the implicit function theorem at
+    the final state, r = k[W r + h]^n, and treats dx as a constant.
     """
-    if conv.gradient_mode == "unrolled":
-        r, avg_dx = euler_relaxation(layer, h, conv)
-    else:
-        r_star, avg_dx = euler_relaxation(jax.lax.stop_gradient(layer), jax.lax.stop_gradient(h), conv)
-        r = _implicit_fixed_point(layer, h, r_star)
-    return r, jnp.maximum(0.0, avg_dx - 1.0)
+    fixed_point = layer_fixed_point(layer, h, conv, stimulus_adjoint(conv.gradient_mode))
+    return fixed_point.r, fixed_point.dx
 
 
 def middle_layer_fixed_point(ssn: SSN_mid, h: Array, conv: ConvPars) -> tuple[Array, Array]:
@@ -220,22 +278,25 @@ def middle_layer_response(ssn: SSN_mid, b: Array, gains: Array, c_mid: Array, ph
     so one of them gets |u| + c and the other its baseline c alone. The baseline circuits of a grid point
     are the same for every stimulus (an unbatched part under vmap); rates and dx are unchanged.
     """
+    fixed_point = middle_fixed_point(ssn, b, gains, c_mid, phases, conv, stimulus_adjoint(conv.gradient_mode))
+    return fixed_point.r, fixed_point.dx
+
+
+def middle_fixed_point(ssn: SSN_mid, b: Array, gains: Array, c_mid: Array, phases: int, conv: ConvPars,
+                       adjoint: str) -> FixedPoint:
+    """:func:`middle_layer_response` with its settled flag and an explicit adjoint."""
     base = b.reshape(2, -1)
     magnitude = jnp.abs(base) if phases == 4 else jnp.maximum(base, 0.0)
     active = gains[:, None, None] * magnitude[None] + c_mid[:, None, None]  # type-major (2, 2, Nx²)
     parts = (active, jnp.broadcast_to(c_mid[:, None, None], (2, 1, base.shape[1]))) if phases == 4 else (active,)
-
-    def solve(layer, inputs):
-        rates, avg_dx = euler_relaxation_parts(layer, inputs, conv)
-        return assemble_middle_rates(rates, base, phases), avg_dx
-
-    if conv.gradient_mode == "unrolled":
-        r, avg_dx = solve(ssn, parts)
-    else:
-        r_star, avg_dx = solve(jax.lax.stop_gradient(ssn), jax.lax.stop_gradient(parts))
+    if adjoint == "implicit":
+        rates, dx, settled = _relax(jax.lax.stop_gradient(ssn), jax.lax.stop_gradient(parts), conv)
+        r_star = assemble_middle_rates(rates, base, phases)
         h = middle_drive_input(b, gains, c_mid, phases)
         r = jnp.swapaxes(_implicit_fixed_point(ssn, jnp.swapaxes(h, 0, 1), jnp.swapaxes(r_star, 0, 1)), 0, 1)
-    return r, jnp.maximum(0.0, avg_dx - 1.0)
+        return FixedPoint(r, dx, settled)
+    rates, dx, settled = _relax(ssn, parts, conv)
+    return FixedPoint(assemble_middle_rates(rates, base, phases), dx, settled)
 
 
 def assemble_middle_rates(rates: tuple[Array, ...], base: Array, phases: int) -> Array:
@@ -265,6 +326,8 @@ class Response(NamedTuple):
     dx_sup: Array
     u: Array
     """Gabor projection F·s (phases, 2, Nx²), before rectification."""
+    settled: Array
+    """True where both layers' final Euler states are converged fixed points (:func:`settled_state`)."""
 
     @property
     def mid_output(self) -> Array:
@@ -355,26 +418,53 @@ def superficial_input(layers: Layers, r_mid: Array) -> Array:
 
 def evaluate_model_response(layers: Layers, b: Array, gains: Array, params: Parameters) -> Response:
     """Both layers' fixed points for one stimulus given its base projection b (2·Nx²,)."""
+    return stimulus_response(layers, b, gains, params, stimulus_adjoint(params.conv.gradient_mode))
+
+
+def stimulus_response(layers: Layers, b: Array, gains: Array, params: Parameters, adjoint: str) -> Response:
+    """:func:`evaluate_model_response` with an explicit adjoint ('unrolled' or 'implicit')."""
     u = middle_input(b, gains, params.ssn.phases)
-    r_mid, dx_mid = middle_layer_response(layers.mid, b, gains, layers.c_mid, params.ssn.phases, params.conv)
-    r_sup, dx_sup = superficial_layer_fixed_point(layers.sup, superficial_input(layers, r_mid), params.conv)
-    return Response(r_mid=r_mid, r_sup=r_sup, dx_mid=dx_mid, dx_sup=dx_sup, u=u)
+    mid = middle_fixed_point(layers.mid, b, gains, layers.c_mid, params.ssn.phases, params.conv, adjoint)
+    sup = layer_fixed_point(layers.sup, superficial_input(layers, mid.r), params.conv, adjoint)
+    return Response(r_mid=mid.r, r_sup=sup.r, dx_mid=mid.dx, dx_sup=sup.dx, u=u, settled=mid.settled & sup.settled)
 
 
-def evaluate_model_response_batch(layers: Layers, b: Array, gains: Array, params: Parameters) -> Response:
+def frozen_responses(layers: Layers, b: Array, gains: Array, params: Parameters) -> Response:
+    """Responses to a batch of base projections (B, 2·Nx²) with no gradient: the plain forward pass."""
+    layers, b = jax.lax.stop_gradient((layers, b))
+    return jax.vmap(stimulus_response, in_axes=(None, 0, None, None, None))(layers, b, gains, params, "unrolled")
+
+
+def evaluate_model_response_batch(layers: Layers, b: Array, gains: Array, params: Parameters,
+                                  adjoint: str | None = None, frozen: Response | None = None) -> Response:
     """:func:`evaluate_model_response` over a batch of base projections (B, 2·Nx²).
 
-    In implicit mode the fixed points are found per stimulus without gradients and the implicit-function
-    gradient is attached to the whole batch (:func:`_implicit_fixed_points`); values are the same.
+    ``adjoint`` (default: ``params.conv.gradient_mode``) chooses how gradients pass the fixed points:
+    'unrolled' through every Euler step; 'implicit' by the implicit function theorem at the final states,
+    attached to the whole batch at once (:func:`_implicit_fixed_points`); 'auto' the implicit gradient if
+    every stimulus of the batch has settled and otherwise the unrolled one, which is then exact at every
+    state. Values are the same in every mode. ``frozen`` may pass in the batch's
+    :func:`frozen_responses` when the caller has them already (a training step decides its adjoint on them).
     """
-    per_stimulus = jax.vmap(evaluate_model_response, in_axes=(None, 0, None, None))
-    if params.conv.gradient_mode == "unrolled":
-        return per_stimulus(layers, b, gains, params)
-    # Without gradients the per-stimulus forward is the same in either mode; the plain one adds nothing.
-    forward_only = dataclasses.replace(params, conv=dataclasses.replace(params.conv, gradient_mode="unrolled"))
-    frozen = per_stimulus(jax.lax.stop_gradient(layers), jax.lax.stop_gradient(b), gains, forward_only)
-    u = jax.vmap(middle_input, in_axes=(0, None, None))(b, gains, params.ssn.phases)
-    h_mid = jax.vmap(middle_drive_input, in_axes=(0, None, None, None))(b, gains, layers.c_mid, params.ssn.phases)
+    adjoint = adjoint or params.conv.gradient_mode
+    if adjoint == "unrolled":
+        return jax.vmap(stimulus_response, in_axes=(None, 0, None, None, None))(layers, b, gains, params, "unrolled")
+    if frozen is None:
+        frozen = frozen_responses(layers, b, gains, params)
+    if adjoint == "implicit":
+        return _attach_implicit_gradients(layers, b, gains, params, frozen)
+    # 'auto' inside a traced computation: both branches are compiled and the one selected runs.
+    return jax.lax.cond(jnp.all(frozen.settled),
+                        lambda: _attach_implicit_gradients(layers, b, gains, params, frozen),
+                        lambda: evaluate_model_response_batch(layers, b, gains, params, "unrolled"))  # fmt: skip
+
+
+def _attach_implicit_gradients(layers: Layers, b: Array, gains: Array, params: Parameters,
+                               frozen: Response) -> Response:
+    """The frozen responses with the implicit-function gradients of both layers' fixed points attached."""
+    phases = params.ssn.phases
+    u = jax.vmap(middle_input, in_axes=(0, None, None))(b, gains, phases)
+    h_mid = jax.vmap(middle_drive_input, in_axes=(0, None, None, None))(b, gains, layers.c_mid, phases)
     r_mid = jnp.swapaxes(_implicit_fixed_points(layers.mid, jnp.swapaxes(h_mid, 1, 2),
                                                 jnp.swapaxes(frozen.r_mid, 1, 2)), 1, 2)  # fmt: skip
     r_sup = _implicit_fixed_points(layers.sup, superficial_input(layers, r_mid), frozen.r_sup)

@@ -8,6 +8,8 @@ Column notes (binding decisions):
   ``kappa_Jsup_XY_pre`` is ``kappa_Jsup[0][a][b]`` and ``kappa_Jsup_XY_post`` is ``kappa_Jsup[1][a][b]``,
   with XY = EE, EI, IE, II for [a][b] (E = 0, I = 1; a post-synaptic, b pre-synaptic).
 * ``J_*`` columns are signed (J_EI, J_II negative); ``log_J_*`` hold log|J|.
+* ``gradient_unrolled`` (not in the specification): 1 where the step's SSN gradient went through the Euler
+  loop, 0 where it was the implicit gradient at settled fixed points or the step trained the readout only.
 * Floats are written with full precision (shortest round-trip representation), so float32 parameters
   come back exactly.
 * After run exclusion every per-run file carries a last column ``original_run_index``; ``run_index`` is
@@ -61,7 +63,7 @@ STEP_COLUMNS: tuple[str, ...] = (
     "run_index", "stage", "SGD_steps", "acc", "val_acc", "val_loss", "accs_125",
     "loss_binary_cross_entr", "loss_dx_max", "loss_r_max", "loss_r_mean", "loss_w_sig", "loss_b_sig",
     "loss_all", "maxr_E_mid", "maxr_I_mid", "maxr_E_sup", "maxr_I_sup",
-    "meanr_E_mid", "meanr_I_mid", "meanr_E_sup", "meanr_I_sup",
+    "meanr_E_mid", "meanr_I_mid", "meanr_E_sup", "meanr_I_sup", "gradient_unrolled",
 )  # fmt: skip
 SSN_COLUMNS: tuple[str, ...] = (
     *_pair_columns("log_J_{}_m"), *_pair_columns("log_J_{}_s"),

@@ -25,9 +25,9 @@ from training.evaluation import (
     StageSpec,
     StepMetrics,
     fine_task_test,
-    loss_and_grads,
     merge_params,
     psychometric_accuracies,
+    sgd_gradients,
 )
 from training.loss import LossConstants, default_loss_constants
 from training.model import ModelStatic
@@ -259,6 +259,18 @@ def max_steps(stage: int, params: Parameters) -> int:
             2: params.training.SGD_steps}[stage]  # fmt: skip
 
 
+def log_gradient_paths(run_index: int, stage: int, rows: list[dict]) -> None:
+    """Log the share of a stage's steps whose gradient went through the Euler loop, and with dx > 0."""
+    if not rows:
+        return
+    unrolled = np.mean([row["gradient_unrolled"] for row in rows])
+    unconverged = np.mean([row["loss_dx_max"] > 0 for row in rows])
+    largest = max(row["loss_dx_max"] for row in rows)
+    logger.info("run %d stage %d: %.0f %% of steps through the Euler loop (%.0f %% implicit), %.0f %% with "
+                "dx > 0, largest dx penalty %.3g", run_index, stage, 100 * unrolled, 100 * (1 - unrolled),
+                100 * unconverged, largest)  # fmt: skip
+
+
 # ------------------------------------------------------------------------------------------ the stage loop
 def train_ori_discr(stage: int, state: StageState, setup: RunSetup,
                     contributions: tuple[float, float] = (1.0, 0.0)) -> StageResult:
@@ -277,14 +289,14 @@ def train_ori_discr(stage: int, state: StageState, setup: RunSetup,
     for step in steps:
         train_key, eval_key = step_keys(setup, stage, step)
         clock = time.perf_counter()
-        metrics, ssn_grads, readout_grads = loss_and_grads(trained, readout, state.untrained, setup.static,
-                                                           train_key, jnp.float32(offset), constants, params, spec)
+        metrics, ssn_grads, readout_grads, unrolled = sgd_gradients(
+            trained, readout, state.untrained, setup.static, train_key, jnp.float32(offset), constants, params, spec)
         if not math.isfinite(float(metrics.loss_terms["total"])):
             raise StageFailedError(f"run {setup.run_index}: NaN loss in stage {stage} at step {step}")
         log_params = merge_params(trained, state.untrained)
         test_readout = fine_readout(readout, stage, params)
         row = {"run_index": setup.run_index, "stage": stage, "SGD_steps": step, **metrics_columns(metrics),
-               **parameter_row(log_params, params, stage, readout)}  # fmt: skip
+               "gradient_unrolled": int(unrolled), **parameter_row(log_params, params, stage, readout)}  # fmt: skip
         if stage == 2:
             row["staircase_offset"] = offset
         log.batch_accs.append(float(metrics.acc))
@@ -324,6 +336,7 @@ def train_ori_discr(stage: int, state: StageState, setup: RunSetup,
         log.tick("sgd", clock)
     logger.info("run %d stage %d: %d steps; seconds in SGD %.1f, probes %.1f, validation %.1f", setup.run_index,
                 stage, len(log.rows), log.seconds["sgd"], log.seconds["probe"], log.seconds["validation"])
+    log_gradient_paths(setup.run_index, stage, log.rows)
     final = StageState(trained=recorded[0], untrained=state.untrained, readout=recorded[1], offset=offset,
                        constants=constants)  # fmt: skip
     return StageResult(rows=log.rows, val_rows=log.val_rows, final=final, thresholds=log.thresholds,

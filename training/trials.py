@@ -22,6 +22,7 @@ from training.model import (
     build_layers,
     draw_projected_noise,
     evaluate_model_response_batch,
+    frozen_responses,
     projected_noise,
 )
 from training.readout import add_readout_noise, predicted_label, readout_features, sigmoid_output
@@ -162,18 +163,19 @@ def readout_noise(key: Array, batch_size: int, num_weights: int, params: Paramet
 
 
 def evaluate_trials(log_params: dict, readout: Readout, static: ModelStatic, batch: TrialBatch, key: Array,
-                    params: Parameters, constants: LossConstants,
-                    contributions: tuple[float, float]) -> TrialOutputs:
+                    params: Parameters, constants: LossConstants, contributions: tuple[float, float],
+                    adjoint: str | None = None, frozen: Response | None = None) -> TrialOutputs:
     """Simulate a batch of pairs and compute decisions and per-trial loss terms.
 
     The readout cells follow from the readout size: len(w) grid points (or half of them when both
-    layers contribute).
+    layers contribute). ``adjoint`` and ``frozen`` go to :func:`evaluate_model_response_batch`; ``frozen``
+    is then :func:`frozen_trial_responses` of the same batch and key.
     """
     k_noise, k_images = jax.random.split(key)
     batch_size = batch.label.shape[0]
     num_weights = readout.w.shape[0]
     indices = readout_cells(params, num_weights // 2 if all(contributions) else num_weights)
-    ref, target = responses_to_batch(log_params, static, batch, k_images, params)
+    ref, target = responses_to_batch(log_params, static, batch, k_images, params, adjoint, frozen)
     noise_ref, noise_target = readout_noise(k_noise, batch_size, num_weights, params)
     x_ref = add_readout_noise(readout_features(ref, indices, contributions), noise_ref)
     x_target = add_readout_noise(readout_features(target, indices, contributions), noise_target)
@@ -185,12 +187,23 @@ def evaluate_trials(log_params: dict, readout: Readout, static: ModelStatic, bat
     return TrialOutputs(p=p, correct=correct, terms=terms, ref_stats=ref_stats)
 
 
-def responses_to_batch(log_params: dict, static: ModelStatic, batch: TrialBatch, key: Array,
-                       params: Parameters) -> tuple[Response, Response]:
+def frozen_trial_responses(log_params: dict, static: ModelStatic, batch: TrialBatch, key: Array,
+                           params: Parameters) -> Response:
+    """Responses to the reference images then the target images that :func:`evaluate_trials` simulates for
+    the same batch and key, without gradients (a step decides how to differentiate on them)."""
+    _, k_images = jax.random.split(key)
+    b_ref, b_target = pair_projections(k_images, batch, static, params)
+    layers = build_layers(log_params, static, params)
+    return frozen_responses(layers, jnp.concatenate([b_ref, b_target]), static.gains, params)
+
+
+def responses_to_batch(log_params: dict, static: ModelStatic, batch: TrialBatch, key: Array, params: Parameters,
+                       adjoint: str | None = None, frozen: Response | None = None) -> tuple[Response, Response]:
     """Noisy responses of both layers to the reference and the target images of a batch."""
     b_ref, b_target = pair_projections(key, batch, static, params)
     layers = build_layers(log_params, static, params)
     batch_size = batch.label.shape[0]
-    both = evaluate_model_response_batch(layers, jnp.concatenate([b_ref, b_target]), static.gains, params)
+    both = evaluate_model_response_batch(layers, jnp.concatenate([b_ref, b_target]), static.gains, params,
+                                         adjoint, frozen)  # fmt: skip
     return (jax.tree_util.tree_map(lambda x: x[:batch_size], both),
             jax.tree_util.tree_map(lambda x: x[batch_size:], both))  # fmt: skip

@@ -1,0 +1,185 @@
+"""The default gradient mode 'auto' is exact at every state training visits: the implicit gradient where the
+batch has settled, reverse mode through the Euler loop elsewhere; and the step records the path it took."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+from parameters import build_parameters
+from tests.conftest import TINY_OVERRIDES, golden_log_params, golden_path, with_gradient_mode
+from tests.test_fixed_point import small_batch_loss
+from training import training_functions
+from training.evaluation import StageSpec, sgd_gradients
+from training.loss import default_loss_constants
+from training.model import build_static, zero_kappas
+from training.results_io import pretraining_columns, read_results_csv
+from training.training_functions import RunSetup, StageState, train_ori_discr
+from training.trials import Readout, fine_task_batch, frozen_trial_responses
+
+KEY = jax.random.PRNGKey(3)
+# Shifts of log-parameters from golden case 1. "settled": the Euler loop converges for every stimulus.
+# "unsettled": states with a convergence penalty (dx > 0) such as stage 2 visits, where the implicit
+# gradient is wrong both in the rates' part and in the dx term's.
+SETTLED = {"golden": {}, "weaker_sup_inhibition": {"log_J_II_s": -0.6}, "stronger_sup_excitation": {"log_J_EE_s": 0.05}}
+UNSETTLED = {"slow_sup_inhibition": {"log_J_II_s": -1.1}, "sup_excitation_near_instability": {"log_J_EE_s": 0.1},
+             "mid_excitation_near_instability": {"log_J_EE_m": 0.05}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def golden_state(params):
+    with np.load(golden_path(1)) as data:
+        golden = {k: data[k] for k in data.files}
+    static = build_static(golden["orimap"], float(golden["gE"]), float(golden["gI"]), params)
+    readout = Readout(jnp.asarray(golden["w_sig"]), jnp.asarray(golden["b_sig"]))
+    return golden_log_params(golden), readout, static
+
+
+def shifted(log_params: dict, shifts: dict) -> dict:
+    return {k: v + shifts.get(k, 0.0) for k, v in log_params.items()}
+
+
+def gradient(mode, log_params, readout, static, params):
+    return jax.jit(jax.grad(small_batch_loss), static_argnums=3)(log_params, readout, static,
+                                                                with_gradient_mode(params, mode), KEY)  # fmt: skip
+
+
+def settled_flags(log_params, static, params) -> np.ndarray:
+    """The settled flags of the images small_batch_loss simulates (same batch, same key)."""
+    batch = fine_task_batch(jax.random.fold_in(KEY, 0), 3, jnp.float32(4.0), params)
+    response = frozen_trial_responses(log_params, static, batch, jax.random.fold_in(KEY, 1), params)
+    return np.asarray(response.settled)
+
+
+def relative_difference(a: dict, b: dict) -> float:
+    scale = max(float(jnp.max(jnp.abs(v))) for v in b.values())
+    return max(float(jnp.max(jnp.abs(a[k] - b[k]))) for k in b) / scale
+
+
+def assert_gradients_close(a: dict, b: dict, rtol: float) -> None:
+    scale = max(float(jnp.max(jnp.abs(v))) for v in b.values())
+    for key in b:
+        np.testing.assert_allclose(a[key], b[key], rtol=rtol, atol=rtol * scale, err_msg=key)
+
+
+def test_default_mode_is_auto(params):
+    assert params.conv.gradient_mode == "auto"
+
+
+@pytest.mark.parametrize("name", SETTLED)
+def test_auto_is_the_implicit_gradient_at_settled_states(golden_state, params, name):
+    log_params, readout, static = golden_state
+    lp = shifted(log_params, SETTLED[name])
+    assert settled_flags(lp, static, params).all()
+    g_auto = gradient("auto", lp, readout, static, params)
+    assert_gradients_close(g_auto, gradient("implicit", lp, readout, static, params), rtol=1e-5)
+    assert_gradients_close(g_auto, gradient("unrolled", lp, readout, static, params), rtol=1e-3)
+
+
+@pytest.mark.parametrize("name", UNSETTLED)
+def test_auto_is_the_unrolled_gradient_at_unconverged_states(golden_state, params, name):
+    log_params, readout, static = golden_state
+    lp = shifted(log_params, UNSETTLED[name])
+    assert not settled_flags(lp, static, params).all()
+    g_auto, g_unrolled = (gradient(mode, lp, readout, static, params) for mode in ("auto", "unrolled"))
+    assert_gradients_close(g_auto, g_unrolled, rtol=1e-3)
+    # The test has teeth: here the implicit gradient is far from the exact one.
+    assert relative_difference(gradient("implicit", lp, readout, static, params), g_unrolled) > 0.1
+
+
+def test_a_zero_penalty_is_not_convergence(golden_state, params):
+    """With a loose xtol, dx = 0 although the loop stopped far from the fixed point: not settled, and
+    'auto' follows the loop while the implicit gradient would be wrong."""
+    log_params, readout, static = golden_state
+    loose = dataclasses.replace(params, conv=dataclasses.replace(params.conv, Tmax=100.0, xtol=0.01))
+    flags = settled_flags(log_params, static, loose)
+    g_unrolled = gradient("unrolled", log_params, readout, static, loose)
+    batch = fine_task_batch(jax.random.fold_in(KEY, 0), 3, jnp.float32(4.0), loose)
+    response = frozen_trial_responses(log_params, static, batch, jax.random.fold_in(KEY, 1), loose)
+    assert float(jnp.max(response.dx_mid)) == 0.0 and float(jnp.max(response.dx_sup)) == 0.0
+    assert not flags.any()
+    assert relative_difference(gradient("implicit", log_params, readout, static, loose), g_unrolled) > 1e-2
+    assert_gradients_close(gradient("auto", log_params, readout, static, loose), g_unrolled, rtol=1e-3)
+
+
+def test_settled_implies_implicit_equals_unrolled_along_a_path_to_instability(golden_state, params):
+    """The criterion is safe: on a sweep from converged to unconverged states, every batch it calls
+    settled has implicit = unrolled gradients to 1e-3, and it stops calling them settled before they differ."""
+    log_params, readout, static = golden_state
+    verdicts = []
+    for shift in np.linspace(0.0, 0.125, 6):
+        lp = shifted(log_params, {"log_J_EE_s": float(shift)})
+        difference = relative_difference(gradient("implicit", lp, readout, static, params),
+                                         gradient("unrolled", lp, readout, static, params))  # fmt: skip
+        verdicts.append((bool(settled_flags(lp, static, params).all()), difference))
+    assert all(difference < 1e-3 for settled, difference in verdicts if settled)
+    assert {settled for settled, _ in verdicts} == {True, False}  # the sweep crosses the boundary
+
+
+@pytest.mark.parametrize("name", ["slow_sup_inhibition", "mid_excitation_near_instability"])
+def test_auto_matches_finite_differences_in_float64_at_unconverged_states(golden_state, params, name):
+    log_params, readout, static = golden_state
+    lp = shifted(log_params, UNSETTLED[name])
+    p = with_gradient_mode(params, "auto")
+    with jax.enable_x64(True):
+        to64 = lambda tree: jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), tree)  # noqa: E731
+        lp, ro, st = to64(lp), to64(readout), to64(static)
+        loss = jax.jit(small_batch_loss, static_argnums=3)
+        grads = jax.jit(jax.grad(small_batch_loss), static_argnums=3)(lp, ro, st, p, KEY)
+        rng = np.random.default_rng(0)
+        direction = jax.tree_util.tree_map(lambda x: jnp.asarray(rng.normal(size=np.shape(x))), lp)
+        eps = 1e-6  # the loss is strongly curved off the fixed point: eps = 1e-4 is 2 % off, 1e-6 agrees to 1e-7
+        moved = lambda s: jax.tree_util.tree_map(lambda x, d: x + s * eps * d, lp, direction)  # noqa: E731
+        fd = (loss(moved(1.0), ro, st, p, KEY) - loss(moved(-1.0), ro, st, p, KEY)) / (2 * eps)
+        analytic = sum(jnp.sum(grads[k] * direction[k]) for k in lp)
+        assert float(analytic) == pytest.approx(float(fd), rel=1e-4)
+    jax.clear_caches()  # float64 entries in JAX's tracing caches would otherwise leak into later float32 tests
+
+
+def test_sgd_gradients_reports_the_path_it_took(golden_state, params):
+    log_params, readout, static = golden_state
+    spec = StageSpec(3, False, False, (1.0, 0.0), True, False)
+    constants = default_loss_constants(params.loss)
+    for shifts, expect_unrolled in ((SETTLED["golden"], False), (UNSETTLED["slow_sup_inhibition"], True)):
+        lp = shifted(log_params, shifts)
+        step = sgd_gradients(lp, readout, {}, static, KEY, jnp.float32(4.0), constants, params, spec)
+        assert step.unrolled is expect_unrolled
+        reference_mode = "unrolled" if expect_unrolled else "implicit"
+        exact = sgd_gradients(lp, readout, {}, static, KEY, jnp.float32(4.0), constants,
+                              with_gradient_mode(params, reference_mode), spec)  # fmt: skip
+        assert_gradients_close(step.ssn_grads, exact.ssn_grads, rtol=1e-5)
+    readout_only = StageSpec(3, False, False, (1.0, 0.0), False, True)
+    assert not sgd_gradients(log_params, readout, {}, static, KEY, jnp.float32(4.0), constants, params,
+                             readout_only).unrolled  # fmt: skip
+
+
+def test_the_csv_records_the_path_each_step_took(params, tmp_path, monkeypatch):
+    with np.load(golden_path(1)) as data:
+        golden = {k: data[k] for k in data.files}
+    tiny = build_parameters(TINY_OVERRIDES)
+    static = build_static(golden["orimap"], float(golden["gE"]), float(golden["gI"]), tiny)
+    taken = []
+
+    def recording(*args, **kwargs):
+        step = sgd_gradients(*args, **kwargs)
+        taken.append(int(step.unrolled))
+        return step
+
+    monkeypatch.setattr(training_functions, "sgd_gradients", recording)
+    recorded = []
+    for shifts in (SETTLED["golden"], UNSETTLED["mid_excitation_near_instability"]):
+        log_params = {k: v for k, v in shifted(golden_log_params(golden), shifts).items() if not k.startswith("kappa")}
+        setup = RunSetup(tiny, static, 0, 4e-3, jax.random.PRNGKey(1), jax.random.PRNGKey(2), progress=False)
+        readout = Readout(jnp.zeros(81), jnp.float32(0.1))
+        state = StageState(trained=log_params, untrained=zero_kappas(), readout=readout)
+        result = train_ori_discr(0, state, setup)
+        path = tmp_path / "rows.csv"
+        pd.DataFrame(result.rows).reindex(columns=pretraining_columns(81)).to_csv(path, index=False)
+        recorded += read_results_csv(path)["gradient_unrolled"].astype(int).tolist()
+    assert recorded == taken
+    assert set(recorded) == {0, 1}
