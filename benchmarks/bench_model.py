@@ -2,7 +2,8 @@
 
 Usage: ``python benchmarks/bench_model.py [--repeats 5] [--case NAME]``. Each case runs in its own
 subprocess so that its peak resident memory (ru_maxrss) is its own. Compilation is excluded from the
-timings (one warm-up call first). Prints a table and the implicit/unrolled ratios.
+timings (one warm-up call first). Prints a table and the ratios between gradient modes. An SGD step is
+:func:`training.evaluation.sgd_gradients`, the training loop's call (for 'auto' the settling check included).
 """
 
 from __future__ import annotations
@@ -22,16 +23,23 @@ sys.path.insert(0, str(ROOT))
 
 CASES = {
     "forward_200_images": "batched forward of 200 images",
-    "stage0_step_implicit": "loss+gradient, stage 0 (100 pairs, 81 weights), implicit",
-    "stage0_step_unrolled": "loss+gradient, stage 0 (100 pairs, 81 weights), unrolled",
-    "stage2_step_implicit": "loss+gradient, stage 2 (50 pairs, 25 weights), implicit",
-    "stage2_step_unrolled": "loss+gradient, stage 2 (50 pairs, 25 weights), unrolled",
+    "stage0_step_implicit": "SGD step, stage 0 (100 pairs, 81 weights), implicit",
+    "stage0_step_unrolled": "SGD step, stage 0 (100 pairs, 81 weights), unrolled",
+    "stage0_step_auto": "SGD step, stage 0 (100 pairs, 81 weights), auto, settled",
+    "stage2_step_implicit": "SGD step, stage 2 (50 pairs, 25 weights), implicit",
+    "stage2_step_unrolled": "SGD step, stage 2 (50 pairs, 25 weights), unrolled",
+    "stage2_step_auto": "SGD step, stage 2 (50 pairs, 25 weights), auto, settled",
+    "stage2_step_auto_unsettled": "SGD step, stage 2 (50 pairs, 25 weights), auto, unsettled",
+    "stage2_step_unrolled_unsettled": "SGD step, stage 2 (50 pairs, 25 weights), unrolled, unsettled",
     "probe_2500_pairs": "forward of one psychometric probe (2,500 pairs)",
 }
+UNSETTLED_J_EE_S = 5.3
+"""J_EE of the superficial layer at which the example model has not converged within 300 Euler steps."""
 
 
-def example_model(mode: str = "implicit"):
-    """Default parameters, a uniform orientation map and mid-range log-parameters."""
+def example_model(mode: str = "implicit", unsettled: bool = False):
+    """Default parameters, a uniform orientation map and mid-range log-parameters (or a J_EE_s too strong
+    for the superficial layer to converge)."""
     import jax.numpy as jnp
     import numpy as np
 
@@ -46,6 +54,8 @@ def example_model(mode: str = "implicit"):
     log_params = {f"log_J_{k}_{layer}": jnp.float32(np.log(v)) for k, v in J.items() for layer in ("m", "s")}
     log_params.update(cE_m=jnp.float32(5.0), cI_m=jnp.float32(5.0), log_f_E=jnp.float32(0.0),
                       log_f_I=jnp.float32(0.0), **zero_kappas())  # fmt: skip
+    if unsettled:
+        log_params["log_J_EE_s"] = jnp.float32(np.log(UNSETTLED_J_EE_S))
     return params, static, log_params
 
 
@@ -54,14 +64,14 @@ def case_function(name: str):
     import jax
     import jax.numpy as jnp
 
-    from training.evaluation import StageSpec, loss_and_grads, psychometric_accuracies
+    from training.evaluation import StageSpec, psychometric_accuracies, sgd_gradients
     from training.loss import default_loss_constants
     from training.model import response_to_images
     from training.trials import Readout, task_geometry
     from training.util_gabor import grating_images
 
-    mode = "unrolled" if name.endswith("unrolled") else "implicit"
-    params, static, log_params = example_model(mode)
+    mode = next(m for m in ("unrolled", "implicit", "auto") if f"_{m}" in name) if "step" in name else "implicit"
+    params, static, log_params = example_model(mode, unsettled=name.endswith("unsettled"))
     constants = default_loss_constants(params.loss)
     keys = iter(jax.random.split(jax.random.PRNGKey(0), 10_000))
     if name == "forward_200_images":
@@ -72,13 +82,13 @@ def case_function(name: str):
         spec = StageSpec(100, True, False, (1.0, 0.0), True, True)
         readout = Readout(jnp.full(81, 0.01), jnp.float32(0.0))
         trained, untrained = split(log_params)
-        return lambda: jax.block_until_ready(loss_and_grads(trained, readout, untrained, static, next(keys),
-                                                            jnp.float32(4.0), constants, params, spec))  # fmt: skip
+        return lambda: jax.block_until_ready(sgd_gradients(trained, readout, untrained, static, next(keys),
+                                                           jnp.float32(4.0), constants, params, spec)[:3])  # fmt: skip
     if name.startswith("stage2"):
         spec = StageSpec(50, False, False, (1.0, 0.0), True, False)
         readout = Readout(jnp.full(25, 0.01), jnp.float32(0.0))
-        return lambda: jax.block_until_ready(loss_and_grads(log_params, readout, {}, static, next(keys),
-                                                            jnp.float32(4.0), constants, params, spec))  # fmt: skip
+        return lambda: jax.block_until_ready(sgd_gradients(log_params, readout, {}, static, next(keys),
+                                                           jnp.float32(4.0), constants, params, spec)[:3])  # fmt: skip
     readout = Readout(jnp.full(25, 0.01), jnp.float32(0.0))
     return lambda: jax.block_until_ready(psychometric_accuracies(log_params, readout, static, next(keys), constants,
                                                                  params, (1.0, 0.0)))  # fmt: skip
@@ -112,6 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--case", choices=sorted(CASES), help="run one case in this process (internal use)")
+    parser.add_argument("--only", nargs="+", choices=sorted(CASES), help="run only these cases")
     args = parser.parse_args()
     if args.case:
         print(json.dumps(run_case(args.case, args.repeats)))
@@ -122,15 +133,20 @@ def main() -> None:
           f"backend {jax.default_backend()}, devices {jax.devices()}")  # fmt: skip
     results = {}
     for name, description in CASES.items():
+        if args.only and name not in args.only:
+            continue
         out = subprocess.run([sys.executable, __file__, "--case", name, "--repeats", str(args.repeats)],
                              capture_output=True, text=True, check=True, cwd=ROOT)  # fmt: skip
         results[name] = json.loads(out.stdout.strip().splitlines()[-1])
         r = results[name]
         print(f"{description:<62} median {r['median_s']:8.4f} s   best {r['best_s']:8.4f} s   "
               f"first call {r['first_call_s']:6.1f} s   peak RSS {r['peak_rss_gb']:.2f} GB")  # fmt: skip
-    for stage in ("stage0", "stage2"):
-        ratio = results[f"{stage}_step_implicit"]["median_s"] / results[f"{stage}_step_unrolled"]["median_s"]
-        print(f"{stage} step time ratio implicit/unrolled: {ratio:.3f}")
+    ratios = (("stage0_step_implicit", "stage0_step_unrolled"), ("stage2_step_implicit", "stage2_step_unrolled"),
+              ("stage0_step_auto", "stage0_step_implicit"), ("stage2_step_auto", "stage2_step_implicit"),
+              ("stage2_step_auto_unsettled", "stage2_step_unrolled_unsettled"))  # fmt: skip
+    for a, b in ratios:
+        if a in results and b in results:
+            print(f"time ratio {a}/{b}: {results[a]['median_s'] / results[b]['median_s']:.3f}")
 
 
 if __name__ == "__main__":

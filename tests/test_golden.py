@@ -42,7 +42,7 @@ def test_weights(golden, golden_static, params):
     np.testing.assert_allclose(layers.sup.W, golden["W_sup"], rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("mode", ["unrolled", "implicit"])
+@pytest.mark.parametrize("mode", ["unrolled", "implicit", "auto"])
 def test_responses_losses_and_gradients(golden, golden_static, params, mode):
     params = with_gradient_mode(params, mode)
     log_params = golden_log_params(golden)

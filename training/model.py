@@ -205,7 +205,9 @@ def settled_state(trace: Array, conv: ConvPars) -> Array:
 def _relax(layer: SSN_mid | SSN_sup, parts: tuple[Array, ...], conv: ConvPars):
     rates, trace = euler_trace(layer, parts, conv)
     avg_dx = jnp.mean(trace) / conv.xtol
-    return rates, jnp.maximum(0.0, avg_dx - 1.0), settled_state(trace, conv)
+    # A diverged state (inf or nan rates) can leave a trace of zeros; it is no fixed point.
+    finite = functools.reduce(jnp.logical_and, [jnp.all(jnp.isfinite(r)) for r in rates])
+    return rates, jnp.maximum(0.0, avg_dx - 1.0), settled_state(trace, conv) & finite
 
 
 def _implicit_fixed_point(layer: SSN_mid | SSN_sup, h: Array, r_star: Array) -> Array:
