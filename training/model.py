@@ -159,9 +159,11 @@ def euler_trace(layer: SSN_mid | SSN_sup, parts: tuple[Array, ...],
             changes.append((dr_E, dr_I))
         return tuple(new), changes
 
+    @functools.partial(jax.checkpoint, policy=jax.checkpoint_policies.nothing_saveable)
     def silent(rates, _):
         return step(rates)[0], None
 
+    @functools.partial(jax.checkpoint, policy=jax.checkpoint_policies.nothing_saveable)
     def measured(rates, _):
         rates, changes = step(rates)
         maxima = []
