@@ -95,7 +95,7 @@ DEFAULT_STAIRCASE = StaircaseSettings()
 def staircase_update(
     offset: float, state: StaircaseState, batch_acc: float, settings: StaircaseSettings = DEFAULT_STAIRCASE
 ) -> tuple[float, StaircaseState]:
-    """Next offset and state after one batch: 3-down/1-up (default) or the legacy rule of §13.5."""
+    """Next offset and state after one batch: 3-down/1-up or the legacy rule of §13.5 (``settings.rule``)."""
     if math.isnan(batch_acc):
         raise ValueError("staircase_update: batch accuracy is NaN")
     if batch_acc < settings.threshold:
