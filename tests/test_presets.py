@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.report import write_report_html
 from parameters import SSNPars, build_parameters
 from tests.conftest import golden_log_params, golden_path
 from training import main_pretraining
@@ -19,7 +20,7 @@ from training.results_io import ORIMAP, PRETRAINING_RESULTS, read_results_csv
 from training.training_functions import accs_125_trials
 from training.trials import Readout
 from training.util_gabor import ring_distance
-from util import write_marker
+from util import write_marker, write_parameters_copy
 
 REFERENCE, CORRECTED = build_parameters(preset="reference"), build_parameters(preset="corrected")
 
@@ -130,3 +131,11 @@ def test_assembly_applies_the_failure_budget(tmp_path, budget, retained):
         table = read_results_csv(tmp_path / name)
         assert sorted(set(table["run_index"])) == list(range(retained))
         assert sorted(set(table["original_run_index"])) == list(range(retained))  # the leading runs
+
+
+# ---------------------------------------------------------------------------------------------- report
+@pytest.mark.parametrize("preset", ["reference", "corrected"])
+def test_report_names_the_studys_preset(tmp_path, preset):
+    write_parameters_copy(tmp_path / "parameters.py", {}, preset=preset)
+    text = write_report_html(tmp_path, {}).read_text()
+    assert f"parameter preset <b>{preset}</b>" in text
