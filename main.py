@@ -2,6 +2,7 @@
 
     python main.py                                # conf_baseline, TrainingPars.num_runs runs, base seed 0
     python main.py --quick                        # a look at the whole pipeline in minutes (QUICK_OVERRIDES)
+    python main.py --preset corrected             # every corrected behaviour instead of the reference's (README)
     python main.py --configs special readout --runs 50 --jobs 4 --note "first full study"
     python main.py --resume results/Jan08_v0      # finish an interrupted study: the same final CSVs
     python main.py --executor slurm --jobs 200 --slurm-partition gpu --slurm-gpus 1 --slurm-time 720
@@ -23,8 +24,10 @@ jobs submitted with submitit for ``--executor slurm``; ``--submitit-cluster loca
 machine). Ctrl-C or a kill loses at most the jobs in flight; ``--resume FOLDER`` redoes only incomplete jobs with
 the settings recorded in the folder (the repository's current code is used; changed files are logged).
 
-``--overrides-json`` adds ``OVERRIDES`` (``{"ClassName": {"field": value}}``, JSON text or a ``.json`` file) on
-top of the repository's parameters and the ``--quick`` preset; the tests use it for a preset smaller than
+``--preset NAME`` (``reference``, the default, or ``corrected``; parameters.PRESETS) is recorded in every parameters
+copy (``PRESET = "..."``), in environment.json and note.txt. ``--overrides-json`` adds ``OVERRIDES``
+(``{"ClassName": {"field": value}}``, JSON text or a ``.json`` file) on top of the preset, the repository's
+parameters and the ``--quick`` settings; the tests use it for settings smaller than
 ``--quick``. A configuration's own changes (spec §16) are applied last.
 
 Exit status: 0 done; 1 a job or the analysis failed (finished work is kept: rerun with ``--resume``); 2 bad input,
@@ -59,7 +62,7 @@ from tqdm.auto import tqdm
 import configurations
 import util
 from analysis import main_analysis
-from parameters import ParameterError, Parameters, load_parameters_file
+from parameters import DEFAULT_PRESET, PRESETS, ParameterError, Parameters, check_preset, load_parameters_file
 from training import main_pretraining, main_training
 from training.compilation_cache import enable_compilation_cache
 from training.results_io import EXCLUDED_RUNS, ResultsFileError
@@ -93,7 +96,8 @@ JOB_LOGS = "logs"
 SUBMITIT_FOLDER = "submitit"
 PRETRAINING_FILES = (*main_pretraining.PIECES, EXCLUDED_RUNS)
 """The root files of a finished pretraining."""
-RESUME_FORBIDDEN = ("runs", "configs", "seed", "note", "quick", "overrides_json", "skip_pretraining", "results_root")
+RESUME_FORBIDDEN = ("runs", "configs", "seed", "note", "quick", "preset", "overrides_json", "skip_pretraining",
+                    "results_root")  # fmt: skip
 
 
 class UsageError(Exception):
@@ -115,6 +119,7 @@ class Study:
     run_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     skip_pretraining: str | None = None
     quick: bool = False
+    preset: str = DEFAULT_PRESET
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dictionary."""
@@ -129,7 +134,8 @@ class Study:
         try:
             util.check_overrides_shape(data["run_overrides"], str(origin))
             study = cls(int(data["runs"]), tuple(str(c) for c in data["configs"]), int(data["base_seed"]),
-                        data["run_overrides"], data["skip_pretraining"], bool(data["quick"]))  # fmt: skip
+                        data["run_overrides"], data["skip_pretraining"], bool(data["quick"]),
+                        check_preset(str(data["preset"])))  # fmt: skip
             if study.runs < 1 or not study.configs:
                 raise ValueError(f"runs {study.runs}, configurations {list(study.configs)}")
             return study
@@ -190,10 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--note", metavar="TEXT", help="free text for note.txt")
     study.add_argument("--quick", action="store_true", help="a few-minute look at the whole pipeline: 2 runs, few "
                        "SGD steps, small probes, no run exclusion (see QUICK_OVERRIDES in main.py)")  # fmt: skip
+    study.add_argument("--preset", metavar="NAME",
+                       help=f"parameter preset: {' or '.join(PRESETS)} (default: {DEFAULT_PRESET}, or the preset of "
+                            "--skip-pretraining's folder); see README")  # fmt: skip
     study.add_argument(
         "--overrides-json",
         metavar="JSON_OR_FILE",
-        help='extra OVERRIDES {"ClassName": {"field": value}} for every stage, applied after --quick',
+        help='extra OVERRIDES {"ClassName": {"field": value}} for every stage, applied after --preset and --quick',
     )
     study.add_argument("--results-root", type=Path, metavar="DIR", help="parent of results folders (default: results)")
     study.add_argument(
@@ -262,6 +271,7 @@ def fresh_plan(args: argparse.Namespace, execution: Execution, source: Path) -> 
     if results_root.exists() and not results_root.is_dir():
         raise UsageError(f"--results-root {results_root} is not a folder")
     skip = pretraining_folder_info(args.skip_pretraining) if args.skip_pretraining else None
+    preset = study_preset(args.preset, skip[0] if skip else None)
     try:
         run_overrides = util.read_overrides(source)
         if skip is not None:  # stage 2 continues with the settings the reused pretraining ran with
@@ -270,7 +280,7 @@ def fresh_plan(args: argparse.Namespace, execution: Execution, source: Path) -> 
     except ParameterError as error:
         raise UsageError(f"{source.name} is invalid: {error}; fix it") from error
     run_overrides = util.merge_overrides(run_overrides, parse_overrides_json(args.overrides_json))
-    params = check_parameter_files(source, run_overrides, configs)
+    params = check_parameter_files(source, run_overrides, configs, preset)
     runs = args.runs if args.runs is not None else params.training.num_runs
     if skip is not None:
         runs = min(runs, skip[1]) if args.runs is not None else skip[1]
@@ -280,8 +290,23 @@ def fresh_plan(args: argparse.Namespace, execution: Execution, source: Path) -> 
         run_overrides = util.merge_overrides(run_overrides, {"TrainingPars": {"num_runs": runs}})
     seed = args.seed if args.seed is not None else (skip[2] if skip is not None else 0)
     run_overrides = json.loads(json.dumps(run_overrides))  # as environment.json keeps it, for identical resumes
-    study = Study(runs, configs, seed, run_overrides, str(skip[0]) if skip else None, bool(args.quick))
+    study = Study(runs, configs, seed, run_overrides, str(skip[0]) if skip else None, bool(args.quick), preset)
     return Plan(study, execution, results_root, args.note or "")
+
+
+def study_preset(name: str | None, reused_pretraining: Path | None) -> str:
+    """The preset of a new study: --preset, else that of a reused pretraining, else the default."""
+    if name is None:
+        if reused_pretraining is None:
+            return DEFAULT_PRESET
+        try:
+            return util.read_preset(reused_pretraining / "parameters.py")
+        except ParameterError as error:
+            raise UsageError(f"cannot reuse the pretraining: {error}") from error
+    try:
+        return check_preset(name)
+    except ParameterError as error:
+        raise UsageError(f"--preset: {error}") from error
 
 
 def resume_plan(args: argparse.Namespace, execution: Execution) -> Plan:
@@ -353,15 +378,17 @@ def configuration_overrides(run_overrides: Mapping, name: str) -> dict[str, dict
     return util.merge_overrides(run_overrides, configurations.configuration(name).overrides())
 
 
-def check_parameter_files(source: Path, run_overrides: Mapping, configs: Sequence[str]) -> Parameters:
+def check_parameter_files(source: Path, run_overrides: Mapping, configs: Sequence[str],
+                          preset: str = DEFAULT_PRESET) -> Parameters:  # fmt: skip
     """Write the study's parameter files into a scratch folder and load them; the run's parameters."""
     with tempfile.TemporaryDirectory() as scratch:
         try:
-            util.write_parameters_copy(Path(scratch) / "parameters.py", run_overrides, source)
+            util.write_parameters_copy(Path(scratch) / "parameters.py", run_overrides, source, preset=preset)
             params = load_parameters_file(Path(scratch) / "parameters.py")
             for name in configs:
                 util.write_parameters_copy(Path(scratch) / f"parameters_{name}.py",
-                                           configuration_overrides(run_overrides, name), source)  # fmt: skip
+                                           configuration_overrides(run_overrides, name), source,
+                                           preset=preset)  # fmt: skip
         except (ParameterError, TypeError, ValueError) as error:
             raise UsageError(
                 f"invalid parameters ({source.name} with the study's overrides): {error}; fix them"
@@ -391,7 +418,8 @@ def create_study_folder(plan: Plan, argv: Sequence[str]) -> Path:
     util.snapshot_scripts(folder)
     util.atomic_write_text(folder / util.NOTE_FILE, note_text(plan, argv))
     util.write_parameters_copy(folder / "parameters.py", plan.study.run_overrides, snapshot_parameters(folder),
-                               title="Parameters of this study's pretraining (stages 0 and 1).")  # fmt: skip
+                               title="Parameters of this study's pretraining (stages 0 and 1).",
+                               preset=plan.study.preset)  # fmt: skip
     util.write_environment_record(
         folder, ["main.py", *argv], plan.study.base_seed, extra={"study": plan.study.to_json()}
     )
@@ -405,7 +433,8 @@ def snapshot_parameters(folder: Path) -> Path:
 
 def note_text(plan: Plan, argv: Sequence[str]) -> str:
     """note.txt: the user's note, the command line and what the quick preset or overrides change."""
-    lines = [plan.note or "(no note given)", "", "command: python " + shlex.join(["main.py", *argv])]
+    lines = [plan.note or "(no note given)", "", "command: python " + shlex.join(["main.py", *argv]),
+             f"parameter preset: {plan.study.preset} (README, 'Presets')"]  # fmt: skip
     if plan.study.quick:
         lines.append(QUICK_NOTE)
     if plan.study.skip_pretraining:
@@ -425,7 +454,7 @@ def write_configuration_files(folder: Path, study: Study) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         overrides = configuration_overrides(study.run_overrides, name)
         title = f"Parameters of configuration {name} (stage 2)."
-        util.write_parameters_copy(path, overrides, snapshot_parameters(folder), title=title)
+        util.write_parameters_copy(path, overrides, snapshot_parameters(folder), title=title, preset=study.preset)
 
 
 def record_resume(folder: Path, argv: Sequence[str]) -> None:

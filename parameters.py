@@ -3,7 +3,10 @@
 Edit the defaults below to try a variant. A training configuration never edits this file: ``main.py``
 writes a copy into the configuration's results folder whose last lines assign ``OVERRIDES``, a plain
 dictionary ``{"ClassName": {"field": value}}`` that :func:`build_parameters` applies on top of the
-defaults. Load such a copy with :func:`load_parameters_file`.
+defaults and the study's preset (``PRESET``). Load such a copy with :func:`load_parameters_file`.
+
+The defaults are the reference implementation's behaviour (preset ``reference``); ``PRESETS["corrected"]``
+switches every behaviour the specification corrects (spec §18) at once.
 """
 
 from __future__ import annotations
@@ -15,6 +18,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+KAPPA_F_I_FORMS: tuple[str, ...] = ("linear", "squared")
+STAIRCASE_RULES: tuple[str, ...] = ("legacy", "3down1up")
+PLATEAU_RULES: tuple[str, ...] = ("legacy", "equal")
+FAILURE_BUDGETS: tuple[str, ...] = ("study", "per_run")
+ACCS_125_PROBES: tuple[str, ...] = ("offset_125", "reference_125")
 
 # Trainable SSN quantities (spec §11, §16), in the order of the configuration tables.
 ALL_TRAINABLE: tuple[str, ...] = (
@@ -59,6 +68,18 @@ def _check_interval(obj: object, *names: str) -> None:
         low, high = getattr(obj, name)
         if low > high:
             _fail(obj, name, f"interval low > high: {(low, high)}")
+
+
+def _check_choice(obj: object, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(obj, name)
+    if value not in choices:
+        _fail(obj, name, f"must be one of {list(choices)}, got {value!r}")
+
+
+def _check_bool(obj: object, *names: str) -> None:
+    for name in names:
+        if not isinstance(getattr(obj, name), bool):
+            _fail(obj, name, f"must be True or False, got {getattr(obj, name)!r}")
 
 
 def _check_probability(obj: object, *names: str) -> None:
@@ -184,6 +205,10 @@ class SSNPars:
     """Kernel entries below this are set to zero."""
     couple_c_ms: bool = True
     """Use the middle-layer baselines cE_m, cI_m in the superficial layer too."""
+    kappa_f_I_form: str = "linear"
+    """kappa_f exponent of the I feedforward term: 'linear' tanh(k)·d (reference) or 'squared' as for E."""
+    sup_I_stats_drop_last: bool = True
+    """Superficial I max/mean rates leave out the last I cell (reference) instead of using all I cells."""
 
     def __post_init__(self) -> None:
         _check_finite(self)
@@ -192,6 +217,8 @@ class SSNPars:
         _check_probability(self, "p_local_s")
         if self.phases not in (2, 4):
             _fail(self, "phases", f"must be 2 or 4 (an even number of phases), got {self.phases}")
+        _check_choice(self, "kappa_f_I_form", KAPPA_F_I_FORMS)
+        _check_bool(self, "sup_I_stats_drop_last")
 
 
 @dataclass(frozen=True)
@@ -302,8 +329,8 @@ class PretrainingPars:
 
     is_on: bool = True
     """Run pretraining (stages 0 and 1)."""
-    shuffle_labels: bool = False
-    """Replace general-task labels by coin flips (a control setting)."""
+    shuffle_labels: bool = True
+    """Replace general-task labels by coin flips (stage 0 then stops when the BCE dominates the loss)."""
     ori_interval: tuple[float, float] = (15.0, 165.0)
     """Range of the first orientation of general-task pairs, degrees."""
     ori_dist_int: tuple[float, float] = (5.0, 20.0)
@@ -344,6 +371,7 @@ class PretrainingPars:
                         "post_stage1_regression_trials", "regression_chunk")  # fmt: skip
         _check_interval(self, "ori_interval", "ori_dist_int", "offset_threshold", "run_threshold_range")
         _check_probability(self, "stage1_acc_threshold", "regression_train_fraction")
+        _check_bool(self, "shuffle_labels")
 
 
 @dataclass(frozen=True)
@@ -353,7 +381,9 @@ class TrainingPars:
     num_runs: int = 50
     """Number of independent initialisations."""
     max_failed_runs: int = 20
-    """Pretraining gives up after this many failed attempts."""
+    """Budget of failed pretraining attempts (NaN or failed initialisation); see failure_budget."""
+    failure_budget: str = "study"
+    """'study': max_failed_runs for all runs together, in run order (reference); 'per_run': for each run."""
     batch_size: int = 50
     """Trials per stage-2 SGD step."""
     SGD_steps: int = 1500
@@ -382,14 +412,18 @@ class TrainingPars:
     """Staircase step, degrees."""
     staircase_floor: float = 0.1
     """Smallest staircase offset, degrees."""
-    staircase_rule: str = "3down1up"
-    """'3down1up' (standard, resets after a decrease) or 'legacy' (the earlier rule, for replication)."""
+    staircase_rule: str = "legacy"
+    """'legacy' (reference: no reset, no floor) or '3down1up' (standard, resets after a decrease, floored)."""
     min_stop_step: int = 1000
     """Stage 2 may stop early on a plateau only after this step."""
     plateau_window: int = 10
     """Window of the plateau test on probe accuracies."""
     plateau_offsets: tuple[float, ...] = (1.0, 3.0, 7.0)
     """Offsets whose probe accuracy must all plateau for stage 2 to stop, degrees."""
+    plateau_rule: str = "legacy"
+    """Plateau windows: 'legacy' s[-w:-1] vs s[-2w:-w] (reference, w - 1 values) or 'equal' s[-w:] vs s[-2w:-w]."""
+    accs_125_probe: str = "offset_125"
+    """accs_125 column: 'offset_125' (reference: reference 55°, offset 125°) or 'reference_125' (reference 125°)."""
 
     def __post_init__(self) -> None:
         _check_finite(self)
@@ -399,8 +433,10 @@ class TrainingPars:
         if self.max_failed_runs < 0:
             _fail(self, "max_failed_runs", f"must be non-negative, got {self.max_failed_runs}")
         _check_probability(self, "acc_th", "staircase_threshold")
-        if self.staircase_rule not in ("3down1up", "legacy"):
-            _fail(self, "staircase_rule", f"must be '3down1up' or 'legacy', got {self.staircase_rule!r}")
+        _check_choice(self, "staircase_rule", STAIRCASE_RULES)
+        _check_choice(self, "plateau_rule", PLATEAU_RULES)
+        _check_choice(self, "failure_budget", FAILURE_BUDGETS)
+        _check_choice(self, "accs_125_probe", ACCS_125_PROBES)
         if not set(self.plateau_offsets) <= set(self.test_offsets):
             _fail(self, "plateau_offsets", "must be a subset of test_offsets")
 
@@ -412,7 +448,9 @@ class TrainedSSNPars:
     trained: tuple[str, ...] = ALL_TRAINABLE
     """Names from ALL_TRAINABLE trained in stage 2; the others keep their stage-1 values."""
     opt_readout_before_training: bool = False
-    """Start stage 2 from the logistic-regression readout of spec §14.4 and its threshold."""
+    """Start stage 2 from the logistic-regression readout of spec §14.4 and its threshold (see below)."""
+    honour_opt_readout: bool = False
+    """Whether opt_readout_before_training is read; False (reference) only the mixed readout loads its readout."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.trained) - set(ALL_TRAINABLE))
@@ -420,6 +458,7 @@ class TrainedSSNPars:
             _fail(self, "trained", f"unknown names {unknown}; valid: {list(ALL_TRAINABLE)}")
         if not self.trained:
             _fail(self, "trained", "must name at least one parameter")
+        _check_bool(self, "opt_readout_before_training", "honour_opt_readout")
 
 
 @dataclass(frozen=True)
@@ -479,6 +518,8 @@ class RandomizePars:
     """Largest accepted convergence metric on the general-task batch."""
     readout_std: float = 0.25
     """Initial readout weights are rescaled to std readout_std / floor(sqrt(n_weights))."""
+    rescale_readout_bias: bool = False
+    """Scale the initial readout bias by the weights' factor (same decisions); False keeps it (reference)."""
 
     def __post_init__(self) -> None:
         _check_finite(self)
@@ -487,6 +528,7 @@ class RandomizePars:
         _check_positive(self, "J_EE", "J_EI", "J_IE", "J_II", "g", "f", "eta", "max_inequality_tries",
                         "max_middle_resamples", "max_superficial_failures", "max_total_failures",
                         "probe_trials", "readout_std")  # fmt: skip
+        _check_bool(self, "rescale_readout_bias")
 
 
 @dataclass(frozen=True)
@@ -541,17 +583,53 @@ def _as_tuples(values: dict[str, Any]) -> dict[str, Any]:
     return {k: convert(v) for k, v in values.items()}
 
 
-# A configuration's copy of this file reassigns OVERRIDES at its end; the repository's copy keeps it empty.
+# Every behaviour where the reference implementation and the corrected one give different numbers in a working
+# run (spec §18), in the form of OVERRIDES. The dataclass defaults above are the reference values, so
+# "reference" restates them; docs/model.md ("Presets") gives the reason for each switch.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "reference": {
+        "SSNPars": {"kappa_f_I_form": "linear", "sup_I_stats_drop_last": True},
+        "PretrainingPars": {"shuffle_labels": True},
+        "TrainingPars": {"staircase_rule": "legacy", "plateau_rule": "legacy", "failure_budget": "study",
+                         "accs_125_probe": "offset_125"},
+        "TrainedSSNPars": {"honour_opt_readout": False},
+        "RandomizePars": {"rescale_readout_bias": False},
+    },
+    "corrected": {
+        "SSNPars": {"kappa_f_I_form": "squared", "sup_I_stats_drop_last": False},
+        "PretrainingPars": {"shuffle_labels": False},
+        "TrainingPars": {"staircase_rule": "3down1up", "plateau_rule": "equal", "failure_budget": "per_run",
+                         "accs_125_probe": "reference_125"},
+        "TrainedSSNPars": {"honour_opt_readout": True},
+        "RandomizePars": {"rescale_readout_bias": True},
+    },
+}  # fmt: skip
+DEFAULT_PRESET = "reference"
+
+# A configuration's copy of this file reassigns OVERRIDES (and PRESET) at its end; the repository's copy keeps
+# OVERRIDES empty and the default preset.
 OVERRIDES: dict[str, dict[str, Any]] = {}
+PRESET: str = "reference"  # DEFAULT_PRESET, as a literal that util.read_preset can parse
 
 
-def build_parameters(overrides: dict[str, dict[str, Any]] | None = None) -> Parameters:
-    """The default parameters with ``overrides`` (``{"ClassName": {"field": value}}``) applied."""
-    return Parameters().with_overrides(overrides or {})
+def check_preset(name: str) -> str:
+    """``name`` if it is a preset; ParameterError naming the valid ones otherwise."""
+    if name not in PRESETS:
+        raise ParameterError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
+    return name
 
 
-def load_parameters_file(path: str | Path) -> Parameters:
-    """Import a parameters file (e.g. a configuration's copy) and build its parameters with its OVERRIDES."""
+def build_parameters(overrides: dict[str, dict[str, Any]] | None = None, preset: str = DEFAULT_PRESET) -> Parameters:
+    """The defaults with the preset's values and then ``overrides`` (``{"ClassName": {"field": value}}``) applied."""
+    merged = {name: dict(values) for name, values in PRESETS[check_preset(preset)].items()}
+    for name, values in (overrides or {}).items():
+        merged.setdefault(name, {}).update(values)
+    return Parameters().with_overrides(merged)
+
+
+def load_parameters_file(path: str | Path, preset: str | None = None) -> Parameters:
+    """Import a parameters file (e.g. a configuration's copy) and build its parameters: its PRESET (or ``preset``
+    where given), then its OVERRIDES."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"parameters file not found: {path}")
@@ -561,7 +639,11 @@ def load_parameters_file(path: str | Path) -> Parameters:
     sys.modules[name] = module  # dataclasses need the module registered while the file executes
     try:
         spec.loader.exec_module(module)
-        return module.build_parameters(getattr(module, "OVERRIDES", {}))
+        overrides = getattr(module, "OVERRIDES", {})
+        preset = preset if preset is not None else getattr(module, "PRESET", None)
+        if preset is None:  # a file written before presets existed
+            return module.build_parameters(overrides)
+        return module.build_parameters(overrides, preset=preset)
     except Exception as error:  # the file's own ParameterError class, a syntax error, a bad override
         raise ParameterError(f"{path}: {error}") from error
     finally:

@@ -27,7 +27,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from parameters import ParameterError, load_parameters_file
+from parameters import DEFAULT_PRESET, ParameterError, check_preset, load_parameters_file
 from training import results_io
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,8 @@ PACKAGES: tuple[tuple[str, str], ...] = (
 """(name in the record, distribution name) of the packages whose versions environment.json records."""
 OVERRIDES_HEADER = (
     "\n\n# " + "-" * 116 + "\n"
-    "# Written by main.py: the changes of this copy, applied on top of the defaults above (binding decision 4).\n"
+    "# Written by main.py: the changes of this copy, applied on top of the defaults above and the values of the\n"
+    "# preset named by PRESET (binding decision 4).\n"
 )  # fmt: skip
 _HANDLER_TAG = "_ssn_main_handler"
 
@@ -96,15 +97,34 @@ def read_overrides(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     return overrides
 
 
-def _assigns_overrides(node: ast.stmt) -> bool:
-    """Whether a top-level statement assigns a value to the name OVERRIDES."""
+def read_preset(path: str | os.PathLike) -> str:
+    """The preset a parameters file records (its last top-level ``PRESET = "..."``; the default if none).
+
+    The file is parsed, not executed; ParameterError if it does not parse or names no known preset.
+    """
+    path = Path(path)
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (OSError, SyntaxError, UnicodeDecodeError) as error:
+        raise ParameterError(f"{path}: cannot be read: {error}") from error
+    values = [node.value for node in tree.body if _assigns_overrides(node, "PRESET")]
+    if not values:
+        return DEFAULT_PRESET
+    value = values[-1].value if isinstance(values[-1], ast.Constant) else None
+    if not isinstance(value, str):
+        raise ParameterError(f"{path}: PRESET must be a string literal")
+    return check_preset(value)
+
+
+def _assigns_overrides(node: ast.stmt, name: str = "OVERRIDES") -> bool:
+    """Whether a top-level statement assigns a value to ``name`` (OVERRIDES by default)."""
     if isinstance(node, ast.Assign):
         targets = node.targets
     elif isinstance(node, ast.AnnAssign) and node.value is not None:
         targets = [node.target]
     else:
         return False
-    return any(isinstance(t, ast.Name) and t.id == "OVERRIDES" for t in targets)
+    return any(isinstance(t, ast.Name) and t.id == name for t in targets)
 
 
 def check_overrides_shape(overrides: Any, origin: str) -> None:
@@ -216,8 +236,9 @@ def write_parameters_copy(
     overrides: Mapping[str, Mapping[str, Any]],
     source: str | os.PathLike = REPO_PARAMETERS,
     title: str = "",
+    preset: str = DEFAULT_PRESET,
 ) -> None:
-    """Write ``source``'s text plus an appended ``OVERRIDES`` block to ``path`` and check that it loads.
+    """Write ``source``'s text plus an appended ``OVERRIDES`` block and ``PRESET`` line to ``path``; check it loads.
 
     Raises ParameterError (and leaves no file) if the copy does not load or does not carry ``overrides``.
     """
@@ -226,6 +247,7 @@ def write_parameters_copy(
     if ast.literal_eval(block.split("=", 1)[1].strip()) != {k: dict(v) for k, v in overrides.items()}:
         raise ValueError(f"internal error: the OVERRIDES block for {path} does not reproduce the overrides")
     comment = f"# {title}\n" if title else ""
+    block += f"PRESET = {json.dumps(check_preset(preset))}\n"
     atomic_write_text(path, source.read_text(encoding="utf-8").rstrip("\n") + OVERRIDES_HEADER + comment + block)
     try:
         load_parameters_file(path)

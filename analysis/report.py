@@ -19,6 +19,9 @@ import matplotlib.image as mpimg
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
+from parameters import ParameterError
+from util import read_preset
+
 logger = logging.getLogger(__name__)
 
 FigureEntry = tuple[str | Path, str]
@@ -120,6 +123,18 @@ def _file_list_html(title: str, files: Sequence[Path], root: Path) -> str:
     return f"<h2>{html.escape(title)}</h2><ul>{items or '<li>none</li>'}</ul>"
 
 
+def _settings_html(root: Path) -> str:
+    """The study's parameter preset (from its parameters.py), or nothing outside a study folder."""
+    path = root / "parameters.py"
+    if not path.is_file():
+        return ""
+    try:
+        preset = read_preset(path)
+    except ParameterError as error:
+        preset = f"unreadable ({error})"
+    return f"<p>Settings: parameter preset <b>{html.escape(preset)}</b> (see the README, 'Presets').</p>"
+
+
 def write_report_html(results_root: str | Path, sections: Mapping[str, Sequence[FigureEntry]]) -> Path:
     """Write <root>/report.html: existing figures with captions per section, links to CSVs/PDFs."""
     root = Path(results_root).resolve()
@@ -128,6 +143,7 @@ def write_report_html(results_root: str | Path, sections: Mapping[str, Sequence[
         "<style>body{font-family:sans-serif;margin:2em} img{max-width:100%;border:1px solid #ccc}"
         " figure{margin:1.5em 0} figcaption{margin-top:.3em}</style></head><body>",
         f"<h1>Analysis report: {html.escape(root.name)}</h1>",
+        _settings_html(root),
     ]
     for title, entries in sections.items():
         figures = _existing(entries, root)

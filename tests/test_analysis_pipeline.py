@@ -68,7 +68,9 @@ def model_log_params(rng: np.random.Generator, kappa_scale: float = 0.0) -> dict
 @pytest.fixture(scope="module")
 def snapshot() -> Snapshot:
     rng = np.random.default_rng(4)
-    params = build_parameters(FAST)
+    # The corrected kappa_f form: with the reference's exp(tanh(kappa_f) d) for I cells, kappas of 0.2 drive the
+    # superficial layer to thousands of Hz without a fixed point, and unconverged rates are not comparable.
+    params = build_parameters(FAST, preset="corrected")
     static = build_static(make_uniform_orimap(params.grid, rng), *GAINS, params)
     return Snapshot(model_log_params(rng, kappa_scale=0.2), static, params, run_index=3, stage=2, conf=CONF)
 

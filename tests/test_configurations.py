@@ -125,12 +125,14 @@ def test_overrides_give_a_parameters_copy_with_exactly_the_configuration_changes
             value = getattr(getattr(loaded, group.name), f.name)
             want = expected.get((group.name, f.name), getattr(getattr(defaults, group.name), f.name))
             assert value == want, f"{name}: {group.name}.{f.name} = {value!r}, expected {want!r}"
-    assert loaded.pretraining.shuffle_labels is False  # only the training-task flag follows the configuration
+    # only the training-task flag follows the configuration (the pretraining flag keeps the preset's value)
+    assert loaded.pretraining.shuffle_labels is defaults.pretraining.shuffle_labels
 
 
-def test_shuffled_labels_changes_only_the_training_flag(tmp_path):
+@pytest.mark.parametrize(("preset", "pretraining_flag"), [("reference", True), ("corrected", False)])
+def test_shuffled_labels_changes_only_the_training_flag(tmp_path, preset, pretraining_flag):
     path = tmp_path / "parameters_conf_shuffled_labels.py"
-    write_parameters_copy(path, configuration("conf_shuffled_labels").overrides())
+    write_parameters_copy(path, configuration("conf_shuffled_labels").overrides(), preset=preset)
     loaded = load_parameters_file(path)
     assert loaded.training.shuffle_labels is True
-    assert loaded.pretraining.shuffle_labels is False
+    assert loaded.pretraining.shuffle_labels is pretraining_flag

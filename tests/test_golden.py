@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from parameters import build_parameters
 from tests.conftest import PARAMETER_KEYS, golden_log_params, with_gradient_mode
 from training.loss import default_loss_constants, trial_losses
 from training.model import build_layers, build_static, response_to_images
@@ -25,10 +26,17 @@ def golden_trial_loss(log_params, golden, static, params):
     x_target = add_readout_noise(x[2], jnp.asarray(golden["noise_target"]))
     w, b = jnp.asarray(golden["w_sig"]), jnp.asarray(golden["b_sig"])
     p = sigmoid_output(w, b, x_ref, x_target, params.readout.sigmoid_eps)
-    stats = {k: v[0] for k, v in response.rate_stats().items()}
+    stats = {k: v[0] for k, v in response.rate_stats(params.ssn.sup_I_stats_drop_last).items()}
     dxs = jnp.stack([response.dx_mid[0], response.dx_mid[2], response.dx_sup[0], response.dx_sup[2]])
     terms = trial_losses(p, golden["label"], stats, dxs, w, b, params.loss, default_loss_constants(params.loss))
     return terms["total"], (response, terms, p)
+
+
+@pytest.fixture(scope="module")
+def params():
+    """The settings the golden cases were computed with: the default parameters except the superficial I
+    statistics over all I cells (their README); kappa_f = 0 there, so both kappa_f forms give the same input."""
+    return build_parameters({"SSNPars": {"sup_I_stats_drop_last": False}})
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +56,7 @@ def test_responses_losses_and_gradients(golden, golden_static, params, mode):
     log_params = golden_log_params(golden)
     value_and_grad = jax.jit(jax.value_and_grad(golden_trial_loss, has_aux=True), static_argnums=3)
     (total, (response, terms, p)), grads = value_and_grad(log_params, golden, golden_static, params)
-    stats = response.rate_stats()
+    stats = response.rate_stats(params.ssn.sup_I_stats_drop_last)
     for i in range(3):
         np.testing.assert_allclose(np.ravel(response.u[i]), golden[f"u_{i}"], rtol=1e-4, atol=1e-3)
         np.testing.assert_allclose(np.ravel(response.r_mid[i]), golden[f"r_mid_{i}"], **RATE)

@@ -24,8 +24,8 @@ import pytest
 
 import main
 import util
-from parameters import ParameterError, Parameters, load_parameters_file
-from training.results_io import ResultsFileError
+from parameters import ParameterError, Parameters, build_parameters, load_parameters_file
+from training.results_io import ResultsFileError, read_results_csv
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
@@ -245,6 +245,17 @@ def test_default_plan_and_quick_preset():
     assert params.pretraining.post_stage1_regression_trials == 400
 
 
+def test_preset_default_choice_and_overrides_on_top(tmp_path):
+    assert parse([]).study.preset == "reference"
+    plan = parse(["--preset", "corrected", "--overrides-json", '{"TrainingPars": {"staircase_rule": "legacy"}}'])
+    assert plan.study.preset == "corrected"
+    path = tmp_path / "parameters.py"
+    util.write_parameters_copy(path, plan.study.run_overrides, preset=plan.study.preset)
+    params = load_parameters_file(path)
+    assert params.training.staircase_rule == "legacy"  # --overrides-json wins over the preset
+    assert params.training.plateau_rule == "equal" and params.pretraining.shuffle_labels is False
+
+
 def test_runs_configs_and_overrides_combine():
     plan = parse(["--quick", "--runs", "3", "--configs", "readout", "conf_baseline", "--overrides-json",
                   '{"TrainingPars": {"SGD_steps": 2}}', "--jobs", "4", "--no-analysis"])  # fmt: skip
@@ -293,8 +304,12 @@ def test_prepared_folder_and_configuration_files_leave_the_repository_parameters
     assert folder.parent == tmp_path.resolve() and folder.name.endswith("_v0")
     note = (folder / "note.txt").read_text()
     assert note.startswith("a note") and "(0, 181)" in note and "--quick" in note
+    assert "parameter preset: reference" in note
     record = util.read_environment_record(folder)
     assert record["study"] == json.loads(json.dumps(plan.study.to_json()))
+    assert record["study"]["preset"] == "reference"
+    for path in [folder / "parameters.py", *folder.glob("*/parameters_*.py")]:
+        assert util.read_preset(path) == "reference" and 'PRESET = "reference"' in path.read_text()
     assert record["command_line"][1:] == ["main.py", *argv]
     assert (folder / "scripts" / "parameters.py").read_bytes() == (REPO / "parameters.py").read_bytes()
     assert (folder / "log.txt").read_text().count("results folder") == 1
@@ -343,6 +358,7 @@ BAD_INPUT = [
     (["--executor", "pbs"], "--executor"),
     (["--submitit-cluster", "local"], "--executor slurm"),
     (["--unknown-option"], "unrecognized"),
+    (["--preset", "faithful"], "--preset: unknown preset 'faithful'; valid: reference, corrected"),
     *([(["--executor", "slurm"], "sbatch not found")] if shutil.which("sbatch") is None else []),
 ]
 
@@ -390,6 +406,10 @@ def test_skip_pretraining_inherits_the_reused_folders_settings(tmp_path):
     assert plan.study.run_overrides["TrainingPars"]["SGD_steps"] == 7  # inherited from the reused pretraining
     assert plan.study.run_overrides["TrainingPars"]["batch_size"] == 6  # this command's options come last
     assert plan.study.runs == 2 and plan.study.base_seed == 5
+    assert plan.study.preset == "reference"
+    util.write_parameters_copy(folder / "parameters.py", {}, preset="corrected")
+    assert parse(["--skip-pretraining", str(folder)]).study.preset == "corrected"  # inherited
+    assert parse(["--skip-pretraining", str(folder), "--preset", "reference"]).study.preset == "reference"
 
 
 def test_every_study_option_is_forbidden_with_resume():
@@ -443,6 +463,40 @@ def test_command_line_help_and_bad_input_in_a_real_process(tmp_path):
                          cwd=REPO, capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "conf_x" in bad.stderr
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("module", ["training.main_pretraining", "training.main_training"])
+def test_stage_command_rejects_an_unknown_preset_in_one_line(tmp_path, module):
+    bad = subprocess.run([sys.executable, "-m", module, str(tmp_path), "--num-runs", "1", "--preset", "faithful"],
+                         cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    lines = bad.stderr.strip().splitlines()
+    assert bad.returncode == 2 and len(lines) == 1
+    assert "unknown preset 'faithful'; valid: reference, corrected" in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("preset", ["reference", "corrected"])
+def test_tiny_study_under_each_preset_runs_and_records_it(tmp_path, preset, capsys):
+    """One run, conf_baseline, TINY sizes: main.py end to end (job processes included) under the preset."""
+    root = tmp_path / "results"
+    argv = ["--runs", "1", "--configs", "conf_baseline", "--overrides-json", json.dumps(TINY), "--results-root",
+            str(root), "--no-analysis", "--preset", preset]  # fmt: skip
+    assert main.main(argv) == main.EXIT_OK, error_lines(capsys)[-5:]
+    (folder,) = list(root.iterdir())
+    conf_copy = folder / "conf_baseline" / "parameters_conf_baseline.py"
+    expected = build_parameters(preset=preset)
+    for path in (folder / "parameters.py", conf_copy):
+        assert util.read_preset(path) == preset
+        loaded = load_parameters_file(path)
+        assert loaded.training.plateau_rule == expected.training.plateau_rule
+        assert loaded.ssn.kappa_f_I_form == expected.ssn.kappa_f_I_form
+    assert load_parameters_file(folder / "parameters.py").pretraining.shuffle_labels is (preset == "reference")
+    assert util.read_environment_record(folder)["study"]["preset"] == preset
+    assert f"parameter preset: {preset}" in (folder / "note.txt").read_text()
+    rows = read_results_csv(folder / "conf_baseline" / "training_results.csv")
+    assert len(rows) == TINY["TrainingPars"]["SGD_steps"] and rows["accs_125"].notna().any()
+    assert parse(["--resume", str(folder)]).study.preset == preset  # --resume uses the recorded preset
+    assert main.main(["--resume", str(folder), "--no-analysis"]) == main.EXIT_OK
 
 
 def test_analysis_stage_calls_run_analysis_once_and_reports_failures(tmp_path, monkeypatch):

@@ -2,22 +2,44 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from parameters import (
+    DEFAULT_PRESET,
+    PRESET,
+    PRESETS,
     ConvPars,
     GridPars,
     ParameterError,
     Parameters,
     PretrainingPars,
+    RandomizePars,
     ReadoutPars,
     SSNPars,
     TrainedSSNPars,
+    TrainingPars,
     build_parameters,
     load_parameters_file,
 )
+
+GROUP_OF_CLASS = {type(getattr(Parameters(), f.name)).__name__: f.name for f in dataclasses.fields(Parameters)}
+
+# The switched behaviours and their values as docs/model.md ("Presets") documents them: (group, field) ->
+# (reference, corrected).
+DOCUMENTED_PRESETS = {
+    ("ssn", "kappa_f_I_form"): ("linear", "squared"),
+    ("ssn", "sup_I_stats_drop_last"): (True, False),
+    ("pretraining", "shuffle_labels"): (True, False),
+    ("training", "staircase_rule"): ("legacy", "3down1up"),
+    ("training", "plateau_rule"): ("legacy", "equal"),
+    ("training", "failure_budget"): ("study", "per_run"),
+    ("training", "accs_125_probe"): ("offset_125", "reference_125"),
+    ("trained_ssn", "honour_opt_readout"): (False, True),
+    ("randomize", "rescale_readout_bias"): (False, True),
+}
 
 
 @pytest.mark.parametrize(
@@ -33,6 +55,15 @@ from parameters import (
         (PretrainingPars, "ori_interval", (165.0, 15.0)),
         (GridPars, "hyper_col", float("nan")),
         (TrainedSSNPars, "trained", ("J_EE_m", "J_XX_m")),
+        (SSNPars, "kappa_f_I_form", "cubic"),
+        (SSNPars, "sup_I_stats_drop_last", "yes"),
+        (PretrainingPars, "shuffle_labels", 1),
+        (TrainingPars, "staircase_rule", "2down1up"),
+        (TrainingPars, "plateau_rule", "short"),
+        (TrainingPars, "failure_budget", "global"),
+        (TrainingPars, "accs_125_probe", "ref_125"),
+        (TrainedSSNPars, "honour_opt_readout", None),
+        (RandomizePars, "rescale_readout_bias", "no"),
     ],
 )
 def test_invalid_value_names_the_parameter(cls, field, value):
@@ -50,7 +81,7 @@ def test_defaults_are_valid_and_hashable():
     assert hash(params) == hash(Parameters())
     assert params.conv.num_steps == 300
     assert params.grid.hyper_col == 3.2
-    assert params.pretraining.shuffle_labels is False
+    assert params.pretraining.shuffle_labels is True  # the reference preset is the default
     assert params.pretraining.ori_dist_int == (5.0, 20.0)
 
 
@@ -75,3 +106,44 @@ def test_load_parameters_file_applies_its_overrides(tmp_path):
     broken.write_text(repo_file.read_text() + '\nOVERRIDES = {"SSNPars": {"tauE": 0.0}}\n')
     with pytest.raises(ParameterError, match="SSNPars.tauE"):
         load_parameters_file(broken)
+
+
+@pytest.mark.parametrize("preset", ["reference", "corrected"])
+def test_each_preset_yields_the_documented_values(preset):
+    params = build_parameters(preset=preset)
+    column = 0 if preset == "reference" else 1
+    for (group, name), values in DOCUMENTED_PRESETS.items():
+        assert getattr(getattr(params, group), name) == values[column], f"{group}.{name} under {preset}"
+
+
+def test_presets_switch_exactly_the_documented_fields():
+    switched = {(group, name) for preset in PRESETS.values() for class_name, fields in preset.items()
+                for name in fields for group in [GROUP_OF_CLASS[class_name]]}  # fmt: skip
+    assert switched == set(DOCUMENTED_PRESETS)
+    assert build_parameters(preset="reference") == Parameters()  # the reference is the default
+    assert PRESET == DEFAULT_PRESET == "reference"
+
+
+def test_overrides_apply_on_top_of_the_preset():
+    params = build_parameters({"TrainingPars": {"staircase_rule": "legacy", "num_runs": 3}}, preset="corrected")
+    assert params.training.staircase_rule == "legacy" and params.training.num_runs == 3
+    assert params.training.plateau_rule == "equal"  # the rest of the preset stays
+
+
+def test_unknown_preset_names_the_valid_ones():
+    with pytest.raises(ParameterError, match="unknown preset 'faithful'; valid: reference, corrected"):
+        build_parameters(preset="faithful")
+
+
+def test_parameters_file_records_and_applies_its_preset(tmp_path):
+    repo_file = Path(__file__).resolve().parents[1] / "parameters.py"
+    copy = tmp_path / "parameters_copy.py"
+    copy.write_text(repo_file.read_text() + '\nOVERRIDES = {"TrainingPars": {"num_runs": 3}}\nPRESET = "corrected"\n')
+    params = load_parameters_file(copy)
+    assert params.training.staircase_rule == "3down1up" and params.training.num_runs == 3
+    replaced = load_parameters_file(copy, preset="reference")  # a stage command's --preset
+    assert replaced.training.staircase_rule == "legacy" and replaced.training.num_runs == 3
+    bad = tmp_path / "bad.py"
+    bad.write_text(repo_file.read_text() + '\nPRESET = "faithful"\n')
+    with pytest.raises(ParameterError, match="unknown preset 'faithful'"):
+        load_parameters_file(bad)

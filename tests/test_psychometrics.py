@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from parameters import PretrainingPars, StimuliPars, TrainingPars
+from parameters import PretrainingPars, StimuliPars, TrainingPars, build_parameters
 from training.psychometrics import (
     NO_THRESHOLD,
     StaircaseSettings,
@@ -128,7 +128,9 @@ def test_staircase_settings_from_parameters() -> None:
     training = TrainingPars(staircase_step=0.2, staircase_floor=0.5, staircase_rule="legacy")
     settings = StaircaseSettings.from_parameters(training, StimuliPars(max_train_offset=8.0))
     assert settings == StaircaseSettings(threshold=0.75, step=0.2, floor=0.5, ceiling=8.0, rule="legacy")
-    assert StaircaseSettings.from_parameters(TrainingPars(), StimuliPars()) == StaircaseSettings()
+    assert StaircaseSettings.from_parameters(TrainingPars(), StimuliPars()) == StaircaseSettings(rule="legacy")
+    corrected = build_parameters(preset="corrected")
+    assert StaircaseSettings.from_parameters(corrected.training, corrected.stimuli) == StaircaseSettings()
 
 
 def test_staircase_rejects_nan_and_unknown_rule() -> None:
@@ -158,8 +160,27 @@ def test_plateau_uses_equal_windows_of_ten() -> None:
         corrected = stats.mannwhitneyu(s[-10:], s[-20:-10], alternative="two-sided").pvalue > 0.05
         legacy = stats.mannwhitneyu(s[-10:-1], s[-20:-10], alternative="two-sided").pvalue > 0.05
         assert has_plateaued(s) == corrected
+        assert has_plateaued(s, rule="legacy") == legacy
         found += corrected != legacy
     assert found > 0  # the windows matter for some series
+
+
+def test_plateau_legacy_window_leaves_out_the_newest_value() -> None:
+    # previous window s[-20:-10] = 0..9; then 4..12 and a newest value of -1.
+    # legacy: 4..12 (9 values) vs 0..9: U = 4.5+5.5+6.5+7.5+8.5+9.5+10+10+10 = 72 of 90, two-sided p = 0.030:
+    # no plateau.
+    # equal: -1, 4..12 vs 0..9: U = 72 + 0 = 72 of 100, p = 0.10 -> plateau.
+    s = list(range(10)) + list(range(4, 13)) + [-1]
+    assert stats.mannwhitneyu(list(range(4, 13)), list(range(10))).statistic == 72.0
+    assert not has_plateaued(s, rule="legacy")
+    assert has_plateaued(s, rule="equal")
+    assert not has_plateaued(s[:-1] + [1000], rule="legacy")  # the newest value is never looked at
+    assert not has_plateaued(s[1:], rule="legacy")  # still 2·window entries needed
+    history = np.tile(np.asarray(s, dtype=float)[:, None], (1, 5))
+    assert not stage2_should_stop(history, 1010, TrainingPars())  # the default (reference) rule
+    assert stage2_should_stop(history, 1010, TrainingPars(plateau_rule="equal"))
+    with pytest.raises(ValueError, match="plateau rule"):
+        has_plateaued(s, rule="short")
 
 
 def test_stage2_stop_requires_plateaus_of_offsets_1_3_7_after_step_1000() -> None:

@@ -85,7 +85,8 @@ def reference_summary(log_params: dict, static: ModelStatic, key: Array, fine: T
     for name, batch, k in (("fine", fine, 0), ("general", general, 1)):
         ref, _ = responses_to_batch(log_params, static, batch, jax.random.fold_in(key, k), params)
         finite = {"finite_mid": jnp.all(jnp.isfinite(ref.r_mid)), "finite_sup": jnp.all(jnp.isfinite(ref.r_sup))}
-        summary[name] = {**ref.rate_stats(), "dx_mid": ref.dx_mid, "dx_sup": ref.dx_sup, **finite}
+        stats = ref.rate_stats(params.ssn.sup_I_stats_drop_last)
+        summary[name] = {**stats, "dx_mid": ref.dx_mid, "dx_sup": ref.dx_sup, **finite}
     return summary
 
 
@@ -143,13 +144,17 @@ def find_parameters(params: Parameters, rng: np.random.Generator, key: Array, or
 
 
 def initial_readout(log_params: dict, static: ModelStatic, key: Array, params: Parameters) -> Readout:
-    """Readout over all grid points by logistic regression on general-task trials, rescaled (§14.3)."""
+    """Readout over all grid points by logistic regression on general-task trials, rescaled (§14.3).
+
+    The labels follow PretrainingPars.shuffle_labels (as in the reference); the bias is rescaled with the
+    weights only when RandomizePars.rescale_readout_bias is set.
+    """
     p = params.pretraining
     num_cells = params.grid.gridsize_Nx**2
     data = regression_data(log_params, static, key, params, p.regression_trials, num_cells, p.shuffle_labels)
     readout, test_acc = fit_logistic_readout(data.sup, data.labels, p.regression_train_fraction)
     logger.info("initial logistic-regression readout: held-out accuracy %.3f", test_acc)
-    return rescale_readout(readout, params.randomize.readout_std)
+    return rescale_readout(readout, params.randomize.readout_std, params.randomize.rescale_readout_bias)
 
 
 def randomize_initialisation(params: Parameters, rng: np.random.Generator, key: Array) -> Initialisation:

@@ -4,15 +4,15 @@ A job writes its pieces into ``<results>/pretraining_runs/run_<i>/`` and, last, 
 a folder without marker is an interrupted job and is simply redone. The documented root CSVs are
 assembled from the completed jobs in run order, so they never depend on which job finished first.
 
-Usage by hand: ``python -m training.main_pretraining RESULTS_DIR --num-runs N --base-seed S`` reads
-``RESULTS_DIR/parameters.py``.
+Usage by hand: ``python -m training.main_pretraining RESULTS_DIR --num-runs N --base-seed S [--preset NAME]``
+reads ``RESULTS_DIR/parameters.py`` (its recorded preset unless ``--preset`` names another).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from parameters import Parameters, load_parameters_file
+from parameters import PRESETS, Parameters, load_parameters_file
 from training.compilation_cache import prepare_process
 from training.initialisation import Initialisation, InitialisationError, randomize_initialisation
 from training.loss import default_loss_constants
@@ -219,24 +219,44 @@ def job_status(results_dir: Path, run_index: int) -> dict | None:
     return read_marker(run_folder(results_dir, run_index) / MARKER)
 
 
+def runs_within_budget(failures: Sequence[int], budget: int) -> int:
+    """How many leading runs a study-wide failure budget keeps (TrainingPars.failure_budget = 'study').
+
+    The reference ran the runs one after another and stopped the study once more than ``budget`` attempts had
+    failed. Here every run is an independent job that caps its own attempts at the budget; walking the runs in
+    order, a run is kept while the failed attempts of it and all earlier runs add up to at most ``budget``.
+    """
+    total = 0
+    for run_index, count in enumerate(failures):
+        total += count
+        if total > budget:
+            return run_index
+    return len(failures)
+
+
 def assemble_pretraining(results_dir: Path, params: Parameters, num_runs: int) -> int:
     """Root CSVs from the completed jobs in run order, then exclusion and renumbering; retained runs."""
     results_dir = Path(results_dir)
     tables: dict[str, list] = {name: [] for name in PIECES}
-    failed = 0
+    statuses = []
     for run_index in range(num_runs):
         status = job_status(results_dir, run_index)
         if status is None:
             folder = run_folder(results_dir, run_index)
             raise ResultsFileError(f"pretraining job of run {run_index} has not completed ({folder})")
-        failed += len(status.get("failures", []))
-        if not status["success"]:
-            continue
-        for name in PIECES:
-            tables[name].append(read_results_csv(run_folder(results_dir, run_index) / name))
-    if failed > params.training.max_failed_runs:
-        logger.warning("%d failed attempts in total (more than max_failed_runs = %d)", failed,
-                       params.training.max_failed_runs)  # fmt: skip
+        statuses.append(status)
+    failures = [len(status.get("failures", [])) for status in statuses]
+    budget = params.training.max_failed_runs
+    kept = runs_within_budget(failures, budget) if params.training.failure_budget == "study" else num_runs
+    if kept < num_runs:
+        logger.warning("the study's budget of %d failed attempts is spent at run %d: runs %d-%d are dropped",
+                       budget, kept, kept, num_runs - 1)  # fmt: skip
+    elif sum(failures) > budget:
+        logger.warning("%d failed attempts in total (more than max_failed_runs = %d)", sum(failures), budget)
+    for run_index, status in enumerate(statuses[:kept]):
+        if status["success"]:
+            for name in PIECES:
+                tables[name].append(read_results_csv(run_folder(results_dir, run_index) / name))
     if not tables[PRETRAINING_RESULTS]:
         raise ResultsFileError(f"no pretraining run succeeded in {results_dir}")
     for name, parts in tables.items():
@@ -261,6 +281,19 @@ def main_pretraining(results_dir: Path, params: Parameters, base_seed: int, num_
     return assemble_pretraining(results_dir, params, num_runs)
 
 
+def add_preset_argument(parser: argparse.ArgumentParser) -> None:
+    """--preset of the stage commands (default: the preset recorded in the parameters file)."""
+    parser.add_argument("--preset", default=None, metavar="NAME",
+                        help=f"parameter preset ({', '.join(PRESETS)}) replacing the one the parameters file "
+                             "records; its OVERRIDES still apply on top")  # fmt: skip
+
+
+def check_preset_argument(parser: argparse.ArgumentParser, preset: str | None) -> None:
+    """Exit with status 2 and one line naming the valid presets if ``preset`` is not one."""
+    if preset is not None and preset not in PRESETS:
+        parser.exit(2, f"{parser.prog}: error: unknown preset {preset!r}; valid: {', '.join(PRESETS)}\n")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command line of the pretraining (main.py runs one job per run with --runs I --no-assemble)."""
     parser = argparse.ArgumentParser(description="Pretraining (stages 0 and 1) of all runs into RESULTS_DIR, "
@@ -271,7 +304,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, nargs="*", default=None, help="run indices to pretrain (default: all)")
     parser.add_argument("--no-assemble", action="store_true", help="only run the jobs")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_preset_argument(parser)
     args = parser.parse_args(argv)
+    check_preset_argument(parser, args.preset)
     if args.num_runs < 1:
         parser.error(f"--num-runs must be at least 1, got {args.num_runs}")
     outside = [r for r in args.runs or () if not 0 <= r < args.num_runs]
@@ -284,7 +319,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m training.main_pretraining``."""
     prepare_process()
     args = parse_args(argv)
-    params = load_parameters_file(args.results_dir / "parameters.py")
+    params = load_parameters_file(args.results_dir / "parameters.py", preset=args.preset)
     runs = args.runs if args.runs is not None else range(args.num_runs)
     run_pending_jobs(args.results_dir, params, args.base_seed, runs, not args.no_progress)
     if not args.no_assemble:

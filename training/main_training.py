@@ -21,7 +21,13 @@ from tqdm.auto import tqdm
 from parameters import Parameters, load_parameters_file
 from training.compilation_cache import prepare_process
 from training.loss import stage2_loss_constants
-from training.main_pretraining import last_threshold, run_streams, trained_keys
+from training.main_pretraining import (
+    add_preset_argument,
+    check_preset_argument,
+    last_threshold,
+    run_streams,
+    trained_keys,
+)
 from training.model import build_static, zero_kappas
 from training.results_io import (
     INIT_READOUT_PARAMS,
@@ -130,13 +136,25 @@ def stage2_state(start: Stage2Start, params: Parameters, readout: Readout, thres
                       constants=stage2_loss_constants(params.loss, start.mean_rates))  # fmt: skip
 
 
+def loads_regression_readout(params: Parameters) -> bool:
+    """Whether stage 2 starts from the §14.4 regression readout instead of the stage-1 readout.
+
+    Only with opt_readout_before_training. The reference never read that flag (TrainedSSNPars.honour_opt_readout
+    False); then only the mixed readout loads its regression readout, since the 25 stage-1 weights cannot
+    read its 50 features (the reference crashed there).
+    """
+    ssn = params.trained_ssn
+    mixed = all(params.readout.readout_contributions)
+    return ssn.opt_readout_before_training and (ssn.honour_opt_readout or mixed)
+
+
 def train_run(params: Parameters, pretraining_dir: Path, run_index: int, base_seed: int,
               progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stage 2 of one run: its rows and probe rows."""
     start = load_stage2_start(pretraining_dir, run_index, params)
     contributions = params.readout.readout_contributions
     readout, threshold = start.readout, start.threshold
-    if params.trained_ssn.opt_readout_before_training:
+    if loads_regression_readout(params):
         readout, threshold = regression_readout(pretraining_dir, run_index, contributions)
     elif all(contributions):
         raise ValueError("a mixed readout needs TrainedSSNPars.opt_readout_before_training (its 50 weights come "
@@ -156,10 +174,13 @@ def job_folder(conf_dir: Path, run_index: int) -> Path:
 
 
 def run_training_job(conf_dir: Path, run_index: int, base_seed: int, pretraining_dir: Path | None = None,
-                     progress: bool = True) -> bool:
-    """Stage 2 of one run into its own folder, then a DONE marker; False if the stage failed (NaN)."""
+                     progress: bool = True, preset: str | None = None) -> bool:
+    """Stage 2 of one run into its own folder, then a DONE marker; False if the stage failed (NaN).
+
+    ``preset`` replaces the preset recorded in the configuration's parameters file.
+    """
     conf_dir = Path(conf_dir)
-    params = load_parameters_file(parameters_path(conf_dir))
+    params = load_parameters_file(parameters_path(conf_dir), preset=preset)
     folder = job_folder(conf_dir, run_index)
     folder.mkdir(parents=True, exist_ok=True)
     try:
@@ -215,7 +236,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="folder of the pretraining files (default: the parent of CONF_DIR)")  # fmt: skip
     parser.add_argument("--no-assemble", action="store_true", help="only run the jobs")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    return parser.parse_args(argv)
+    add_preset_argument(parser)
+    args = parser.parse_args(argv)
+    check_preset_argument(parser, args.preset)
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -227,7 +251,8 @@ def main(argv: list[str] | None = None) -> None:
     runs = args.runs if args.runs is not None else range(num_runs)
     for run_index in tqdm(runs, desc=f"{args.conf_dir.name} runs", disable=args.no_progress):
         if job_status(args.conf_dir, run_index) is None:
-            run_training_job(args.conf_dir, run_index, args.base_seed, pretraining_dir, not args.no_progress)
+            run_training_job(args.conf_dir, run_index, args.base_seed, pretraining_dir, not args.no_progress,
+                             args.preset)  # fmt: skip
     if not args.no_assemble:
         assemble_training(args.conf_dir, num_runs)
 

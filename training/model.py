@@ -343,11 +343,16 @@ class Response(NamedTuple):
         """Superficial E rates (Nx²,)."""
         return self.r_sup[..., : self.r_sup.shape[-1] // 2]
 
-    def rate_stats(self) -> dict[str, Array]:
-        """Max and mean rates per type and layer (superficial I over all I cells, spec §7.3)."""
+    def rate_stats(self, drop_last_sup_I: bool = False) -> dict[str, Array]:
+        """Max and mean rates per type and layer (spec §7.3).
+
+        ``drop_last_sup_I`` (SSNPars.sup_I_stats_drop_last) reproduces the reference, whose superficial I
+        statistics leave out the last I cell; otherwise they cover all I cells.
+        """
         half = self.r_sup.shape[-1] // 2
+        sup_I = self.r_sup[..., half:-1] if drop_last_sup_I else self.r_sup[..., half:]
         groups = {"E_mid": self.r_mid[..., 0, :], "I_mid": self.r_mid[..., 1, :],
-                  "E_sup": self.r_sup[..., :half], "I_sup": self.r_sup[..., half:]}  # fmt: skip
+                  "E_sup": self.r_sup[..., :half], "I_sup": sup_I}  # fmt: skip
         stats = {}
         for name, rates in groups.items():
             flat = rates.reshape(rates.shape[: rates.ndim - (2 if "mid" in name else 1)] + (-1,))
@@ -364,7 +369,7 @@ class Layers(NamedTuple):
     c_mid: Array
     c_sup: Array
     ff_gain: Array
-    """Feedforward gain per superficial cell (2, Nx²): f_t·exp(tanh(kappa_f[t])·d²/(2·90²))."""
+    """Feedforward gain per superficial cell (2, Nx²): f_t·exp(feedforward_kappa_exponent)."""
 
 
 def build_layers(log_params: dict, static: ModelStatic, params: Parameters) -> Layers:
@@ -375,10 +380,21 @@ def build_layers(log_params: dict, static: ModelStatic, params: Parameters) -> L
     sup = SSN_sup.build(signed_J(log_params, "s"), kappas["kappa_Jsup"], static.rho, static.ori_dist,
                         static.d_ref, ssn, grid_spacing(params))  # fmt: skip
     f = jnp.exp(jnp.stack([log_params["log_f_E"], log_params["log_f_I"]]))
-    ff_gain = f[:, None] * jnp.exp(kappa_profile(kappas["kappa_f"][:, None], static.d_ref[None, :],
-                                                 ssn.kappa_range))  # fmt: skip
+    ff_gain = f[:, None] * jnp.exp(feedforward_kappa_exponent(kappas["kappa_f"], static.d_ref, ssn))
     c_mid, c_sup = baselines(log_params, ssn)
     return Layers(mid=mid, sup=sup, c_mid=c_mid, c_sup=c_sup, ff_gain=ff_gain)
+
+
+def feedforward_kappa_exponent(kappa_f: Array, d_ref: Array, ssn: SSNPars) -> Array:
+    """Exponent of the kappa_f modulation of the superficial feedforward input, (2, Nx²), spec §7.2.
+
+    E: tanh(kappa_f[0])·d²/(2·90²). I: the same form when SSNPars.kappa_f_I_form is 'squared'; with 'linear'
+    the reference's tanh(kappa_f[1])·d (d in degrees, no square and no normalisation, up to e^57).
+    """
+    squared = kappa_profile(kappa_f[:, None], d_ref[None, :], ssn.kappa_range)
+    if ssn.kappa_f_I_form == "squared":
+        return squared
+    return squared.at[1].set(jnp.tanh(kappa_f[1]) * d_ref)
 
 
 def grid_spacing(params: Parameters) -> float:

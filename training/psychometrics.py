@@ -1,9 +1,9 @@
 """Psychometric threshold, staircase and early-stopping rules of the training loop (spec §13).
 
 Host-side helpers on plain numpy/scipy values; the training loops call them between jitted steps.
-Binding decisions: the staircase is a true 3-down/1-up rule with a floor (the earlier rule stays
-selectable as ``rule="legacy"``) and the plateau test compares the equal windows ``s[-10:]`` and
-``s[-20:-10]``.
+Both the staircase and the plateau test come in the reference's form ("legacy", the default preset) and the
+corrected one (preset "corrected"): a true 3-down/1-up rule with a floor, and the equal windows ``s[-10:]`` vs
+``s[-20:-10]`` instead of the reference's ``s[-10:-1]`` (9 values) vs ``s[-20:-10]``.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ DEFAULT_STAIRCASE = StaircaseSettings()
 def staircase_update(
     offset: float, state: StaircaseState, batch_acc: float, settings: StaircaseSettings = DEFAULT_STAIRCASE
 ) -> tuple[float, StaircaseState]:
-    """Next offset and state after one batch: 3-down/1-up (default) or the legacy rule of §13.5."""
+    """Next offset and state after one batch: 3-down/1-up or the legacy rule of §13.5 (``settings.rule``)."""
     if math.isnan(batch_acc):
         raise ValueError("staircase_update: batch accuracy is NaN")
     if batch_acc < settings.threshold:
@@ -111,12 +111,19 @@ def staircase_update(
 
 
 # ------------------------------------------------------------------------------- early stopping (§13.3-5)
-def has_plateaued(series: Sequence[float], window: int = 10, alpha: float = 0.05) -> bool:
-    """Two-sided Mann–Whitney U of s[-window:] vs s[-2·window:-window] finds no difference (p > alpha)."""
+def has_plateaued(series: Sequence[float], window: int = 10, alpha: float = 0.05, rule: str = "equal") -> bool:
+    """Two-sided Mann–Whitney U of the last window vs s[-2·window:-window] finds no difference (p > alpha).
+
+    The last window is s[-window:] ('equal') or, as in the reference, s[-window:-1] ('legacy': window − 1
+    values, the newest one left out). Either needs at least 2·window entries.
+    """
+    if rule not in ("equal", "legacy"):
+        raise ValueError(f"plateau rule must be 'equal' or 'legacy', got {rule!r}")
     s = np.asarray(series, dtype=np.float64)
     if s.size < 2 * window:
         return False
-    p = stats.mannwhitneyu(s[-window:], s[-2 * window : -window], alternative="two-sided").pvalue
+    last = s[-window:-1] if rule == "legacy" else s[-window:]
+    p = stats.mannwhitneyu(last, s[-2 * window : -window], alternative="two-sided").pvalue
     return bool(p > alpha)
 
 
@@ -130,7 +137,7 @@ def stage2_should_stop(probe_history: Sequence[Sequence[float]], step: int, pars
         return False
     history = np.asarray(probe_history, dtype=np.float64).reshape(-1, len(pars.test_offsets))
     columns = [pars.test_offsets.index(o) for o in pars.plateau_offsets]
-    return all(has_plateaued(history[:, j], pars.plateau_window) for j in columns)
+    return all(has_plateaued(history[:, j], pars.plateau_window, rule=pars.plateau_rule) for j in columns)
 
 
 def probe_accuracy_falls(probe_mean_accs: Sequence[float]) -> bool:

@@ -71,8 +71,13 @@ def fit_logistic_readout(features: np.ndarray, labels: np.ndarray, train_fractio
     return readout, float(test_acc)
 
 
-def rescale_readout(readout: Readout, target_std: float) -> Readout:
-    """Scale weights to population std target_std / floor(sqrt(n)); the bias by the same factor (§14.3)."""
+def rescale_readout(readout: Readout, target_std: float, scale_bias: bool) -> Readout:
+    """Scale weights to population std target_std / floor(sqrt(n)) (§14.3).
+
+    With ``scale_bias`` the bias is scaled by the same factor, so the readout keeps the fitted decisions; without
+    it (the reference) the bias keeps its fitted value.
+    """
     w = np.asarray(readout.w, np.float64)
     factor = target_std / (np.std(w) * np.floor(np.sqrt(w.size)))
-    return Readout(jnp.asarray(w * factor, jnp.float32), jnp.float32(float(readout.b) * factor))
+    b = float(readout.b) * factor if scale_bias else float(readout.b)
+    return Readout(jnp.asarray(w * factor, jnp.float32), jnp.float32(b))

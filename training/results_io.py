@@ -2,8 +2,10 @@
 
 Column notes (binding decisions):
 
-* ``accs_125``: fine-task accuracy with **reference orientation 125°** (the untrained orientation) at the
-  current offset, on the validation trials of every 10th step; empty on the other rows.
+* ``accs_125``: fine-task accuracy on the validation trials of every 10th step (empty on the other rows), per
+  TrainingPars.accs_125_probe: with **reference orientation 125°** (the untrained orientation) at the current
+  offset ('reference_125', preset corrected), or, as the reference, with reference 55° at an **offset of 125°**
+  ('offset_125', the default).
 * ``kappa_*`` columns hold the raw κ values from row 0 on; the model (and the analysis) applies tanh.
   ``kappa_Jsup_XY_pre`` is ``kappa_Jsup[0][a][b]`` and ``kappa_Jsup_XY_post`` is ``kappa_Jsup[1][a][b]``,
   with XY = EE, EI, IE, II for [a][b] (E = 0, I = 1; a post-synaptic, b pre-synaptic).

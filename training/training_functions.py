@@ -195,16 +195,28 @@ def run_probe(log_params: dict, readout: Readout, setup: RunSetup, key: Array, c
 
 def run_validation(log_params: dict, readout: Readout, setup: RunSetup, key: Array, offset: float,
                    constants: LossConstants, contributions: tuple[float, float]) -> dict:
-    """val_acc, val_loss at the current offset and accs_125 (reference 125°, binding decision §13.6)."""
+    """val_acc, val_loss at the current offset and accs_125 (spec §13.6, TrainingPars.accs_125_probe)."""
     p = setup.params
     trials = p.training.validation_trials
     acc, loss = fine_task_test(log_params, readout, setup.static, jax.random.fold_in(key, VALIDATION),
                                jnp.float32(offset), jnp.float32(p.stimuli.ref_ori), constants, p, trials,
                                contributions)  # fmt: skip
+    ref_125, offset_125 = accs_125_trials(offset, p)
     acc_125, _ = fine_task_test(log_params, readout, setup.static, jax.random.fold_in(key, PROBE_125),
-                                jnp.float32(offset), jnp.float32(p.stimuli.untrained_ori), constants, p, trials,
+                                jnp.float32(offset_125), jnp.float32(ref_125), constants, p, trials,
                                 contributions)  # fmt: skip
     return {"val_acc": float(acc), "val_loss": float(loss), "accs_125": float(acc_125)}
+
+
+def accs_125_trials(offset: float, params: Parameters) -> tuple[float, float]:
+    """(reference orientation, offset) of the accs_125 probe.
+
+    'reference_125': the untrained orientation at the current offset. 'offset_125' (the reference): the
+    trained reference orientation at an offset of 125°, so the targets lie at −70° or 180°.
+    """
+    if params.training.accs_125_probe == "reference_125":
+        return params.stimuli.untrained_ori, offset
+    return params.stimuli.ref_ori, params.stimuli.untrained_ori
 
 
 def flip_applies(log: StageLog, log_params: dict, readout: Readout, setup: RunSetup, key: Array,

@@ -180,7 +180,7 @@ def evaluate_trials(log_params: dict, readout: Readout, static: ModelStatic, bat
     x_ref = add_readout_noise(readout_features(ref, indices, contributions), noise_ref)
     x_target = add_readout_noise(readout_features(target, indices, contributions), noise_target)
     p = sigmoid_output(readout.w, readout.b, x_ref, x_target, params.readout.sigmoid_eps)
-    ref_stats = ref.rate_stats()
+    ref_stats = ref.rate_stats(params.ssn.sup_I_stats_drop_last)
     dxs = jnp.stack([ref.dx_mid, target.dx_mid, ref.dx_sup, target.dx_sup], axis=-1)
     terms = trial_losses(p, batch.label, ref_stats, dxs, readout.w, readout.b, params.loss, constants)
     correct = (predicted_label(p) == batch.label).astype(jnp.float32)
