@@ -111,7 +111,8 @@ def test_scancel_then_resume_gives_the_local_csvs(cluster, local_reference, tmp_
     assert f"continue with: python main.py --resume {folder}" in err
     assert (folder / "conf_baseline" / "training_runs" / "run_1" / "DONE.json").exists()  # the study went on
 
-    done = run_study([sys.executable, "main.py", "--resume", str(folder), *SLURM_ARGS, "--jobs", "2"])
+    resume = [sys.executable, "main.py", "--resume", str(folder), "--no-analysis", *SLURM_ARGS, "--jobs", "2"]
+    done = run_study(resume)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "stage 2: 1 of 2 jobs already complete" in done.stderr
     assert all_csvs(folder) == all_csvs(local_reference)
