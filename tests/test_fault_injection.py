@@ -107,7 +107,6 @@ def kill_group_when(process: subprocess.Popen, predicate, delay: float = 0.0) ->
 def test_kills_at_every_stage_then_resume_give_the_uninterrupted_outputs(reference, tmp_path):
     root, err_path, env = tmp_path / "results", tmp_path / "stderr.txt", hooked_env()
     root.mkdir()
-    timings = {}
 
     # 1. during pretraining: stage 0 of the only run is done, stage 1 is running
     start_time = time.time()
@@ -117,15 +116,15 @@ def test_kills_at_every_stage_then_resume_give_the_uninterrupted_outputs(referen
     pretraining_log = folder / "logs" / "pretraining_run_0.log"
     kill_group_when(process, lambda: any("stage 0:" in line for line in lines(pretraining_log)))
     assert not (folder / "pretraining_runs" / "run_0" / "DONE.json").exists()
-    timings["pretraining kill"] = time.time() - start_time
+    print(f"pretraining kill: {time.time() - start_time:.0f} s")
 
-    # 2. during stage 2: its job has started (it takes several seconds to compile and train)
+    # 2. during stage 2: its job has started (it takes several seconds to import, compile and train)
     start_time = time.time()
     process = start(resume_argv(folder), err_path, env)
-    kill_group_when(process, lambda: (folder / "logs" / "conf_baseline_run_0.log").exists(), delay=3.0)
+    kill_group_when(process, lambda: (folder / "logs" / "conf_baseline_run_0.log").exists(), delay=1.0)
     assert (folder / "PRETRAINING_DONE.json").exists()
     assert not (folder / "conf_baseline" / "training_runs" / "run_0" / "DONE.json").exists()
-    timings["stage-2 kill"] = time.time() - start_time
+    print(f"stage-2 kill: {time.time() - start_time:.0f} s")
 
     # 3. inside the atomic write of an analysis CSV: main.py dies between the complete temporary file and the rename
     start_time = time.time()
@@ -133,14 +132,14 @@ def test_kills_at_every_stage_then_resume_give_the_uninterrupted_outputs(referen
     assert done.returncode == -signal.SIGKILL, f"the kill did not land (exit {done.returncode}): {done.stderr[-2000:]}"
     conf = folder / "conf_baseline"
     assert (conf / "DONE.json").exists() and not (conf / "MVPA_scores.csv").exists()
-    timings["atomic CSV kill"] = time.time() - start_time
+    print(f"atomic CSV kill: {time.time() - start_time:.0f} s")
 
     # 4. during figure writing: SIGKILL as soon as the first PNG appears
     start_time = time.time()
     process = start(resume_argv(folder), err_path, env)
     kill_group_when(process, lambda: bool(pngs(folder)))
     assert not (folder / main.ANALYSIS_DONE).exists()
-    timings["figure kill"] = time.time() - start_time
+    print(f"figure kill: {time.time() - start_time:.0f} s")
 
     # 5. inside the atomic write of summary.pdf (all figures exist by then)
     start_time = time.time()
@@ -149,15 +148,14 @@ def test_kills_at_every_stage_then_resume_give_the_uninterrupted_outputs(referen
         f"the kill did not land: summary.pdf is not written through an atomic rename (exit {done.returncode}): "
         f"{done.stderr[-2000:]}"
     )
-    timings["atomic PDF kill"] = time.time() - start_time
+    print(f"atomic PDF kill: {time.time() - start_time:.0f} s")
 
     # 6. the last resume finishes the study
     start_time = time.time()
     done = run_study_env(resume_argv(folder), env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "study complete" in done.stderr
-    timings["final resume"] = time.time() - start_time
-    print("timings (s):", {name: round(seconds) for name, seconds in timings.items()})
+    print(f"final resume: {time.time() - start_time:.0f} s")
 
     assert_same_outputs(folder, reference)
 

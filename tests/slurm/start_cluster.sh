@@ -81,12 +81,13 @@ munge -n | unmunge >/dev/null || die "munge does not work (see /var/log/munge/mu
 running "$STATE_DIR/slurmctld.pid" || slurmctld
 running "$STATE_DIR/slurmd.pid" || slurmd
 
-# ready when the node is idle (a node left down or drained by an earlier run is resumed)
+# ready when the node is idle and responding (sinfo marks a node that does not respond with "*"); a node left
+# down or drained by an earlier run is resumed
 for _ in $(seq 60); do
     state=$(sinfo -h -n "$NODE" -o %T 2>/dev/null || true)
     case "$state" in
-        idle*) echo "SLURM cluster up: node $NODE idle in partition test ($STATE_DIR)"; exit 0 ;;
-        down*|drain*) scontrol update NodeName="$NODE" State=RESUME 2>/dev/null || true ;;
+        idle) echo "SLURM cluster up: node $NODE idle in partition test ($STATE_DIR)"; exit 0 ;;
+        down*|drain*|fail*) scontrol update NodeName="$NODE" State=RESUME 2>/dev/null || true ;;
     esac
     sleep 1
 done
