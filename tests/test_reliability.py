@@ -11,9 +11,11 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+import main
 from analysis import analysis_functions as af
 from analysis import report
 from analysis.main_analysis import read_complete_tuning_curves
+from parameters import ParameterError, Parameters, build_parameters
 from training import results_io as rio
 
 
@@ -130,3 +132,54 @@ def test_stale_temporaries_are_removed(tmp_path: Path) -> None:
     kept.write_text("a\n1\n")
     assert rio.remove_stale_temporaries(tmp_path) == [stale]
     assert not stale.exists() and kept.exists()
+
+
+# ------------------------------------------------------------------------------------------- item 3
+BAD_TYPES = [
+    ({"TrainingPars": {"SGD_steps": 2.5}}, "TrainingPars.SGD_steps: must be an integer, got 2.5"),
+    ({"TrainingPars": {"SGD_steps": "ten"}}, "TrainingPars.SGD_steps: must be an integer, got 'ten'"),
+    ({"GridPars": {"gridsize_Nx": 9.0}}, "GridPars.gridsize_Nx: must be an integer, got 9.0"),
+    ({"SSNPars": {"tauE": [20.0, 30.0]}}, "SSNPars.tauE: must be a number, got (20.0, 30.0)"),
+    ({"PretrainingPars": {"is_on": "no"}}, "PretrainingPars.is_on: must be a bool (True or False), got 'no'"),
+    ({"PretrainingPars": {"is_on": 1}}, "PretrainingPars.is_on: must be a bool"),
+    ({"SSNPars": {"tauE": True}}, "SSNPars.tauE: must be a number, got True"),
+    ({"SSNPars": {"p_local_s": [0.4]}}, "SSNPars.p_local_s: must have 2 entries"),
+    ({"SSNPars": {"s_2x2_s": [[0.2, 0.1], [0.3, "x"]]}}, "SSNPars.s_2x2_s: must be of type"),
+    ({"ReadoutPars": {"readout_grid_size": [5.0, 1]}}, "ReadoutPars.readout_grid_size: must be of type"),
+    ({"TrainedSSNPars": {"trained": "cE_m"}}, "TrainedSSNPars.trained: must be a sequence"),
+    ({"ConvPars": {"gradient_mode": 3}}, "ConvPars.gradient_mode: must be a string"),
+    ({"ConvPars": {"gradient_mode": "exact"}}, "ConvPars.gradient_mode: must be 'implicit' or 'unrolled'"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD_TYPES, ids=[str(o) for o, _ in BAD_TYPES])
+def test_values_of_the_wrong_type_are_refused(overrides: dict, message: str) -> None:
+    with pytest.raises(ParameterError) as info:
+        build_parameters(overrides)
+    assert message in str(info.value)
+
+
+def test_ints_are_accepted_for_floats_and_the_defaults_pass() -> None:
+    params = build_parameters({"SSNPars": {"tauE": 20, "p_local_s": [0, 1]}, "ConvPars": {"Tmax": 300}})
+    assert params.ssn.tauE == 20 and params.ssn.p_local_s == (0, 1)
+    assert Parameters() == build_parameters({})
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--seed", "-5"],
+        ["--seed", "1" * 20],
+        ["--seed", str(2**32)],
+        ["--overrides-json", '{"TrainingPars": {"SGD_steps": 2.5}}'],
+        ["--overrides-json", '{"PretrainingPars": {"is_on": "no"}}'],
+    ],
+)
+def test_bad_seed_or_type_stops_before_a_folder_exists(tmp_path: Path, capsys, argv: list[str]) -> None:
+    root = tmp_path / "results"
+    assert main.main([*argv, "--results-root", str(root)]) == main.EXIT_USAGE
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 1 and "ERROR" in errors[0]
+    assert ("0..4294967295" in errors[0]) if argv[0] == "--seed" else ("TrainingPars" in errors[0] or
+                                                                      "PretrainingPars" in errors[0])
+    assert not root.exists()
