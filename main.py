@@ -93,6 +93,8 @@ JOB_LOGS = "logs"
 SUBMITIT_FOLDER = "submitit"
 PRETRAINING_FILES = (*main_pretraining.PIECES, EXCLUDED_RUNS)
 """The root files of a finished pretraining."""
+MAX_SEED = 2**32 - 1
+"""Largest base seed: jax.random.PRNGKey keeps 32 bits of it (2**32 gives the key of 0)."""
 RESUME_FORBIDDEN = ("runs", "configs", "seed", "note", "quick", "overrides_json", "skip_pretraining", "results_root")
 
 
@@ -279,6 +281,9 @@ def fresh_plan(args: argparse.Namespace, execution: Execution, source: Path) -> 
     if runs != params.training.num_runs:
         run_overrides = util.merge_overrides(run_overrides, {"TrainingPars": {"num_runs": runs}})
     seed = args.seed if args.seed is not None else (skip[2] if skip is not None else 0)
+    if not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"--seed {seed}: the base seed must be an integer in 0..{MAX_SEED} (numpy seeds must "
+                         "be non-negative; JAX keys keep 32 bits, so larger seeds would repeat smaller ones)")
     run_overrides = json.loads(json.dumps(run_overrides))  # as environment.json keeps it, for identical resumes
     study = Study(runs, configs, seed, run_overrides, str(skip[0]) if skip else None, bool(args.quick))
     return Plan(study, execution, results_root, args.note or "")

@@ -53,7 +53,14 @@ from analysis.mvpa_responses import MvpaSettings, ResponseCache, mvpa_scores_for
 from analysis.snapshots import SnapshotLoader, configuration_parameters_path, read_parameters, training_results_path
 from analysis.tuning_curves import tuning_curve_blocks
 from parameters import Parameters
-from training.results_io import PRETRAINING_RESULTS, ResultsFileError, atomic_open, atomic_write_csv, read_results_csv
+from training.results_io import (
+    PRETRAINING_RESULTS,
+    ResultsFileError,
+    atomic_open,
+    atomic_write_csv,
+    is_complete_output,
+    read_results_csv,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -270,11 +277,25 @@ def read_complete_tuning_curves(path: Path, n_oris: int) -> pd.DataFrame:
     _truncate_partial_line(path)
     df = af.read_tuning_curves_csv(path)
     sizes = df.groupby(list(af.TC_ID_COLUMNS))["run_index"].transform("size")
-    complete = df[sizes == n_oris].reset_index(drop=True)
+    keep = (sizes == n_oris).to_numpy()
+    complete = df[keep].reset_index(drop=True)
     if len(complete) < len(df):
         logger.warning("%s: dropping %d rows of incomplete tuning-curve blocks", path, len(df) - len(complete))
-        atomic_write_csv(complete, path)
+        _keep_lines(path, keep)
     return complete
+
+
+def _keep_lines(path: Path, keep: Sequence[bool]) -> None:
+    """Rewrite a CSV with only the data lines flagged in keep, byte for byte (header kept).
+
+    Re-serialising the parsed table would format floats differently from the appends, so a recovered
+    file would differ from one that was never interrupted.
+    """
+    lines = path.read_bytes().splitlines(keepends=True)
+    header = lines[: len(lines) - len(keep)]
+    rows = lines[len(header) :]
+    with atomic_open(path, "wb") as fh:
+        fh.writelines([*header, *(line for line, k in zip(rows, keep, strict=True) if k)])
 
 
 def _blocks(df: pd.DataFrame, columns: Sequence[str] = af.TC_ID_COLUMNS) -> set[tuple[int, int]]:
@@ -318,8 +339,8 @@ class Pipeline:
 
     # ---------------------------------------------------------------------------------- bookkeeping
     def _stale(self, path: Path, depends: Iterable[str] = ()) -> bool:
-        """True if the output must be (re)written: missing, overwrite, or an input changed in this call."""
-        return self.overwrite or not path.is_file() or bool(self.changed & set(depends))
+        """True if the output must be (re)written: missing or cut, overwrite, or an input changed in this call."""
+        return self.overwrite or not is_complete_output(path) or bool(self.changed & set(depends))
 
     def conf_dir(self, conf: str) -> Path:
         """``R/<conf>``."""

@@ -19,6 +19,8 @@ import matplotlib.image as mpimg
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
+from training.results_io import atomic_open, atomic_write_text
+
 logger = logging.getLogger(__name__)
 
 FigureEntry = tuple[str | Path, str]
@@ -91,7 +93,8 @@ def write_summary_pdf(figure_paths_with_captions: Sequence[FigureEntry], pdf_pat
     pdf_path.parent.mkdir(parents=True, exist_ok=True)
     entries = _existing(figure_paths_with_captions)
     contents = "; ".join(p.name for p, _ in entries) or "no figures"
-    with PdfPages(pdf_path) as pdf:
+    # written to a temporary that replaces the PDF only when every page is in (never a PDF missing pages)
+    with atomic_open(pdf_path, "wb") as fh, PdfPages(fh) as pdf:
         pdf.savefig(_page(pdf_path.stem, f"Figures: {contents}"))
         for path, caption in entries:
             pdf.savefig(_page(path.name, caption, path))
@@ -137,5 +140,5 @@ def write_report_html(results_root: str | Path, sections: Mapping[str, Sequence[
     parts.append(_file_list_html("PDF files", sorted(root.rglob("*.pdf")), root))
     parts.append("</body></html>")
     out = root / "report.html"
-    out.write_text("\n".join(parts), encoding="utf-8")
+    atomic_write_text(out, "\n".join(parts))
     return out

@@ -190,12 +190,29 @@ def _require_keys(row: Mapping[str, Any], keys: Iterable[str]) -> None:
 
 
 # -------------------------------------------------------------------------------------------- file access
+TMP_SUFFIX = ".tmp"
+"""Suffix of the temporaries of atomic_open (named .<target>.<random>.tmp next to the target)."""
+
+
+def current_umask() -> int:
+    """The process umask (read without changing it where /proc allows, else by setting and restoring it)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """A temporary file next to ``path`` that replaces it only if the block completes."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
+        # mkstemp creates 0600; give the file the mode a plain open() would, so others may read shared results
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": "", "encoding": "utf-8"})) as fh:
             yield fh
             fh.flush()
@@ -222,6 +239,57 @@ def atomic_write_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write ``df`` (no index, full float precision) so that ``path`` is either old or complete."""
     with atomic_open(path, "w") as fh:
         df.to_csv(fh, index=False, float_format=None)
+
+
+def atomic_savefig(fig: Any, path: str | os.PathLike, **kwargs: Any) -> None:
+    """Save a matplotlib figure so that ``path`` is either absent/old or a complete image."""
+    path = Path(path)
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format=path.suffix.lstrip(".") or "png", **kwargs)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) so that ``path`` is either its old content or the complete new one."""
+    with atomic_open(path, "w") as fh:
+        fh.write(text)
+
+
+_COMPLETE_ENDINGS: dict[str, bytes] = {".png": b"IEND\xaeB`\x82", ".pdf": b"%%EOF"}
+"""What the last bytes of a complete file of these kinds contain (the PNG end chunk, the PDF trailer)."""
+
+
+def is_complete_output(path: str | os.PathLike) -> bool:
+    """Whether ``path`` exists, is non-empty and, for PNG and PDF, ends as a complete file does.
+
+    Files written before atomic writing (or copied in by hand) may have been cut by a kill; such a file
+    must count as missing so that it is written again.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return False
+    ending = _COMPLETE_ENDINGS.get(path.suffix.lower())
+    if size == 0 or ending is None:
+        return size > 0
+    with path.open("rb") as fh:
+        fh.seek(max(0, size - 1024))
+        return ending in fh.read()
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete atomic-write temporaries under ``folder`` left by a killed writer; return them.
+
+    Call only while holding the study lock: then no live process of this study owns a temporary, and
+    the lock excludes every other writer of the folder.
+    """
+    stale = [p for p in Path(folder).rglob(f".*{TMP_SUFFIX}") if p.is_file()]
+    for tmp in stale:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    if stale:
+        logger.info("removed %d stale temporary file(s) of interrupted writes", len(stale))
+    return stale
 
 
 def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:

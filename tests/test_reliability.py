@@ -1,0 +1,185 @@
+"""Fault tolerance: atomic outputs of every kind, permissions, recovery of interrupted appends."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+import main
+from analysis import analysis_functions as af
+from analysis import report
+from analysis.main_analysis import read_complete_tuning_curves
+from parameters import ParameterError, Parameters, build_parameters
+from training import results_io as rio
+
+
+def _figure() -> Figure:
+    fig = Figure(figsize=(2, 2))
+    FigureCanvasAgg(fig)
+    fig.subplots().plot([0, 1], [1, 0])
+    return fig
+
+
+def _temporaries(folder: Path) -> list[Path]:
+    return sorted(folder.rglob(f"*{rio.TMP_SUFFIX}"))
+
+
+# ------------------------------------------------------------------------------------------- item 1
+def test_savefig_interrupted_leaves_no_png(tmp_path: Path) -> None:
+    fig = _figure()
+
+    def cut(fh, **_kwargs) -> None:  # a kill half way through the encoder
+        fh.write(b"\x89PNG\r\n")
+        raise KeyboardInterrupt
+
+    fig.savefig = cut
+    with pytest.raises(KeyboardInterrupt):
+        rio.atomic_savefig(fig, tmp_path / "tc_fig.png")
+    assert not (tmp_path / "tc_fig.png").exists()
+    assert _temporaries(tmp_path) == []
+
+
+def test_savefig_writes_complete_png(tmp_path: Path) -> None:
+    path = tmp_path / "f.png"
+    rio.atomic_savefig(_figure(), path, dpi=50)
+    assert path.read_bytes().startswith(b"\x89PNG") and rio.is_complete_output(path)
+
+
+def test_cut_or_empty_outputs_count_as_missing(tmp_path: Path) -> None:
+    png = tmp_path / "f.png"
+    rio.atomic_savefig(_figure(), png, dpi=50)
+    data = png.read_bytes()
+    cut, empty = tmp_path / "cut.png", tmp_path / "empty.png"
+    cut.write_bytes(data[: len(data) // 2])
+    empty.write_bytes(b"")
+    assert rio.is_complete_output(png)
+    assert not rio.is_complete_output(cut)
+    assert not rio.is_complete_output(empty)
+    assert not rio.is_complete_output(tmp_path / "absent.png")
+
+
+def test_summary_pdf_is_all_or_nothing(tmp_path: Path) -> None:
+    good, broken = tmp_path / "a.png", tmp_path / "b.png"
+    rio.atomic_savefig(_figure(), good, dpi=40)
+    pdf = tmp_path / "summary.pdf"
+    report.write_summary_pdf([(good, "a")], pdf)
+    before = pdf.read_bytes()
+    assert rio.is_complete_output(pdf)
+    broken.write_bytes(b"not a png")  # a page that cannot be built
+    with pytest.raises(Exception):  # noqa: B017 - whatever the image reader raises
+        report.write_summary_pdf([(good, "a"), (broken, "b")], pdf)
+    assert pdf.read_bytes() == before
+    assert _temporaries(tmp_path) == []
+
+
+def test_report_html_and_exclusion_details_are_atomic(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    af.write_exclusion_files(tmp_path, {"conf": [1]})
+    report.write_report_html(tmp_path, {})
+    assert (tmp_path / "report.html").read_text().startswith("<!DOCTYPE html>")
+    assert pd.read_csv(tmp_path / "excluded_runs_details.csv")["n_excluded"].tolist() == [1]
+    assert _temporaries(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------------------- item 6
+def test_recovered_tuning_curve_file_is_byte_identical(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    n_oris = 3
+    blocks = [af.tuning_curve_frame(run, 0, rng.random((n_oris, af.N_CELLS)) * 7) for run in range(3)]
+    clean, broken = tmp_path / "clean.csv", tmp_path / "broken.csv"
+    for block in blocks[:2]:
+        af.write_tuning_curves_csv(block, clean, append=True)
+        af.write_tuning_curves_csv(block, broken, append=True)
+    # an append killed after one full row and part of the next
+    af.write_tuning_curves_csv(blocks[2].iloc[:1], broken, append=True)
+    partial = blocks[2].iloc[1:2].to_csv(header=False, index=False, float_format="%.4f")
+    with broken.open("a") as fh:
+        fh.write(partial[: len(partial) // 2])
+    recovered = read_complete_tuning_curves(broken, n_oris)
+    assert len(recovered) == 2 * n_oris
+    assert broken.read_bytes() == clean.read_bytes()
+
+
+# ------------------------------------------------------------------------------------------- item 7
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_atomic_files_respect_umask(tmp_path: Path, umask: int) -> None:
+    old = os.umask(umask)
+    try:
+        rio.atomic_write_csv(pd.DataFrame({"a": [1]}), tmp_path / "x.csv")
+        rio.atomic_savefig(_figure(), tmp_path / "x.png", dpi=30)
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+    finally:
+        os.umask(old)
+    expected = 0o666 & ~umask
+    assert (plain.stat().st_mode & 0o777) == expected
+    for name in ("x.csv", "x.png"):
+        assert ((tmp_path / name).stat().st_mode & 0o777) == expected, name
+
+
+# ------------------------------------------------------------------------------------------- item 8
+def test_stale_temporaries_are_removed(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    stale = tmp_path / "conf" / f".training_results.csv.abc123{rio.TMP_SUFFIX}"
+    stale.write_text("half")
+    kept = tmp_path / "conf" / "training_results.csv"
+    kept.write_text("a\n1\n")
+    assert rio.remove_stale_temporaries(tmp_path) == [stale]
+    assert not stale.exists() and kept.exists()
+
+
+# ------------------------------------------------------------------------------------------- item 3
+BAD_TYPES = [
+    ({"TrainingPars": {"SGD_steps": 2.5}}, "TrainingPars.SGD_steps: must be an integer, got 2.5"),
+    ({"TrainingPars": {"SGD_steps": "ten"}}, "TrainingPars.SGD_steps: must be an integer, got 'ten'"),
+    ({"GridPars": {"gridsize_Nx": 9.0}}, "GridPars.gridsize_Nx: must be an integer, got 9.0"),
+    ({"SSNPars": {"tauE": [20.0, 30.0]}}, "SSNPars.tauE: must be a number, got (20.0, 30.0)"),
+    ({"PretrainingPars": {"is_on": "no"}}, "PretrainingPars.is_on: must be a bool (True or False), got 'no'"),
+    ({"PretrainingPars": {"is_on": 1}}, "PretrainingPars.is_on: must be a bool"),
+    ({"SSNPars": {"tauE": True}}, "SSNPars.tauE: must be a number, got True"),
+    ({"SSNPars": {"p_local_s": [0.4]}}, "SSNPars.p_local_s: must have 2 entries"),
+    ({"SSNPars": {"s_2x2_s": [[0.2, 0.1], [0.3, "x"]]}}, "SSNPars.s_2x2_s: must be of type"),
+    ({"ReadoutPars": {"readout_grid_size": [5.0, 1]}}, "ReadoutPars.readout_grid_size: must be of type"),
+    ({"TrainedSSNPars": {"trained": "cE_m"}}, "TrainedSSNPars.trained: must be a sequence"),
+    ({"ConvPars": {"gradient_mode": 3}}, "ConvPars.gradient_mode: must be a string"),
+    ({"ConvPars": {"gradient_mode": "exact"}}, "ConvPars.gradient_mode: must be 'implicit' or 'unrolled'"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD_TYPES, ids=[str(o) for o, _ in BAD_TYPES])
+def test_values_of_the_wrong_type_are_refused(overrides: dict, message: str) -> None:
+    with pytest.raises(ParameterError) as info:
+        build_parameters(overrides)
+    assert message in str(info.value)
+
+
+def test_ints_are_accepted_for_floats_and_the_defaults_pass() -> None:
+    params = build_parameters({"SSNPars": {"tauE": 20, "p_local_s": [0, 1]}, "ConvPars": {"Tmax": 300}})
+    assert params.ssn.tauE == 20 and params.ssn.p_local_s == (0, 1)
+    assert Parameters() == build_parameters({})
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--seed", "-5"],
+        ["--seed", "1" * 20],
+        ["--seed", str(2**32)],
+        ["--overrides-json", '{"TrainingPars": {"SGD_steps": 2.5}}'],
+        ["--overrides-json", '{"PretrainingPars": {"is_on": "no"}}'],
+    ],
+)
+def test_bad_seed_or_type_stops_before_a_folder_exists(tmp_path: Path, capsys, argv: list[str]) -> None:
+    root = tmp_path / "results"
+    assert main.main([*argv, "--results-root", str(root)]) == main.EXIT_USAGE
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 1 and "ERROR" in errors[0]
+    assert ("0..4294967295" in errors[0]) if argv[0] == "--seed" else ("TrainingPars" in errors[0] or
+                                                                      "PretrainingPars" in errors[0])
+    assert not root.exists()
