@@ -38,6 +38,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ from training.results_io import (
     atomic_write_csv,
     is_complete_output,
     read_results_csv,
+    run_entry_point,
 )
 
 logger = logging.getLogger(__name__)
@@ -859,4 +861,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry_point(main))

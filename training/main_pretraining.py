@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
@@ -43,6 +44,7 @@ from training.results_io import (
     pretraining_columns,
     read_marker,
     read_results_csv,
+    run_entry_point,
     ssn_columns,
     val_columns,
     write_marker,
@@ -293,4 +295,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry_point(main))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -32,6 +33,7 @@ from training.results_io import (
     atomic_write_csv,
     read_marker,
     read_results_csv,
+    run_entry_point,
     ssn_state_from_row,
     training_columns,
     val_columns,
@@ -233,4 +235,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry_point(main))

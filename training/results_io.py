@@ -22,12 +22,14 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 import pandas as pd
+
+from parameters import ParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,23 @@ ORIGINAL_RUN_INDEX = "original_run_index"
 
 class ResultsFileError(ValueError):
     """A results file is missing, empty, unparsable or lacks required columns; the message names it."""
+
+
+EXIT_USER_ERROR = 2
+"""Exit status of a command that stops on bad input (a missing or corrupt file, an invalid parameter)."""
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ResultsFileError, ParameterError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
+)  # fmt: skip
+
+
+def run_entry_point(main: Callable[[], object]) -> int:
+    """Run a command's main(); bad input ends with one logged line and EXIT_USER_ERROR, not a traceback."""
+    try:
+        main()
+    except USER_ERRORS as error:
+        logger.error("%s", error)
+        return EXIT_USER_ERROR
+    return 0
 
 
 # ------------------------------------------------------------------------------------------ columns (§17)
