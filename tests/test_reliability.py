@@ -309,3 +309,51 @@ def test_a_refused_concurrent_resume_leaves_the_log_alone(tmp_path: Path, capsys
         assert main.main(["--resume", str(folder)]) == main.EXIT_USAGE
     assert "another main.py is working on" in capsys.readouterr().err
     assert (folder / util.LOG_FILE).read_bytes() == log
+
+
+# ------------------------------------------------------------------------------------------- item 2
+def _results_file(tmp_path: Path) -> Path:
+    path = tmp_path / "training_results.csv"
+    rio.atomic_write_csv(pd.DataFrame({"run_index": [0, 0, 1, 1], "J_EE_s": [1.5, 1.25, 1.0, 0.75]}), path)
+    return path
+
+
+def test_a_truncated_last_row_is_refused(tmp_path: Path) -> None:
+    path = _results_file(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 3])
+    with pytest.raises(rio.ResultsFileError, match="training_results.csv is truncated"):
+        rio.read_results_csv(path, ["run_index", "J_EE_s"])
+
+
+def test_a_missing_column_or_a_non_number_is_refused(tmp_path: Path) -> None:
+    path = _results_file(tmp_path)
+    with pytest.raises(rio.ResultsFileError, match=r"lacks columns \['J_EE_m'\]"):
+        rio.read_results_csv(path, ["run_index", "J_EE_m"])
+    path.write_text(path.read_text().replace("1.25", "1.2x5"))
+    with pytest.raises(rio.ResultsFileError, match="column J_EE_s holds a non-number '1.2x5' in data row 2"):
+        rio.read_results_csv(path, ["run_index", "J_EE_s"])
+
+
+def test_a_piece_with_fewer_rows_than_its_marker_promised_is_refused(tmp_path: Path) -> None:
+    path = _results_file(tmp_path)
+    assert len(rio.read_results_csv(path, expected_rows=4)) == 4
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:3]))  # cut at a line end: only the row count shows it
+    with pytest.raises(rio.ResultsFileError, match="has 2 rows, its writer recorded 4"):
+        rio.read_results_csv(path, expected_rows=4)
+
+
+def test_the_analysis_refuses_a_cut_results_file_with_one_line(tmp_path: Path) -> None:
+    root = tmp_path / "study"
+    (root / "conf_baseline").mkdir(parents=True)
+    pre = pd.DataFrame([dict.fromkeys(rio.pretraining_columns(), 0.0)] * 2)
+    rio.atomic_write_csv(pre, root / rio.PRETRAINING_RESULTS)
+    train = pd.DataFrame([dict.fromkeys(rio.training_columns(), 0.0)] * 2)
+    rio.atomic_write_csv(train, root / "conf_baseline" / "training_results.csv")
+    data = (root / "conf_baseline" / "training_results.csv").read_bytes()
+    (root / "conf_baseline" / "training_results.csv").write_bytes(data[: len(data) // 2 + 7])
+    done = _command(["-m", "analysis.main_analysis", str(root), "--configs", "conf_baseline", "--parts", "exclusion"])
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1 and "training_results.csv is truncated" in lines[0]

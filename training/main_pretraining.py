@@ -209,8 +209,9 @@ def run_pretraining_job(results_dir: Path, params: Parameters, base_seed: int, r
             continue
         for name, table in tables.items():
             atomic_write_csv(table, folder / name)
+        rows = {name: len(table) for name, table in tables.items()}  # assembly refuses a piece with fewer
         write_marker(folder / MARKER, {"run_index": run_index, "success": True, "attempt": attempt,
-                                       "failures": failures})  # fmt: skip
+                                       "failures": failures, "rows": rows})  # fmt: skip
         return True
     write_marker(folder / MARKER, {"run_index": run_index, "success": False, "failures": failures})
     return False
@@ -235,7 +236,8 @@ def assemble_pretraining(results_dir: Path, params: Parameters, num_runs: int) -
         if not status["success"]:
             continue
         for name in PIECES:
-            tables[name].append(read_results_csv(run_folder(results_dir, run_index) / name))
+            rows = status.get("rows", {}).get(name)  # the row count the job recorded with its marker
+            tables[name].append(read_results_csv(run_folder(results_dir, run_index) / name, expected_rows=rows))
     if failed > params.training.max_failed_runs:
         logger.warning("%d failed attempts in total (more than max_failed_runs = %d)", failed,
                        params.training.max_failed_runs)  # fmt: skip
