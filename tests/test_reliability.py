@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -357,3 +358,41 @@ def test_the_analysis_refuses_a_cut_results_file_with_one_line(tmp_path: Path) -
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2, done.stderr
     assert len(lines) == 1 and "training_results.csv is truncated" in lines[0]
+
+
+# ----------------------------------------------------------------------------------- item 5, a real study
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+@pytest.mark.slow
+def test_killing_only_main_ends_its_job_and_resume_runs_one_copy(tmp_path: Path) -> None:
+    from test_main import TINY  # the tiny preset of the end-to-end tests
+
+    root = tmp_path / "results"
+    argv = [sys.executable, "main.py", "--runs", "1", "--configs", "conf_baseline", "--results-root", str(root),
+            "--overrides-json", json.dumps(TINY)]  # fmt: skip
+    env = {**os.environ, "SSN_JAX_CACHE": "off"}
+    study = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, jobs = time.monotonic() + 240, []
+        while not jobs and time.monotonic() < deadline and study.poll() is None:
+            jobs = [c for c in _children(study.pid) if "main_pretraining" in Path(f"/proc/{c}/cmdline").read_text()]
+            time.sleep(0.1)
+        assert jobs, "the study started no pretraining job"
+        study.send_signal(signal.SIGKILL)
+        study.wait()
+        deadline = time.monotonic() + 10
+        while any(_alive(j) for j in jobs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(j) for j in jobs), "the job outlived its main process"
+    finally:
+        study.kill()
+    (folder,) = root.iterdir()
+    done = subprocess.run([sys.executable, "main.py", "--resume", str(folder), "--no-analysis"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert rio.read_marker(folder / "pretraining_runs" / "run_0" / "DONE.json")["success"]
+    assert all(rio.read_marker(m)["success"] for m in folder.rglob("DONE.json"))
+    assert not list(folder.rglob(f"*{rio.TMP_SUFFIX}"))
