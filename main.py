@@ -56,13 +56,20 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-import configurations
-import util
-from analysis import main_analysis
-from parameters import ParameterError, Parameters, load_parameters_file
-from training import main_pretraining, main_training
-from training.compilation_cache import enable_compilation_cache
-from training.results_io import EXCLUDED_RUNS, ResultsFileError
+try:  # parameters.py is the file users edit: a syntax (or any import) error in it is bad input, not a crash
+    import configurations
+    import util
+    from analysis import main_analysis
+    from parameters import ParameterError, Parameters, load_parameters_file
+    from training import main_pretraining, main_training
+    from training.compilation_cache import enable_compilation_cache
+    from training.results_io import EXCLUDED_RUNS, ResultsFileError, remove_stale_temporaries
+except Exception as import_error:
+    if __name__ != "__main__":
+        raise
+    where = f" ({import_error.filename}, line {import_error.lineno})" if isinstance(import_error, SyntaxError) else ""
+    sys.stderr.write(f"ERROR: the code cannot be imported{where}: {type(import_error).__name__}: {import_error}\n")
+    sys.exit(2)
 
 logger = logging.getLogger("main")
 
@@ -301,9 +308,8 @@ def resume_plan(args: argparse.Namespace, execution: Execution) -> Plan:
         study = Study.from_json(record.get("study"), folder)
     except util.ResultsFolderError as error:
         raise UsageError(f"cannot resume: {error}") from error
-    for name in (Path(util.SCRIPTS_DIR) / "parameters.py", Path("parameters.py")):
-        if not (folder / name).is_file():
-            raise UsageError(f"cannot resume: {folder / name} is missing; start a new study")
+    if (folder / "parameters.py").is_file() and not (snapshot_parameters(folder)).is_file():
+        raise UsageError(f"cannot resume: {snapshot_parameters(folder)} is missing; start a new study")
     configuration_names(study.configs)
     for path in [folder / "parameters.py", *(conf_parameters(folder, c) for c in study.configs)]:
         if path.exists():
@@ -389,18 +395,34 @@ def conf_parameters(folder: Path, name: str) -> Path:
 
 # --------------------------------------------------------------------------------------------- results folder
 def create_study_folder(plan: Plan, argv: Sequence[str]) -> Path:
-    """A new results folder with scripts/, note.txt, parameters.py and, last, environment.json."""
-    folder = util.make_results_folder(plan.results_root).resolve()
+    """A new results folder holding, first of all, environment.json (the study record --resume needs).
+
+    The JAX query, the slow part of the record, runs before the folder exists, so that a kill leaves
+    either no folder or one that --resume can complete (see complete_study_folder).
+    """
+    record = util.environment_record(["main.py", *argv], plan.study.base_seed) | {"study": plan.study.to_json()}
+    try:
+        folder = util.make_results_folder(plan.results_root).resolve()
+        util.atomic_write_text(folder / util.ENVIRONMENT_FILE, json.dumps(record, indent=2) + "\n")
+    except OSError as error:
+        raise util.ResultsFolderError(
+            f"cannot create a results folder in {plan.results_root}: {error.strerror or error} "
+            "(choose a writable folder with --results-root)"
+        ) from error
     util.setup_logging(folder / util.LOG_FILE)
     logger.info("results folder %s", folder)
+    complete_study_folder(folder, plan, argv)
+    return folder
+
+
+def complete_study_folder(folder: Path, plan: Plan, argv: Sequence[str]) -> None:
+    """Write scripts/, note.txt and parameters.py unless parameters.py, the last of them, exists."""
+    if (folder / "parameters.py").is_file():
+        return
     util.snapshot_scripts(folder)
     util.atomic_write_text(folder / util.NOTE_FILE, note_text(plan, argv))
     util.write_parameters_copy(folder / "parameters.py", plan.study.run_overrides, snapshot_parameters(folder),
                                title="Parameters of this study's pretraining (stages 0 and 1).")  # fmt: skip
-    util.write_environment_record(
-        folder, ["main.py", *argv], plan.study.base_seed, extra={"study": plan.study.to_json()}
-    )
-    return folder
 
 
 def snapshot_parameters(folder: Path) -> Path:
@@ -510,7 +532,8 @@ class LocalLauncher:
             log.write(f"# {dt.datetime.now().isoformat(timespec='seconds')}: {' '.join(job.argv)}\n")
             log.flush()
             return subprocess.Popen(job.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    cwd=util.REPO_ROOT, env=self.env)  # fmt: skip
+                                    cwd=util.REPO_ROOT, env=self.env,
+                                    preexec_fn=util.die_with_parent(os.getpid()))  # fmt: skip
 
     def poll(self, process: subprocess.Popen) -> int | None:
         """Exit status, None while running."""
@@ -747,15 +770,15 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 def start(plan: Plan, argv: Sequence[str]) -> int:
     """Create or reopen the results folder and run the study; the exit status."""
-    if plan.resume is None:
-        folder = create_study_folder(plan, argv)
-    else:
-        folder = plan.resume
-        util.setup_logging(folder / util.LOG_FILE)
+    folder = create_study_folder(plan, argv) if plan.resume is None else plan.resume
+    # the lock comes first: a refused concurrent --resume must not write into the running study's log
     with util.folder_lock(folder):
         if plan.resume is not None:
+            util.setup_logging(folder / util.LOG_FILE)
             logger.info("resuming %s", folder)
             record_resume(folder, argv)
+            remove_stale_temporaries(folder)  # jobs die with their main process: none is alive
+            complete_study_folder(folder, plan, argv)  # a kill may have come right after environment.json
         try:
             return run_study(folder, plan)
         except KeyboardInterrupt:

@@ -38,6 +38,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -55,11 +56,15 @@ from analysis.tuning_curves import tuning_curve_blocks
 from parameters import Parameters
 from training.results_io import (
     PRETRAINING_RESULTS,
+    SSN_COLUMNS,
+    STEP_COLUMNS,
     ResultsFileError,
     atomic_open,
     atomic_write_csv,
     is_complete_output,
     read_results_csv,
+    run_entry_point,
+    training_columns,
 )
 
 logger = logging.getLogger(__name__)
@@ -212,8 +217,9 @@ def load_study(results_root: Path, conf_names: Sequence[str]) -> Study:
     confs = order_configurations(conf_names)
     if not confs:
         raise ResultsFileError(f"no configuration to analyse in {root} (no */training_results.csv)")
-    pre_df = read_results_csv(root / PRETRAINING_RESULTS, ["run_index", "stage"])
-    train = {c: read_results_csv(training_results_path(root, c), ["run_index"]) for c in confs}
+    # every parameter and metric column the analysis reads: a missing one must stop it, not give NaNs
+    pre_df = read_results_csv(root / PRETRAINING_RESULTS, [*STEP_COLUMNS, *SSN_COLUMNS, "psychometric_offset"])
+    train = {c: read_results_csv(training_results_path(root, c), training_columns()) for c in confs}
     params = {c: read_parameters(configuration_parameters_path(root, c)) for c in confs}
     run_ids = pd.to_numeric(pre_df["run_index"], errors="coerce").dropna().astype(int)
     runs = list(range(int(run_ids.max()) + 1)) if len(run_ids) else []
@@ -859,4 +865,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry_point(main))

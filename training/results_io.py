@@ -22,12 +22,14 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 import pandas as pd
+
+from parameters import ParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,23 @@ ORIGINAL_RUN_INDEX = "original_run_index"
 
 class ResultsFileError(ValueError):
     """A results file is missing, empty, unparsable or lacks required columns; the message names it."""
+
+
+EXIT_USER_ERROR = 2
+"""Exit status of a command that stops on bad input (a missing or corrupt file, an invalid parameter)."""
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ResultsFileError, ParameterError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
+)  # fmt: skip
+
+
+def run_entry_point(main: Callable[[], object]) -> int:
+    """Run a command's main(); bad input ends with one logged line and EXIT_USER_ERROR, not a traceback."""
+    try:
+        main()
+    except USER_ERRORS as error:
+        logger.error("%s", error)
+        return EXIT_USER_ERROR
+    return 0
 
 
 # ------------------------------------------------------------------------------------------ columns (§17)
@@ -315,9 +334,20 @@ def read_marker(path: str | os.PathLike) -> dict | None:
         raise ResultsFileError(f"corrupt completion marker {path}: {error}") from error
 
 
-def read_results_csv(path: str | os.PathLike, required_columns: Iterable[str] = ()) -> pd.DataFrame:
-    """Read a results CSV; ResultsFileError naming the file if missing, empty, corrupt or incomplete."""
+def read_results_csv(
+    path: str | os.PathLike,
+    required_columns: Iterable[str] = (),
+    expected_rows: int | None = None,
+    numeric: bool = True,
+) -> pd.DataFrame:
+    """Read a results CSV; ResultsFileError naming the file if missing, empty, corrupt or incomplete.
+
+    Refused: a last line without its newline (a truncated write), missing required columns, required
+    columns with non-numeric cells (unless numeric=False; empty cells are NaN by design) and, where the
+    writer recorded it, a row count other than ``expected_rows``.
+    """
     path = Path(path)
+    _check_complete_last_line(path)
     try:
         df = pd.read_csv(path)
     except FileNotFoundError as error:
@@ -328,10 +358,37 @@ def read_results_csv(path: str | os.PathLike, required_columns: Iterable[str] = 
         raise ResultsFileError(f"results file cannot be parsed: {path}: {error}") from error
     except OSError as error:
         raise ResultsFileError(f"results file cannot be read: {path}: {error}") from error
-    missing = [c for c in required_columns if c not in df.columns]
+    required = list(required_columns)
+    missing = [c for c in required if c not in df.columns]
     if missing:
         raise ResultsFileError(f"results file {path} lacks columns {missing}")
+    if numeric:
+        for column in required:
+            values = pd.to_numeric(df[column], errors="coerce")
+            bad = values.isna() & df[column].notna()
+            if bad.any():
+                row = int(bad.to_numpy().nonzero()[0][0])
+                raise ResultsFileError(f"results file {path}: column {column} holds a non-number "
+                                       f"{df[column].iloc[row]!r} in data row {row + 1}")  # fmt: skip
+    if expected_rows is not None and len(df) != expected_rows:
+        raise ResultsFileError(f"results file {path} has {len(df)} rows, its writer recorded {expected_rows}")
     return df
+
+
+def _check_complete_last_line(path: Path) -> None:
+    """ResultsFileError if a non-empty file does not end with a newline (a write cut short)."""
+    try:
+        with path.open("rb") as fh:
+            if fh.seek(0, 2) == 0:
+                return
+            fh.seek(-1, 2)
+            last = fh.read(1)
+    except FileNotFoundError as error:
+        raise ResultsFileError(f"results file not found: {path}") from error
+    except OSError as error:
+        raise ResultsFileError(f"results file cannot be read: {path}: {error}") from error
+    if last != b"\n":
+        raise ResultsFileError(f"results file {path} is truncated (its last row is incomplete)")
 
 
 def read_excluded_runs(folder: str | os.PathLike) -> list[int]:
