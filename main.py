@@ -59,13 +59,20 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-import configurations
-import util
-from analysis import main_analysis
-from parameters import DEFAULT_PRESET, PRESETS, ParameterError, Parameters, check_preset, load_parameters_file
-from training import main_pretraining, main_training
-from training.compilation_cache import enable_compilation_cache
-from training.results_io import EXCLUDED_RUNS, ResultsFileError
+try:  # parameters.py is the file users edit: a syntax (or any import) error in it is bad input, not a crash
+    import configurations
+    import util
+    from analysis import main_analysis
+    from parameters import DEFAULT_PRESET, PRESETS, ParameterError, Parameters, check_preset, load_parameters_file
+    from training import main_pretraining, main_training
+    from training.compilation_cache import enable_compilation_cache
+    from training.results_io import EXCLUDED_RUNS, ResultsFileError, remove_stale_temporaries
+except Exception as import_error:
+    if __name__ != "__main__":
+        raise
+    where = f" ({import_error.filename}, line {import_error.lineno})" if isinstance(import_error, SyntaxError) else ""
+    sys.stderr.write(f"ERROR: the code cannot be imported{where}: {type(import_error).__name__}: {import_error}\n")
+    sys.exit(2)
 
 logger = logging.getLogger("main")
 
@@ -96,6 +103,8 @@ JOB_LOGS = "logs"
 SUBMITIT_FOLDER = "submitit"
 PRETRAINING_FILES = (*main_pretraining.PIECES, EXCLUDED_RUNS)
 """The root files of a finished pretraining."""
+MAX_SEED = 2**32 - 1
+"""Largest base seed: jax.random.PRNGKey keeps 32 bits of it (2**32 gives the key of 0)."""
 RESUME_FORBIDDEN = ("runs", "configs", "seed", "note", "quick", "preset", "overrides_json", "skip_pretraining",
                     "results_root")  # fmt: skip
 
@@ -289,6 +298,9 @@ def fresh_plan(args: argparse.Namespace, execution: Execution, source: Path) -> 
     if runs != params.training.num_runs:
         run_overrides = util.merge_overrides(run_overrides, {"TrainingPars": {"num_runs": runs}})
     seed = args.seed if args.seed is not None else (skip[2] if skip is not None else 0)
+    if not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"--seed {seed}: the base seed must be an integer in 0..{MAX_SEED} (numpy seeds must "
+                         "be non-negative; JAX keys keep 32 bits, so larger seeds would repeat smaller ones)")
     run_overrides = json.loads(json.dumps(run_overrides))  # as environment.json keeps it, for identical resumes
     study = Study(runs, configs, seed, run_overrides, str(skip[0]) if skip else None, bool(args.quick), preset)
     return Plan(study, execution, results_root, args.note or "")
@@ -321,9 +333,8 @@ def resume_plan(args: argparse.Namespace, execution: Execution) -> Plan:
         study = Study.from_json(record.get("study"), folder)
     except util.ResultsFolderError as error:
         raise UsageError(f"cannot resume: {error}") from error
-    for name in (Path(util.SCRIPTS_DIR) / "parameters.py", Path("parameters.py")):
-        if not (folder / name).is_file():
-            raise UsageError(f"cannot resume: {folder / name} is missing; start a new study")
+    if (folder / "parameters.py").is_file() and not (snapshot_parameters(folder)).is_file():
+        raise UsageError(f"cannot resume: {snapshot_parameters(folder)} is missing; start a new study")
     configuration_names(study.configs)
     for path in [folder / "parameters.py", *(conf_parameters(folder, c) for c in study.configs)]:
         if path.exists():
@@ -411,19 +422,35 @@ def conf_parameters(folder: Path, name: str) -> Path:
 
 # --------------------------------------------------------------------------------------------- results folder
 def create_study_folder(plan: Plan, argv: Sequence[str]) -> Path:
-    """A new results folder with scripts/, note.txt, parameters.py and, last, environment.json."""
-    folder = util.make_results_folder(plan.results_root).resolve()
+    """A new results folder holding, first of all, environment.json (the study record --resume needs).
+
+    The JAX query, the slow part of the record, runs before the folder exists, so that a kill leaves
+    either no folder or one that --resume can complete (see complete_study_folder).
+    """
+    record = util.environment_record(["main.py", *argv], plan.study.base_seed) | {"study": plan.study.to_json()}
+    try:
+        folder = util.make_results_folder(plan.results_root).resolve()
+        util.atomic_write_text(folder / util.ENVIRONMENT_FILE, json.dumps(record, indent=2) + "\n")
+    except OSError as error:
+        raise util.ResultsFolderError(
+            f"cannot create a results folder in {plan.results_root}: {error.strerror or error} "
+            "(choose a writable folder with --results-root)"
+        ) from error
     util.setup_logging(folder / util.LOG_FILE)
     logger.info("results folder %s", folder)
+    complete_study_folder(folder, plan, argv)
+    return folder
+
+
+def complete_study_folder(folder: Path, plan: Plan, argv: Sequence[str]) -> None:
+    """Write scripts/, note.txt and parameters.py unless parameters.py, the last of them, exists."""
+    if (folder / "parameters.py").is_file():
+        return
     util.snapshot_scripts(folder)
     util.atomic_write_text(folder / util.NOTE_FILE, note_text(plan, argv))
     util.write_parameters_copy(folder / "parameters.py", plan.study.run_overrides, snapshot_parameters(folder),
                                title="Parameters of this study's pretraining (stages 0 and 1).",
                                preset=plan.study.preset)  # fmt: skip
-    util.write_environment_record(
-        folder, ["main.py", *argv], plan.study.base_seed, extra={"study": plan.study.to_json()}
-    )
-    return folder
 
 
 def snapshot_parameters(folder: Path) -> Path:
@@ -534,7 +561,8 @@ class LocalLauncher:
             log.write(f"# {dt.datetime.now().isoformat(timespec='seconds')}: {' '.join(job.argv)}\n")
             log.flush()
             return subprocess.Popen(job.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    cwd=util.REPO_ROOT, env=self.env)  # fmt: skip
+                                    cwd=util.REPO_ROOT, env=self.env,
+                                    preexec_fn=util.die_with_parent(os.getpid()))  # fmt: skip
 
     def poll(self, process: subprocess.Popen) -> int | None:
         """Exit status, None while running."""
@@ -771,15 +799,15 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 def start(plan: Plan, argv: Sequence[str]) -> int:
     """Create or reopen the results folder and run the study; the exit status."""
-    if plan.resume is None:
-        folder = create_study_folder(plan, argv)
-    else:
-        folder = plan.resume
-        util.setup_logging(folder / util.LOG_FILE)
+    folder = create_study_folder(plan, argv) if plan.resume is None else plan.resume
+    # the lock comes first: a refused concurrent --resume must not write into the running study's log
     with util.folder_lock(folder):
         if plan.resume is not None:
+            util.setup_logging(folder / util.LOG_FILE)
             logger.info("resuming %s", folder)
             record_resume(folder, argv)
+            remove_stale_temporaries(folder)  # jobs die with their main process: none is alive
+            complete_study_folder(folder, plan, argv)  # a kill may have come right after environment.json
         try:
             return run_study(folder, plan)
         except KeyboardInterrupt:

@@ -14,7 +14,9 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import numbers
 import sys
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,10 +46,51 @@ def _fail(cls: object, name: str, message: str) -> None:
 
 
 def _check_finite(obj: object) -> None:
+    _check_types(obj)  # first: the range checks below assume values of the annotated types
     for f in dataclasses.fields(obj):
         for value in _flatten(getattr(obj, f.name)):
             if isinstance(value, float) and not math.isfinite(value):
                 _fail(obj, f.name, f"must be finite, got {value}")
+
+
+def _check_types(obj: object) -> None:
+    """Every field holds a value of its annotated type (ints refuse 2.5 and 9.0, floats accept ints)."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        problem = _type_problem(value, hints[f.name])
+        if problem:
+            _fail(obj, f.name, f"{problem}, got {value!r} ({type(value).__name__})")
+
+
+def _type_problem(value: Any, hint: Any) -> str | None:
+    """Why ``value`` does not have type ``hint`` (None if it does); bool is no int or float here."""
+    if hint is bool:
+        return None if isinstance(value, bool) else "must be a bool (True or False)"
+    if hint is int:
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        return None if ok else "must be an integer"
+    if hint is float:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        return None if ok else "must be a number"
+    if hint is str:
+        return None if isinstance(value, str) else "must be a string"
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, (tuple, list)):
+            return f"must be a sequence of type {_type_name(hint)}"
+        args = typing.get_args(hint)
+        items = args[:1] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
+        if len(items) != len(value):
+            return f"must have {len(items)} entries ({_type_name(hint)})"
+        for item, item_hint in zip(value, items, strict=True):
+            if _type_problem(item, item_hint):
+                return f"must be of type {_type_name(hint)}"
+        return None
+    return None  # nested parameter groups check themselves
+
+
+def _type_name(hint: Any) -> str:
+    return str(hint) if typing.get_origin(hint) else hint.__name__
 
 
 def _flatten(value: Any) -> list[Any]:
@@ -453,6 +496,7 @@ class TrainedSSNPars:
     """Whether opt_readout_before_training is read; False (reference) only the mixed readout loads its readout."""
 
     def __post_init__(self) -> None:
+        _check_types(self)
         unknown = sorted(set(self.trained) - set(ALL_TRAINABLE))
         if unknown:
             _fail(self, "trained", f"unknown names {unknown}; valid: {list(ALL_TRAINABLE)}")
@@ -469,6 +513,7 @@ class PretrainedSSNPars:
     """Names trained in stage 0 (kappas stay zero during pretraining)."""
 
     def __post_init__(self) -> None:
+        _check_types(self)
         unknown = sorted(set(self.trained) - set(PRETRAINED_KEYS))
         if unknown:
             _fail(self, "trained", f"unknown names {unknown}; valid: {list(PRETRAINED_KEYS)}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import ctypes
 import datetime as dt
 import fcntl
 import importlib.metadata
@@ -18,10 +19,11 @@ import math
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -435,6 +437,26 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------------------------------- job runs
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> Callable[[], None] | None:
+    """A Popen preexec_fn that makes the child get SIGKILL when its parent dies (Linux; None elsewhere).
+
+    Without it a job outlives a killed main.py and a --resume would start a second copy in the same folder.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
 def run_job_command(argv: Sequence[str], log_path: str, cwd: str, env: Mapping[str, str] | None = None) -> int:
     """Run one job's command line with its output appended to ``log_path``; return the exit status.
 

@@ -690,7 +690,8 @@ def write_exclusion_files(
         },
         index=pd.Index(list(lists), name="configuration"),
     )
-    details.to_csv(root / "excluded_runs_details.csv")
+    with atomic_open(root / "excluded_runs_details.csv") as fh:
+        details.to_csv(fh)
     return union
 
 

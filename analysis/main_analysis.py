@@ -38,6 +38,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -53,7 +54,18 @@ from analysis.mvpa_responses import MvpaSettings, ResponseCache, mvpa_scores_for
 from analysis.snapshots import SnapshotLoader, configuration_parameters_path, read_parameters, training_results_path
 from analysis.tuning_curves import tuning_curve_blocks
 from parameters import Parameters
-from training.results_io import PRETRAINING_RESULTS, ResultsFileError, atomic_open, atomic_write_csv, read_results_csv
+from training.results_io import (
+    PRETRAINING_RESULTS,
+    SSN_COLUMNS,
+    STEP_COLUMNS,
+    ResultsFileError,
+    atomic_open,
+    atomic_write_csv,
+    is_complete_output,
+    read_results_csv,
+    run_entry_point,
+    training_columns,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -205,8 +217,9 @@ def load_study(results_root: Path, conf_names: Sequence[str]) -> Study:
     confs = order_configurations(conf_names)
     if not confs:
         raise ResultsFileError(f"no configuration to analyse in {root} (no */training_results.csv)")
-    pre_df = read_results_csv(root / PRETRAINING_RESULTS, ["run_index", "stage"])
-    train = {c: read_results_csv(training_results_path(root, c), ["run_index"]) for c in confs}
+    # every parameter and metric column the analysis reads: a missing one must stop it, not give NaNs
+    pre_df = read_results_csv(root / PRETRAINING_RESULTS, [*STEP_COLUMNS, *SSN_COLUMNS, "psychometric_offset"])
+    train = {c: read_results_csv(training_results_path(root, c), training_columns()) for c in confs}
     params = {c: read_parameters(configuration_parameters_path(root, c)) for c in confs}
     run_ids = pd.to_numeric(pre_df["run_index"], errors="coerce").dropna().astype(int)
     runs = list(range(int(run_ids.max()) + 1)) if len(run_ids) else []
@@ -270,11 +283,25 @@ def read_complete_tuning_curves(path: Path, n_oris: int) -> pd.DataFrame:
     _truncate_partial_line(path)
     df = af.read_tuning_curves_csv(path)
     sizes = df.groupby(list(af.TC_ID_COLUMNS))["run_index"].transform("size")
-    complete = df[sizes == n_oris].reset_index(drop=True)
+    keep = (sizes == n_oris).to_numpy()
+    complete = df[keep].reset_index(drop=True)
     if len(complete) < len(df):
         logger.warning("%s: dropping %d rows of incomplete tuning-curve blocks", path, len(df) - len(complete))
-        atomic_write_csv(complete, path)
+        _keep_lines(path, keep)
     return complete
+
+
+def _keep_lines(path: Path, keep: Sequence[bool]) -> None:
+    """Rewrite a CSV with only the data lines flagged in keep, byte for byte (header kept).
+
+    Re-serialising the parsed table would format floats differently from the appends, so a recovered
+    file would differ from one that was never interrupted.
+    """
+    lines = path.read_bytes().splitlines(keepends=True)
+    header = lines[: len(lines) - len(keep)]
+    rows = lines[len(header) :]
+    with atomic_open(path, "wb") as fh:
+        fh.writelines([*header, *(line for line, k in zip(rows, keep, strict=True) if k)])
 
 
 def _blocks(df: pd.DataFrame, columns: Sequence[str] = af.TC_ID_COLUMNS) -> set[tuple[int, int]]:
@@ -318,8 +345,8 @@ class Pipeline:
 
     # ---------------------------------------------------------------------------------- bookkeeping
     def _stale(self, path: Path, depends: Iterable[str] = ()) -> bool:
-        """True if the output must be (re)written: missing, overwrite, or an input changed in this call."""
-        return self.overwrite or not path.is_file() or bool(self.changed & set(depends))
+        """True if the output must be (re)written: missing or cut, overwrite, or an input changed in this call."""
+        return self.overwrite or not is_complete_output(path) or bool(self.changed & set(depends))
 
     def conf_dir(self, conf: str) -> Path:
         """``R/<conf>``."""
@@ -838,4 +865,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry_point(main))

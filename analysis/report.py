@@ -20,6 +20,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from parameters import ParameterError
+from training.results_io import atomic_open, atomic_write_text
 from util import read_preset
 
 logger = logging.getLogger(__name__)
@@ -94,7 +95,8 @@ def write_summary_pdf(figure_paths_with_captions: Sequence[FigureEntry], pdf_pat
     pdf_path.parent.mkdir(parents=True, exist_ok=True)
     entries = _existing(figure_paths_with_captions)
     contents = "; ".join(p.name for p, _ in entries) or "no figures"
-    with PdfPages(pdf_path) as pdf:
+    # written to a temporary that replaces the PDF only when every page is in (never a PDF missing pages)
+    with atomic_open(pdf_path, "wb") as fh, PdfPages(fh) as pdf:
         pdf.savefig(_page(pdf_path.stem, f"Figures: {contents}"))
         for path, caption in entries:
             pdf.savefig(_page(path.name, caption, path))
@@ -153,5 +155,5 @@ def write_report_html(results_root: str | Path, sections: Mapping[str, Sequence[
     parts.append(_file_list_html("PDF files", sorted(root.rglob("*.pdf")), root))
     parts.append("</body></html>")
     out = root / "report.html"
-    out.write_text("\n".join(parts), encoding="utf-8")
+    atomic_write_text(out, "\n".join(parts))
     return out

@@ -26,6 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from analysis import analysis_functions as af
+from training.results_io import atomic_savefig
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def _save(fig: Figure, path: str | Path) -> Path:
     """Save the figure as PNG (creating folders), release its artists and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    atomic_savefig(fig, path, dpi=DPI)  # a kill mid-write must not leave a truncated PNG that looks done
     fig.clear()
     return path
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -43,6 +44,7 @@ from training.results_io import (
     pretraining_columns,
     read_marker,
     read_results_csv,
+    run_entry_point,
     ssn_columns,
     val_columns,
     write_marker,
@@ -207,8 +209,9 @@ def run_pretraining_job(results_dir: Path, params: Parameters, base_seed: int, r
             continue
         for name, table in tables.items():
             atomic_write_csv(table, folder / name)
+        rows = {name: len(table) for name, table in tables.items()}  # assembly refuses a piece with fewer
         write_marker(folder / MARKER, {"run_index": run_index, "success": True, "attempt": attempt,
-                                       "failures": failures})  # fmt: skip
+                                       "failures": failures, "rows": rows})  # fmt: skip
         return True
     write_marker(folder / MARKER, {"run_index": run_index, "success": False, "failures": failures})
     return False
@@ -256,7 +259,8 @@ def assemble_pretraining(results_dir: Path, params: Parameters, num_runs: int) -
     for run_index, status in enumerate(statuses[:kept]):
         if status["success"]:
             for name in PIECES:
-                tables[name].append(read_results_csv(run_folder(results_dir, run_index) / name))
+                rows = status.get("rows", {}).get(name)  # the row count the job recorded with its marker
+                tables[name].append(read_results_csv(run_folder(results_dir, run_index) / name, expected_rows=rows))
     if not tables[PRETRAINING_RESULTS]:
         raise ResultsFileError(f"no pretraining run succeeded in {results_dir}")
     for name, parts in tables.items():
@@ -328,4 +332,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry_point(main))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,6 +39,7 @@ from training.results_io import (
     atomic_write_csv,
     read_marker,
     read_results_csv,
+    run_entry_point,
     ssn_state_from_row,
     training_columns,
     val_columns,
@@ -112,7 +114,8 @@ def regression_readout(pretraining_dir: Path, run_index: int,
         raise ValueError(f"opt_readout_before_training needs readout contributions in {list(REGRESSION_ROWS)}, "
                          f"got {contributions}")  # fmt: skip
     path = Path(pretraining_dir) / INIT_READOUT_PARAMS
-    rows = run_rows(read_results_csv(path, ["run_index", "log_regr", "layer", "sup_only"]), run_index, path)
+    table = read_results_csv(path, ["run_index", "log_regr", "layer", "sup_only"], numeric=False)
+    rows = run_rows(table, run_index, path)
     weights, bias, threshold = [], None, None
     for log_regr, layer, sup_only in REGRESSION_ROWS[tuple(contributions)]:
         match = rows[(rows["log_regr"] == log_regr) & (rows["layer"] == layer) & (rows["sup_only"] == sup_only)]
@@ -191,7 +194,8 @@ def run_training_job(conf_dir: Path, run_index: int, base_seed: int, pretraining
         return False
     atomic_write_csv(rows, folder / TRAINING_RESULTS)
     atomic_write_csv(val_rows, folder / TRAINING_RESULTS_VAL)
-    write_marker(folder / MARKER, {"run_index": run_index, "success": True})
+    rows_written = {TRAINING_RESULTS: len(rows), TRAINING_RESULTS_VAL: len(val_rows)}  # checked by assembly
+    write_marker(folder / MARKER, {"run_index": run_index, "success": True, "rows": rows_written})
     return True
 
 
@@ -210,7 +214,8 @@ def assemble_training(conf_dir: Path, num_runs: int) -> None:
             raise ResultsFileError(f"stage-2 job of run {run_index} in {conf_dir} has not completed")
         if status["success"]:
             for name in parts:
-                parts[name].append(read_results_csv(job_folder(conf_dir, run_index) / name))
+                expected = status.get("rows", {}).get(name)
+                parts[name].append(read_results_csv(job_folder(conf_dir, run_index) / name, expected_rows=expected))
     params = load_parameters_file(parameters_path(conf_dir))
     columns = {TRAINING_RESULTS: training_columns(),
                TRAINING_RESULTS_VAL: val_columns(training_columns(), params.training.test_offsets)}  # fmt: skip
@@ -258,4 +263,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry_point(main))

@@ -26,12 +26,14 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 import pandas as pd
+
+from parameters import ParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,23 @@ ORIGINAL_RUN_INDEX = "original_run_index"
 
 class ResultsFileError(ValueError):
     """A results file is missing, empty, unparsable or lacks required columns; the message names it."""
+
+
+EXIT_USER_ERROR = 2
+"""Exit status of a command that stops on bad input (a missing or corrupt file, an invalid parameter)."""
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ResultsFileError, ParameterError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
+)  # fmt: skip
+
+
+def run_entry_point(main: Callable[[], object]) -> int:
+    """Run a command's main(); bad input ends with one logged line and EXIT_USER_ERROR, not a traceback."""
+    try:
+        main()
+    except USER_ERRORS as error:
+        logger.error("%s", error)
+        return EXIT_USER_ERROR
+    return 0
 
 
 # ------------------------------------------------------------------------------------------ columns (§17)
@@ -194,12 +213,29 @@ def _require_keys(row: Mapping[str, Any], keys: Iterable[str]) -> None:
 
 
 # -------------------------------------------------------------------------------------------- file access
+TMP_SUFFIX = ".tmp"
+"""Suffix of the temporaries of atomic_open (named .<target>.<random>.tmp next to the target)."""
+
+
+def current_umask() -> int:
+    """The process umask (read without changing it where /proc allows, else by setting and restoring it)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """A temporary file next to ``path`` that replaces it only if the block completes."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
+        # mkstemp creates 0600; give the file the mode a plain open() would, so others may read shared results
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": "", "encoding": "utf-8"})) as fh:
             yield fh
             fh.flush()
@@ -228,6 +264,57 @@ def atomic_write_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
         df.to_csv(fh, index=False, float_format=None)
 
 
+def atomic_savefig(fig: Any, path: str | os.PathLike, **kwargs: Any) -> None:
+    """Save a matplotlib figure so that ``path`` is either absent/old or a complete image."""
+    path = Path(path)
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format=path.suffix.lstrip(".") or "png", **kwargs)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) so that ``path`` is either its old content or the complete new one."""
+    with atomic_open(path, "w") as fh:
+        fh.write(text)
+
+
+_COMPLETE_ENDINGS: dict[str, bytes] = {".png": b"IEND\xaeB`\x82", ".pdf": b"%%EOF"}
+"""What the last bytes of a complete file of these kinds contain (the PNG end chunk, the PDF trailer)."""
+
+
+def is_complete_output(path: str | os.PathLike) -> bool:
+    """Whether ``path`` exists, is non-empty and, for PNG and PDF, ends as a complete file does.
+
+    Files written before atomic writing (or copied in by hand) may have been cut by a kill; such a file
+    must count as missing so that it is written again.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return False
+    ending = _COMPLETE_ENDINGS.get(path.suffix.lower())
+    if size == 0 or ending is None:
+        return size > 0
+    with path.open("rb") as fh:
+        fh.seek(max(0, size - 1024))
+        return ending in fh.read()
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete atomic-write temporaries under ``folder`` left by a killed writer; return them.
+
+    Call only while holding the study lock: then no live process of this study owns a temporary, and
+    the lock excludes every other writer of the folder.
+    """
+    stale = [p for p in Path(folder).rglob(f".*{TMP_SUFFIX}") if p.is_file()]
+    for tmp in stale:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    if stale:
+        logger.info("removed %d stale temporary file(s) of interrupted writes", len(stale))
+    return stale
+
+
 def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Copy the bytes of ``src`` to ``dst`` atomically."""
     with open(src, "rb") as source, atomic_open(dst, "wb") as target:
@@ -251,9 +338,20 @@ def read_marker(path: str | os.PathLike) -> dict | None:
         raise ResultsFileError(f"corrupt completion marker {path}: {error}") from error
 
 
-def read_results_csv(path: str | os.PathLike, required_columns: Iterable[str] = ()) -> pd.DataFrame:
-    """Read a results CSV; ResultsFileError naming the file if missing, empty, corrupt or incomplete."""
+def read_results_csv(
+    path: str | os.PathLike,
+    required_columns: Iterable[str] = (),
+    expected_rows: int | None = None,
+    numeric: bool = True,
+) -> pd.DataFrame:
+    """Read a results CSV; ResultsFileError naming the file if missing, empty, corrupt or incomplete.
+
+    Refused: a last line without its newline (a truncated write), missing required columns, required
+    columns with non-numeric cells (unless numeric=False; empty cells are NaN by design) and, where the
+    writer recorded it, a row count other than ``expected_rows``.
+    """
     path = Path(path)
+    _check_complete_last_line(path)
     try:
         df = pd.read_csv(path)
     except FileNotFoundError as error:
@@ -264,10 +362,37 @@ def read_results_csv(path: str | os.PathLike, required_columns: Iterable[str] = 
         raise ResultsFileError(f"results file cannot be parsed: {path}: {error}") from error
     except OSError as error:
         raise ResultsFileError(f"results file cannot be read: {path}: {error}") from error
-    missing = [c for c in required_columns if c not in df.columns]
+    required = list(required_columns)
+    missing = [c for c in required if c not in df.columns]
     if missing:
         raise ResultsFileError(f"results file {path} lacks columns {missing}")
+    if numeric:
+        for column in required:
+            values = pd.to_numeric(df[column], errors="coerce")
+            bad = values.isna() & df[column].notna()
+            if bad.any():
+                row = int(bad.to_numpy().nonzero()[0][0])
+                raise ResultsFileError(f"results file {path}: column {column} holds a non-number "
+                                       f"{df[column].iloc[row]!r} in data row {row + 1}")  # fmt: skip
+    if expected_rows is not None and len(df) != expected_rows:
+        raise ResultsFileError(f"results file {path} has {len(df)} rows, its writer recorded {expected_rows}")
     return df
+
+
+def _check_complete_last_line(path: Path) -> None:
+    """ResultsFileError if a non-empty file does not end with a newline (a write cut short)."""
+    try:
+        with path.open("rb") as fh:
+            if fh.seek(0, 2) == 0:
+                return
+            fh.seek(-1, 2)
+            last = fh.read(1)
+    except FileNotFoundError as error:
+        raise ResultsFileError(f"results file not found: {path}") from error
+    except OSError as error:
+        raise ResultsFileError(f"results file cannot be read: {path}: {error}") from error
+    if last != b"\n":
+        raise ResultsFileError(f"results file {path} is truncated (its last row is incomplete)")
 
 
 def read_excluded_runs(folder: str | os.PathLike) -> list[int]:
