@@ -394,5 +394,5 @@ def test_killing_only_main_ends_its_job_and_resume_runs_one_copy(tmp_path: Path)
                           capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert rio.read_marker(folder / "pretraining_runs" / "run_0" / "DONE.json")["success"]
-    assert all(rio.read_marker(m)["success"] for m in folder.rglob("DONE.json"))
+    assert all(rio.read_marker(m)["success"] for m in folder.rglob("run_*/DONE.json"))  # every job
     assert not list(folder.rglob(f"*{rio.TMP_SUFFIX}"))
