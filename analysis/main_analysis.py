@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 
 from analysis import analysis_functions as af
 from analysis import report
+from analysis import study_summary as ss
 from analysis import visualization as vis
 from analysis.mvpa_responses import MvpaSettings, ResponseCache, mvpa_scores_for_run
 from analysis.snapshots import SnapshotLoader, configuration_parameters_path, read_parameters, training_results_path
@@ -543,9 +544,38 @@ class Pipeline:
 
     # ----------------------------------------------------------------------------------------- stats
     def stats(self) -> None:
-        """stats_*.csv of each configuration."""
+        """stats_*.csv of each configuration, then study_summary.csv and study_stats.csv at the root."""
         for conf in self.study.confs:
             self._stats_conf(conf)
+        deps = ["exclusion", *(f"changes:{c}" for c in self.study.confs)]
+        if any(self._stale(self.root / name, deps) for name in (ss.STUDY_SUMMARY, ss.STUDY_STATS)):
+            data = self.configuration_data()
+            af.write_stats_csv(ss.summary_table(data), self.root / ss.STUDY_SUMMARY)
+            af.write_stats_csv(ss.stats_table(data), self.root / ss.STUDY_STATS)
+            self.changed.add("study")
+
+    def exclusion_reasons(self, conf: str) -> dict[int, str]:
+        """Excluded run -> reason (the verdicts of compute_exclusion)."""
+        table = af.exclusion_table(self.study.train[conf], self.study.runs,
+                                   self.study.params[conf].stimuli.max_train_offset)  # fmt: skip
+        return {int(r): str(why) for r, why in zip(table["run_index"], table["reason"], strict=True) if why}
+
+    def configuration_data(self) -> list[ss.ConfigurationData]:
+        """The inputs of the study summary: per configuration its retained runs' changes and behaviour."""
+        out = []
+        for conf in self.study.confs:
+            valid = self.study.valid(conf)
+            rc = self.rel_changes(conf, valid)
+            present = [r for r in self.study.training_runs(conf) if r in valid]
+            pre_post = af.pre_post_values(self.study.pre_df, self.study.train[conf], present) if present else None
+            if pre_post is not None:
+                pre_post = pre_post.reindex(columns=["run_index", "time", *ss.BEHAVIOUR])
+            out.append(ss.ConfigurationData(
+                conf, list(self.study.runs), self.exclusion_reasons(conf),
+                rc if rc is not None else pd.DataFrame(columns=["run_index"]),
+                pre_post if pre_post is not None else pd.DataFrame(columns=["run_index", "time", *ss.BEHAVIOUR]),
+            ))  # fmt: skip
+        return out
 
     def _stats_conf(self, conf: str) -> None:
         """Paired tests, repeated-measures ANOVA, parameter-offset correlations and triangle correlations."""
@@ -578,6 +608,20 @@ class Pipeline:
             self._tuning_figures(conf)
             self._mvpa_figures(conf)
         self._pretraining_figures()
+        self._figure(self.root / ss.HEADLINE, ["exclusion", "study"], lambda p: self.draw_headline(p))
+
+    def draw_headline(self, path: Path) -> Path:
+        """headline.png from the same inputs and tests as study_summary.csv and study_stats.csv."""
+        data = self.configuration_data()
+        stats_path = self.root / ss.STUDY_STATS
+        table = pd.read_csv(stats_path) if stats_path.is_file() else ss.stats_table(data)
+        lookup = ss.stats_lookup(table)
+        return vis.plot_headline(
+            {d.name: d.changes for d in data},
+            {d.name: {c: ss.behaviour_wide(d.pre_post, c) for c in ss.BEHAVIOUR} for d in data},
+            lambda conf, comparison: ss.format_test(lookup.get((conf, comparison))),
+            path,
+        )
 
     def _figure(
         self, path: Path, depends: Iterable[str], draw: Callable[[Path], object], group: Sequence[Path] = ()

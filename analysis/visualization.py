@@ -26,6 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from analysis import analysis_functions as af
+from analysis.study_summary import measured
 
 logger = logging.getLogger(__name__)
 
@@ -848,4 +849,104 @@ def plot_mvpa_paper_bars(
         a.set_ylim(lo, hi)
     ax[0, 0].legend()
     fig.suptitle("MVPA accuracy before and after training (mean ± SEM over runs)")
+    return _save(fig, path)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Study headline: paired per-run changes by layer and the behavioural change, one row per configuration
+# ------------------------------------------------------------------------------------------------------
+HEADLINE_WEIGHTS: tuple[tuple[str, tuple[str, str], str], ...] = (
+    ("Inhibitory weights", ("II", "EI"), "dJ_II sup vs mid"),
+    ("Excitatory weights", ("EE", "IE"), "dJ_EE sup vs mid"),
+)
+"""(panel title, the two weights drawn mid -> sup, the comparison printed under the panel)."""
+NOT_MEASURED_COLOR = "tab:brown"
+WEIGHT_COLORS: dict[str, str] = {"II": "tab:blue", "EI": "tab:cyan", "EE": "tab:red", "IE": "tab:orange"}
+BEHAVIOUR_PANELS: tuple[tuple[str, str], ...] = (
+    ("staircase_offset", "Staircase offset"),
+    ("psychometric_offset", "Psychometric threshold"),
+)
+
+
+def _paired_points(ax: Axes, x: Sequence[float], values: np.ndarray, color: str) -> None:
+    """Per-run points joined by a line, and a median mark per position."""
+    for row in values:
+        ax.plot(x, row, color=color, alpha=0.45, lw=1.0, marker="o", ms=4)
+    medians = [np.nanmedian(col) if np.isfinite(col).any() else np.nan for col in values.T]
+    ax.plot(x, medians, color="k", lw=0, marker="_", ms=22, mew=2.5, label="median")
+
+
+def _weights_panel(ax: Axes, changes: pd.DataFrame, title: str, kinds: Sequence[str], test: str) -> None:
+    """Relative changes (%) of two weights in the middle and superficial layer, joined per run."""
+    ticks, labels = [], []
+    for i, kind in enumerate(kinds):
+        color = WEIGHT_COLORS[kind]
+        cols = [f"J_{kind}_m", f"J_{kind}_s"]
+        x = [3 * i, 3 * i + 1]
+        if not set(cols) <= set(changes.columns) or changes.empty:
+            continue
+        _paired_points(ax, x, changes[cols].to_numpy(float), color)
+        ticks += x
+        labels += [f"{kind} mid", f"{kind} sup"]
+    if not ticks:
+        _no_data(ax, title, "no retained run with stage-2 changes")
+        return
+    ax.axhline(0, color="gray", lw=0.8, ls=":")
+    ax.set_xticks(ticks, labels)
+    ax.set_xlim(-0.6, max(ticks) + 0.6)
+    ax.set(title=title, ylabel="change over stage 2 (% of |J|)")
+    ax.set_xlabel(f"J_{kinds[0]} sup vs mid: {test}", fontsize=9)
+
+
+def _behaviour_panel(ax: Axes, wide: pd.DataFrame, title: str, test: str, quantity: str) -> None:
+    """Pre and post values joined per run; values that were not measured drawn apart and labelled."""
+    values = wide.to_numpy(float) if len(wide) else np.empty((0, 2))
+    if values.size == 0:
+        _no_data(ax, title, "no retained run")
+        return
+    ok = measured(values, quantity)
+    shown = np.where(ok, values, np.nan)
+    _paired_points(ax, [0, 1], shown, "tab:purple")
+    if (~ok).any():
+        top = np.nanmax(shown) * 1.15 if np.isfinite(shown).any() else 1.0
+        xs = np.nonzero(~ok)[1]
+        ax.plot(xs, np.full(xs.size, top), "x", color=NOT_MEASURED_COLOR, ms=8, mew=2,
+                label=f"not measured ({int((~ok).sum())})")  # fmt: skip
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False, fontsize=8)
+    ax.set_xticks([0, 1], ["pre", "post"])
+    ax.set_xlim(-0.5, 1.5)
+    ax.set(title=title, ylabel=f"{title} (deg)")
+    ax.set_xlabel(f"post vs pre: {test}", fontsize=9)
+
+
+@_styled
+def plot_headline(
+    changes: Mapping[str, pd.DataFrame],
+    behaviour: Mapping[str, Mapping[str, pd.DataFrame]],
+    tests: Callable[[str, str], str],
+    path: str | Path,
+) -> Path:
+    """The study headline: per configuration (rows), the per-run relative changes of the inhibitory and
+    excitatory weights of both layers (points joined per run, median marks, the paired test below), then the
+    staircase offset and the psychometric threshold before and after stage 2.
+
+    ``changes[conf]`` is the configuration's retained rows of rel_changes_train.csv, ``behaviour[conf][col]``
+    the (runs x [pre, post]) table of a behavioural column and ``tests(conf, comparison)`` the test line.
+    """
+    confs = list(changes)
+    fig, ax = _figure(max(len(confs), 1), 4, (3.6, 3.4))
+    if not confs:
+        for a in ax.flat:
+            a.axis("off")
+        _no_data(ax[0, 0], "no configuration")
+    for row, conf in zip(ax, confs, strict=False):
+        rc = changes[conf]
+        for a, (title, kinds, comparison) in zip(row[:2], HEADLINE_WEIGHTS, strict=True):
+            _weights_panel(a, rc, title, kinds, tests(conf, comparison))
+        for a, (col, title) in zip(row[2:], BEHAVIOUR_PANELS, strict=True):
+            _behaviour_panel(a, behaviour[conf][col], title, tests(conf, f"{col} post vs pre"), col)
+        row[0].annotate(f"{conf}\nn = {len(rc)} runs", xy=(0, 0.5), xycoords="axes fraction",
+                        xytext=(-70, 0), textcoords="offset points", rotation=90, ha="center", va="center",
+                        fontsize=12, weight="bold")  # fmt: skip
+    fig.suptitle("Changes during stage 2 per run (lines join a run's values; black marks: medians)")
     return _save(fig, path)

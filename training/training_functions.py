@@ -237,9 +237,11 @@ def flip_readout(readout: Readout, readout_opt_state: optax.OptState, params: Pa
 
 
 def is_probe_step(stage: int, step: int, params: Parameters) -> bool:
-    """Accuracy-check steps: every acc_check_freq-th step of the stage."""
-    freq = params.pretraining.acc_check_freq if stage < 2 else params.training.acc_check_freq
-    return step % freq == 0
+    """Accuracy-check steps: every acc_check_freq-th step of the stage, and the last step of stage 2 (so that
+    a post-training threshold always exists, whatever SGD_steps is)."""
+    if stage < 2:
+        return step % params.pretraining.acc_check_freq == 0
+    return step % params.training.acc_check_freq == 0 or step == params.training.SGD_steps - 1
 
 
 def should_stop(stage: int, step: int, log: StageLog, metrics: StepMetrics, params: Parameters) -> bool:
