@@ -775,26 +775,36 @@ class Pipeline:
     # ---------------------------------------------------------------------------------------- report
     def report(self) -> None:
         """summary.pdf per configuration and report.html at the root (rewritten when anything changed)."""
-        sections: dict[str, list[report.FigureEntry]] = {
-            "Pretraining": report.figures_with_captions(self.root / PRETRAINING_FIGURES)
-        }
-        for conf in self.study.confs:
-            entries = summary_entries(self.fig_dir(conf))
-            if self._stale(self.conf_dir(conf) / SUMMARY_PDF, ["figures"]):
-                report.write_summary_pdf(entries, self.conf_dir(conf) / SUMMARY_PDF)
+        study = self.study
+        settings = report.read_study_settings(self.root, study.confs, len(study.runs))
+        confs, pdfs = [], {}
+        for conf in study.confs:
+            n = len(study.valid(conf))
+            entry = report.ConfigurationReport(
+                conf, list(study.runs), self.exclusion_reasons(conf), summary_entries(self.fig_dir(conf), n),
+                report.figures_with_captions(self.fig_dir(conf) / PER_RUN),
+            )
+            pdfs[conf] = self.conf_dir(conf) / SUMMARY_PDF
+            if self._stale(pdfs[conf], ["figures"]):
+                report.write_summary_pdf(entry.figures, pdfs[conf], settings, entry)
                 self.changed.add("summary")
-            sections[conf] = entries
-            sections[f"{conf}: per-run training traces"] = report.figures_with_captions(self.fig_dir(conf) / PER_RUN)
+            confs.append(entry)
         if self.overwrite or self.changed or not (self.root / REPORT_HTML).is_file():
-            report.write_report_html(self.root, sections)
+            report.write_report_html(
+                self.root, settings, confs,
+                report.figures_with_captions(self.root / PRETRAINING_FIGURES, n=len(study.root_valid())),
+                self.root / ss.HEADLINE, _read_csv_or_none(self.root / ss.STUDY_SUMMARY),
+                _read_csv_or_none(self.root / ss.STUDY_STATS), pdfs,
+            )  # fmt: skip
 
 
-def summary_entries(fig_dir: Path) -> list[report.FigureEntry]:
-    """The configuration's figures in the summary order (§8.1 pages first, then the others by name)."""
+def summary_entries(fig_dir: Path, n: int | None = None) -> list[report.FigureEntry]:
+    """The configuration's figures in the summary order (§8.1 pages first, then the others by name); n: the
+    number of runs they show (for the captions)."""
     figures = {p.stem: p for p in sorted(fig_dir.glob("*.png"))}
     ordered = [figures[s] for s in SUMMARY_ORDER if s in figures]
     ordered += [p for s, p in figures.items() if s not in SUMMARY_ORDER]
-    return [(p, report.caption_for(p)) for p in ordered]
+    return [(p, report.caption_for(p, n)) for p in ordered]
 
 
 def triangle_statistics(mvpa: pd.DataFrame, rel_changes: pd.DataFrame) -> pd.DataFrame:

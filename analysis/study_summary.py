@@ -139,7 +139,7 @@ def _summary_row(data: ConfigurationData, quantity: str, unit: str, values: np.n
     """One summary row: median and quartiles of the measured values."""
     ok = measured(values, quantity)
     good = values[ok]
-    q25, median, q75 = (np.percentile(good, [25, 50, 75]) if good.size else (math.nan,) * 3)
+    q25, median, q75 = np.percentile(good, [25, 50, 75]) if good.size else (math.nan,) * 3
     return {
         "configuration": data.name, "n_runs": len(data.runs), "n_retained": len(data.retained),
         "n_excluded": len(data.excluded), "excluded_runs": " ".join(map(str, sorted(data.excluded))),

@@ -378,7 +378,7 @@ def test_end_to_end_writes_every_documented_file(real_study) -> None:
 @pytest.mark.slow
 def test_end_to_end_report_references_only_existing_files_and_every_figure(real_study) -> None:
     text = (real_study / "report.html").read_text()
-    refs = {urllib.parse.unquote(r) for r in re.findall(r'(?:href|src)="([^"]+)"', text)}
+    refs = {urllib.parse.unquote(r) for r in re.findall(r'(?:href|src)="([^"]+)"', text) if not r.startswith("#")}
     assert all((real_study / r).is_file() for r in refs)
     figures = {str(p.relative_to(real_study)) for p in real_study.rglob("*.png")}
     assert figures and figures <= refs
