@@ -43,6 +43,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from analysis.cli import ALL_PARTS, parse_analysis_args
+
+if __name__ == "__main__":  # parse before the slow imports below, so that --help and bad arguments answer at once
+    parse_analysis_args()
+
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -58,7 +63,6 @@ from training.results_io import PRETRAINING_RESULTS, ResultsFileError, atomic_op
 
 logger = logging.getLogger(__name__)
 
-ALL_PARTS: tuple[str, ...] = ("exclusion", "tuning_curves", "features", "changes", "mvpa", "stats", "figures", "report")
 PRETRAINING_TC = "pretraining_tuning_curves.csv"
 PRETRAINING_FEATURES = "pretraining_tuning_curve_features.csv"
 CONF_TC = "tuning_curves.csv"
@@ -837,35 +841,8 @@ def run_analysis(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command line of ``python -m analysis.main_analysis``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m analysis.main_analysis",
-        description="Analyse a finished results folder: run exclusion, tuning curves and their features, "
-        "relative parameter changes, MVPA and Mahalanobis scores, statistics, figures F1-F9, "
-        "summary.pdf per configuration and report.html. Outputs that exist are kept.",
-    )
-    parser.add_argument("results_folder", type=Path, help="results folder (holds pretraining_results.csv)")
-    parser.add_argument(
-        "--configs",
-        nargs="+",
-        default=None,
-        metavar="CONF",
-        help="configuration sub-folders (default: every folder with a training_results.csv)",
-    )
-    parser.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
-    parser.add_argument(
-        "--parts",
-        nargs="+",
-        default=list(ALL_PARTS),
-        choices=ALL_PARTS,
-        metavar="PART",
-        help=f"parts to run, in pipeline order (default: all): {', '.join(ALL_PARTS)}",
-    )
-    parser.add_argument("--mvpa-trials", type=int, default=None, help="noisy trials per condition (default 200)")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the analysis' random draws (default 0)")
-    parser.add_argument("--quick", action="store_true", help="small sizes: 40 MVPA trials, coarse F7 windows")
-    parser.add_argument("--verbose", action="store_true", help="debug logging")
-    return parser.parse_args(argv)
+    """Command line of ``python -m analysis.main_analysis`` (:func:`analysis.cli.parse_analysis_args`)."""
+    return parse_analysis_args(argv)
 
 
 def settings_from_args(args: argparse.Namespace) -> AnalysisSettings:
