@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 
 from analysis import analysis_functions as af
 from analysis.study_summary import measured
+from training.psychometrics import NO_THRESHOLD
 
 logger = logging.getLogger(__name__)
 
@@ -193,8 +194,8 @@ def plot_training_run(run_df: pd.DataFrame, path: str | Path, run_index: int | N
     for a in ax.flat[:11]:
         _stage_lines(a, stage)
         a.set_xlabel("SGD step (all stages)")
-        if a.get_legend_handles_labels()[0]:
-            a.legend(fontsize=7, ncols=2)
+        if a.get_legend_handles_labels()[0]:  # below the panel: the traces fill the axes
+            a.legend(fontsize=7, ncols=2, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
     fig.suptitle(f"Training traces, run {run_index if run_index is not None else ''}".strip())
     return _save(fig, path)
 
@@ -219,7 +220,7 @@ PRE_POST_FIGURES: dict[str, tuple[str, list[Panel], tuple[float, float] | None, 
             ("staircase_offset", "Staircase offset (deg)", None),
             ("psychometric_offset", "Psychometric threshold (deg)", None),
         ],
-        (0.0, 20.0),
+        None,
         2,
     ),
     "J_pre_post": ("Recurrent weights before and after training", _j_panels(), None, 4),
@@ -249,30 +250,39 @@ PRE_POST_FIGURES: dict[str, tuple[str, list[Panel], tuple[float, float] | None, 
             for w in ("pre", "post")
             for k in ("EE", "IE", "EI", "II")
         ],
-        KAPPA_YLIM,
+        None,
         4,
     ),
 }
 
 
 def _pre_post_panel(ax: Axes, pre_post: pd.DataFrame, panel: Panel) -> None:
-    """Two bars (Pre/Post means, labelled) with one dot per run and a faint line joining them."""
+    """Pre and post value of every run (dots joined per run) with median marks and the median change below;
+    thresholds that were not measured (NO_THRESHOLD or NaN) are counted in the panel, not drawn."""
     col, label, how = panel
     if col not in pre_post.columns:
         _no_data(ax, label, "not recorded")
         return
     wide = pre_post.pivot_table(index="run_index", columns="time", values=col, aggfunc="first", dropna=False)
-    wide = wide.reindex(columns=["pre", "post"])
-    vals = _transform(wide.to_numpy(float), how)
-    counts = np.sum(np.isfinite(vals), axis=0) if len(vals) else np.zeros(2)
-    means = np.nansum(vals, axis=0) / np.where(counts > 0, counts, np.nan) if len(vals) else np.full(2, np.nan)
-    bars = ax.bar([0, 1], np.nan_to_num(means), color=[PRE_COLOR, POST_COLOR], width=0.6)
-    ax.bar_label(bars, labels=[f"{m:.3g}" for m in means], label_type="center", fontsize=10, weight="bold")
-    for row in vals:
-        ax.plot([0, 1], row, color="k", alpha=0.25, lw=0.8)
-        ax.plot([0, 1], row, "k.", ms=5)
+    vals = _transform(wide.reindex(columns=["pre", "post"]).to_numpy(float), how)
+    ok = measured(vals, col)
+    shown = np.where(ok, vals, np.nan)
+    if not np.isfinite(shown).any():
+        _no_data(ax, label, f"not measured in any of {len(vals)} runs" if len(vals) else "no runs")
+        return
+    for row in shown:
+        ax.plot([0, 1], row, color="k", alpha=0.35, lw=0.8, marker="o", ms=4)
+    medians = [np.nanmedian(c) if np.isfinite(c).any() else np.nan for c in shown.T]
+    for x, m, color in zip((0, 1), medians, (PRE_COLOR, POST_COLOR), strict=True):
+        ax.plot([x - 0.25, x + 0.25], [m, m], color=color, lw=3, solid_capstyle="butt")
+    diff = shown[:, 1] - shown[:, 0]
+    note = f"median change {np.nanmedian(diff):.3g}" if np.isfinite(diff).any() else "no complete pair"
+    if (~ok).any():
+        note += f"; not measured: {int((~ok).sum())}"
     ax.set_xticks([0, 1], ["Pre", "Post"])
+    ax.set_xlim(-0.5, 1.5)
     ax.set(title=label, ylabel=label)
+    ax.set_xlabel(note, fontsize=9)
 
 
 @_styled
@@ -284,7 +294,8 @@ def plot_pre_post_bars(
     ylim: tuple[float, float] | None = None,
     ncols: int = 4,
 ) -> Path:
-    """F2: Pre (first training row) vs Post (last row) bars of af.pre_post_values output, one panel each."""
+    """F2: Pre (first training row) vs Post (last row) values of af.pre_post_values output, one panel each
+    (one dot per run, joined; coloured marks: medians; y-range from the data unless ylim is given)."""
     nrows = int(np.ceil(len(panels) / ncols))
     fig, ax = _figure(nrows, ncols, (3.0, 3.0))
     for a, panel in zip(ax.flat, panels, strict=False):
@@ -346,6 +357,10 @@ def _box_panel(ax: Axes, rel_changes: pd.DataFrame, title: str, cols: Sequence[s
     box = ax.boxplot(data, patch_artist=True, medianprops={"color": "k"}, widths=0.6)
     for patch, col in zip(box["boxes"], present, strict=True):
         patch.set_facecolor(_box_color(col))
+        patch.set_alpha(0.5)
+    jitter = np.random.default_rng(0)  # fixed: the same figure on every call
+    for i, values in enumerate(data, start=1):
+        ax.plot(i + jitter.uniform(-0.12, 0.12, values.size), values, "k.", ms=5, zorder=3)
     ax.set_xticks(range(1, len(present) + 1), [_short_label(c) for c in present], rotation=30)
     ax.axhline(0, color="k", ls="--", lw=1)
     ax.set(title=title, ylabel="Absolute change of tanh(κ)" if absolute else "Relative change (%)")
@@ -435,6 +450,24 @@ def _regplot(
     )
 
 
+MIN_CORRELATION_RUNS = 3
+"""Fewest runs for which a correlation figure is drawn."""
+
+
+def _has_change(rel_changes: pd.DataFrame, name: str) -> bool:
+    """Whether the table holds a change column of name."""
+    return name in rel_changes.columns or f"d_{name}" in rel_changes.columns
+
+
+@_styled
+def _note_figure(path: str | Path, title: str, text: str) -> Path:
+    """A small figure that says why a figure could not be computed."""
+    fig, ax = _figure(1, 1, (7.0, 2.0))
+    _no_data(ax[0, 0], title, text)
+    ax[0, 0].axis("off")
+    return _save(fig, path)
+
+
 @_styled
 def plot_param_offset_correlations(
     rel_changes: pd.DataFrame,
@@ -445,7 +478,14 @@ def plot_param_offset_correlations(
     row_labels: Sequence[str] | None = None,
     target: str = "psychometric_offset",
 ) -> Path:
-    """F4: one regplot per parameter of the target's change (y) against the parameter's change (x)."""
+    """F4: one regplot per parameter of the target's change (y) against the parameter's change (x); with fewer
+    than MIN_CORRELATION_RUNS runs the figure is one note instead of empty panels."""
+    n_runs = int(np.isfinite(pd.to_numeric(rel_changes.get(af.change_column(rel_changes, target))
+                                           if _has_change(rel_changes, target) else pd.Series(dtype=float),
+                                           errors="coerce")).sum())  # fmt: skip
+    if n_runs < MIN_CORRELATION_RUNS:
+        return _note_figure(path, title, f"{n_runs} run(s) with a measured change of {target}: a correlation "
+                            f"needs at least {MIN_CORRELATION_RUNS}.")  # fmt: skip
     nrows = int(np.ceil(len(params) / ncols))
     fig, ax = _figure(nrows, ncols, (3.4, 3.2))
     corr = af.param_offset_correlations(rel_changes, target, params).set_index("parameter")
@@ -492,6 +532,10 @@ def _cell_title(cell: int) -> str:
     return f"{info['layer']} {info['type']}{phase}, {where}"
 
 
+TC_COLUMNS = 8
+"""Panels per row of the example tuning curves (F5)."""
+
+
 @_styled
 def plot_example_tuning_curves(
     tc_df: pd.DataFrame,
@@ -504,24 +548,30 @@ def plot_example_tuning_curves(
     cells = example_cells() if cells is None else list(cells)
     names = af.cell_names()
     runs = list(dict.fromkeys(tc_df["run_index"].astype(int)))[:max_runs]
-    fig, ax = _figure(max(len(runs), 1), len(cells), (2.3, 1.9))
+    ncols = min(TC_COLUMNS, len(cells))
+    per_run = int(np.ceil(len(cells) / ncols))  # a run's cells wrap into rows of ncols panels
+    fig, grid = _figure(max(len(runs), 1) * per_run, ncols, (2.3, 1.9))
     stages = sorted(tc_df["training_stage"].astype(int).unique())
     widths = dict(zip(stages, np.linspace(1.2, 2.6, len(stages)), strict=True))
     for i, run in enumerate(runs):
         sub = tc_df[tc_df["run_index"].astype(int) == run]
         for j, cell in enumerate(cells):
-            a = ax[i, j]
+            a = grid[i * per_run + j // ncols, j % ncols]
             for stage in stages:
                 block = sub[sub["training_stage"].astype(int) == stage]
                 if len(block) == len(oris):
                     a.plot(oris, block[names[cell]].to_numpy(float), lw=widths[stage], label=f"stage {stage}")
             a.set_xticks([0, 90, 180, 270, 360])
-            a.set_title(_cell_title(cell) if i == 0 else "", fontsize=10)
-            if j == 0:
-                a.set_ylabel(f"run {run}\nrate (Hz)")
-            if i == len(runs) - 1:
+            a.set_title(f"run {run}: {_cell_title(cell)}", fontsize=9)
+            if j % ncols == 0:
+                a.set_ylabel("rate (Hz)")
+            if i == len(runs) - 1 and j // ncols == per_run - 1:
                 a.set_xlabel("orientation (deg)")
-    ax[-1, -1].legend(fontsize=8)
+        for j in range(len(cells), per_run * ncols):
+            grid[i * per_run + j // ncols, j % ncols].axis("off")
+    handles, labels = grid[0, 0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
     fig.suptitle("Example tuning curves (stage 0: initial, 1: after pretraining, 2: after training)")
     return _save(fig, path)
 
@@ -784,6 +834,8 @@ def plot_image_montage(
 # ------------------------------------------------------------------------------------------------------
 # F9 MVPA / Mahalanobis scores
 # ------------------------------------------------------------------------------------------------------
+CHANCE = 0.5
+"""Chance accuracy of the two-class MVPA decoder."""
 SCORE_LABELS = {"mvpa": "MVPA accuracy (fraction correct)", "mahal": "Mahalanobis distance (a.u.)"}
 
 
@@ -810,8 +862,11 @@ def plot_scores_boxes(
         for patch, color in zip(box["boxes"], [PRE_COLOR, POST_COLOR] * 2, strict=True):
             patch.set_facecolor(color)
         for row in vals:
-            a.plot([0, 1], row[:2], color="gray", alpha=0.5, lw=0.8)
-            a.plot([2, 3], row[2:], color="gray", alpha=0.5, lw=0.8)
+            a.plot([0, 1], row[:2], color="gray", alpha=0.6, lw=0.8, marker=".", ms=5)
+            a.plot([2, 3], row[2:], color="gray", alpha=0.6, lw=0.8, marker=".", ms=5)
+        if kind == "mvpa":
+            a.axhline(CHANCE, color="k", ls="--", lw=1, label="chance")
+            a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
         a.set_xticks(range(4), ["55 pre", "55 post", "125 pre", "125 post"])
         a.set(title=f"Layer {layer}", ylabel=SCORE_LABELS[kind], xlabel="orientation (deg), stage")
     name = "MVPA decoding accuracy (vs 0°)" if kind == "mvpa" else "Mahalanobis distance to 0°"
@@ -846,8 +901,9 @@ def plot_mvpa_paper_bars(
         a.set_xticks([0.5, 3.0], ["Superficial", "Middle"])
         a.set(title=f"{name} orientation ({ori:g}°)", ylabel="MVPA accuracy (%)", xlabel="layer")
     for a in ax[0]:
-        a.set_ylim(lo, hi)
-    ax[0, 0].legend()
+        a.set_ylim(min(lo, 100 * CHANCE - 2), hi)
+        a.axhline(100 * CHANCE, color="k", ls="--", lw=1, label="chance")
+    ax[0, 0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
     fig.suptitle("MVPA accuracy before and after training (mean ± SEM over runs)")
     return _save(fig, path)
 
@@ -906,6 +962,9 @@ def _behaviour_panel(ax: Axes, wide: pd.DataFrame, title: str, test: str, quanti
         return
     ok = measured(values, quantity)
     shown = np.where(ok, values, np.nan)
+    if not np.isfinite(shown).any():
+        _no_data(ax, title, f"not measured in any of {len(values)} runs\n(threshold {NO_THRESHOLD:g}° or NaN)")
+        return
     _paired_points(ax, [0, 1], shown, "tab:purple")
     if (~ok).any():
         top = np.nanmax(shown) * 1.15 if np.isfinite(shown).any() else 1.0

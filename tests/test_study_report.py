@@ -171,3 +171,17 @@ def test_summary_pdf_has_a_cover_and_one_bookmark_per_figure(study) -> None:
     assert titles[0] == "Cover and contents" and len(reader.pages) == len(titles)
     cover = reader.pages[0].extract_text()
     assert CONF in cover and "kept 2" in cover and "two-configuration test study" in cover
+
+
+def test_figures_that_cannot_be_computed_are_one_note(tmp_path) -> None:
+    from analysis import visualization as vis
+
+    rc = pd.DataFrame({"run_index": [0, 1], "psychometric_offset": [-10.0, -20.0], "J_EE_m": [1.0, 2.0]})
+    path = vis.plot_param_offset_correlations(rc, ["J_EE_m"], tmp_path / "corr.png", "title")
+    assert mpimg.imread(path).shape[0] <= 250  # one line of text, not a page of empty panels
+    pre_post = pd.DataFrame({"run_index": [0, 0, 1, 1], "time": ["pre", "post"] * 2,
+                             "staircase_offset": [8.0, 6.0, 9.0, 5.0],
+                             "psychometric_offset": [180.0, 180.0, np.nan, 180.0]})  # fmt: skip
+    panels = vis.PRE_POST_FIGURES["offset_pre_post"][1]
+    fig_path = vis.plot_pre_post_bars(pre_post, panels, tmp_path / "offset.png", "offsets", None, 2)
+    assert mpimg.imread(fig_path).std() > 0.01
