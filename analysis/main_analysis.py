@@ -607,10 +607,13 @@ class Pipeline:
     # --------------------------------------------------------------------------------------- figures
     def figures(self) -> None:
         """F1-F9 of every configuration; the pretraining figures with the first configuration."""
-        for conf in self.study.confs:
+        total = len(self.study.confs) + 1
+        for i, conf in enumerate(self.study.confs, start=1):
+            logger.info("figures %d of %d: %s", i, total, conf)  # the figure part runs for minutes
             self._training_figures(conf)
             self._tuning_figures(conf)
             self._mvpa_figures(conf)
+        logger.info("figures %d of %d: pretraining and headline", total, total)
         self._pretraining_figures()
         self._figure(self.root / ss.HEADLINE, ["exclusion", "study"], lambda p: self.draw_headline(p))
 
