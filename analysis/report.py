@@ -372,10 +372,20 @@ def runs_html(confs: Sequence[ConfigurationReport]) -> str:
     return _table(("Configuration", "Runs", "Kept", "Excluded", "Excluded runs and reasons"), rows, (1, 2, 3))
 
 
+KEY_COMPARISONS: tuple[str, ...] = (
+    "dJ_II sup vs mid",
+    "dE/I ratio sup vs mid",
+    "staircase_offset post vs pre",
+    "psychometric_offset post vs pre",
+)
+"""The tests of study_stats.csv shown in the report (the claim, the E/I balance, the behaviour)."""
+
+
 def stats_html(stats: pd.DataFrame | None) -> str:
     """The study statistics table (study_stats.csv)."""
     if stats is None or stats.empty:
         return "<p>No study statistics (run the stats part).</p>"
+    stats = stats[stats["comparison"].isin(KEY_COMPARISONS)]
     rows = [
         (html.escape(str(r["configuration"])), html.escape(str(r["comparison"])), str(int(r["n"])),
          _fmt(r["median_difference"]), html.escape(str(r["unit"])), _fmt(r["effect_size"], 2), _fmt(r["p"]),
@@ -387,7 +397,8 @@ def stats_html(stats: pd.DataFrame | None) -> str:
         rows,
         (2, 3, 5, 6),
     ) + (
-        '<p class="note">Wilcoxon signed-rank tests (two-sided, exact for small n) on per-run paired differences; '
+        '<p class="note">The key tests; every test is in <a href="study_stats.csv">study_stats.csv</a>. '
+        "Wilcoxon signed-rank tests (two-sided, exact for small n) on per-run paired differences; "
         "effect size: matched-pairs rank-biserial correlation. With n &lt; 2 nothing is tested; with n &lt; 6 "
         "no p can fall below 0.05.</p>"
     )
@@ -426,21 +437,24 @@ def _twin_of(path: Path) -> Path | None:
 
 
 def _dedupe_twins(figures: list[tuple[Path, str]]) -> list[tuple[Path, str, str]]:
-    """Figures with byte-identical ``_train`` twins shown once (with a note); differing twins both kept."""
-    identical = set()
+    """Figures with a byte-identical ``_train`` twin shown once, where the first of the two comes (with a
+    note); differing twins both kept."""
+    partner: dict[Path, Path] = {}
     for path, _ in figures:
         twin = _twin_of(path)
         if twin is not None and twin.read_bytes() == path.read_bytes():
-            identical.add(twin)
-    out = []
+            partner[path], partner[twin] = twin, path
+    out, shown = [], set()
     for path, caption in figures:
-        if path in identical:
+        if path in partner and partner[path] in shown:
             continue
-        twin = _twin_of(path)
-        if twin in identical:
-            note = f" Identical to {twin.name}: no run with stage-2 rows is excluded."
-        elif twin is not None:
+        shown.add(path)
+        if path in partner:
+            note = f" Identical to {partner[path].name}: no run with stage-2 rows is excluded."
+        elif _twin_of(path) is not None:
             note = " Every run with stage-2 rows (the _train twin shows the kept runs)."
+        elif path.stem.endswith("_train"):
+            note = " The kept runs only."
         else:
             note = ""
         out.append((path, caption, note))

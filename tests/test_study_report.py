@@ -163,6 +163,8 @@ def test_identical_train_twins_are_shown_once(tmp_path) -> None:
     names = [p.name for p, _, _ in shown]
     assert names == ["J_pre_post.png", "r_pre_post.png", "r_pre_post_train.png"]
     assert "Identical to J_pre_post_train.png" in shown[0][2]
+    first_train = report._dedupe_twins([(fig_dir / "J_pre_post_train.png", ""), (fig_dir / "J_pre_post.png", "")])
+    assert [p.name for p, _, _ in first_train] == ["J_pre_post_train.png"]
 
 
 def test_summary_pdf_has_a_cover_and_one_bookmark_per_figure(study) -> None:
