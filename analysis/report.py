@@ -274,7 +274,7 @@ def write_summary_pdf(
 
     pdf_path = Path(pdf_path)
     pdf_path.parent.mkdir(parents=True, exist_ok=True)
-    entries = _existing(figure_paths_with_captions)
+    entries = [(p, c + n) for p, c, n in _dedupe_twins(_existing(figure_paths_with_captions))]
     title = f"Summary: {conf.name}" if conf is not None else pdf_path.stem
     raw = pdf_path.with_name(f".{pdf_path.name}.pages")
     with PdfPages(raw) as pdf:
