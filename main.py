@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import importlib.util
 import json
 import logging
 import os
@@ -50,6 +51,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -57,22 +59,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 try:  # parameters.py is the file users edit: a syntax (or any import) error in it is bad input, not a crash
     import configurations
-    import util
-    from analysis import main_analysis
     from parameters import DEFAULT_PRESET, PRESETS, ParameterError, Parameters, check_preset, load_parameters_file
-    from training import main_pretraining, main_training
-    from training.compilation_cache import enable_compilation_cache
-    from training.results_io import EXCLUDED_RUNS, ResultsFileError, remove_stale_temporaries
 except Exception as import_error:
     if __name__ != "__main__":
         raise
     where = f" ({import_error.filename}, line {import_error.lineno})" if isinstance(import_error, SyntaxError) else ""
     sys.stderr.write(f"ERROR: the code cannot be imported{where}: {type(import_error).__name__}: {import_error}\n")
     sys.exit(2)
+
+
+def _lazy(name: str) -> types.ModuleType:
+    """A module that is imported on its first attribute access (importlib's LazyLoader): ``--help`` and bad
+    arguments are answered without loading JAX, pandas and matplotlib."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"module {name} not found")
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+util = _lazy("util")
+main_analysis = _lazy("analysis.main_analysis")
+main_pretraining = _lazy("training.main_pretraining")
+main_training = _lazy("training.main_training")
+compilation_cache = _lazy("training.compilation_cache")
+results_io = _lazy("training.results_io")
 
 logger = logging.getLogger("main")
 
@@ -99,10 +117,19 @@ QUICK_NOTE = (
 PRETRAINING_DONE = "PRETRAINING_DONE.json"
 CONFIGURATION_DONE = "DONE.json"
 ANALYSIS_DONE = "ANALYSIS_DONE.json"
+PROGRESS_MARK = "progress:"
+"""Marks the progress lines of a job's log (training.training_functions.PROGRESS_PREFIX), shown while it runs."""
+REPORT = "report.html"
+"""Written by the analysis (analysis.main_analysis.REPORT_HTML); the study's last line names it."""
 JOB_LOGS = "logs"
 SUBMITIT_FOLDER = "submitit"
-PRETRAINING_FILES = (*main_pretraining.PIECES, EXCLUDED_RUNS)
-"""The root files of a finished pretraining."""
+
+
+def pretraining_files() -> tuple[str, ...]:
+    """The root files of a finished pretraining."""
+    return (*main_pretraining.PIECES, results_io.EXCLUDED_RUNS)
+
+
 MAX_SEED = 2**32 - 1
 """Largest base seed: jax.random.PRNGKey keeps 32 bits of it (2**32 gives the key of 0)."""
 RESUME_FORBIDDEN = ("runs", "configs", "seed", "note", "quick", "preset", "overrides_json", "skip_pretraining",
@@ -373,11 +400,11 @@ def pretraining_folder_info(folder: Path) -> tuple[Path, int, int]:
     folder = folder.resolve()
     try:
         record = util.read_environment_record(folder)
-        missing = [name for name in PRETRAINING_FILES if not (folder / name).is_file()]
+        missing = [name for name in pretraining_files() if not (folder / name).is_file()]
         if missing:
             raise util.ResultsFolderError(f"{folder} has no finished pretraining (missing {', '.join(missing)})")
         retained = main_training.retained_runs(folder)
-    except (util.ResultsFolderError, ResultsFileError) as error:
+    except (util.ResultsFolderError, results_io.ResultsFileError) as error:
         raise UsageError(f"cannot reuse the pretraining: {error}") from error
     if retained < 1:
         raise UsageError(f"cannot reuse the pretraining: {folder} retained no run")
@@ -510,7 +537,7 @@ class Job:
 def pretraining_job(folder: Path, run_index: int, num_runs: int, base_seed: int) -> Job:
     """Pretraining (stages 0, 1) of one run."""
     argv = (sys.executable, "-m", "training.main_pretraining", str(folder), "--num-runs", str(num_runs),
-            "--base-seed", str(base_seed), "--runs", str(run_index), "--no-assemble", "--no-progress")  # fmt: skip
+            "--seed", str(base_seed), "--runs", str(run_index), "--no-assemble", "--no-progress")  # fmt: skip
     return Job(f"pretraining run {run_index}", argv, folder / JOB_LOGS / f"pretraining_run_{run_index}.log",
                main_pretraining.run_folder(folder, run_index) / main_pretraining.MARKER)  # fmt: skip
 
@@ -519,7 +546,7 @@ def training_job(folder: Path, name: str, run_index: int, num_runs: int, base_se
     """Stage 2 of one run of one configuration."""
     conf_dir = folder / name
     argv = (sys.executable, "-m", "training.main_training", str(conf_dir), "--num-runs", str(num_runs),
-            "--base-seed", str(base_seed), "--runs", str(run_index), "--pretraining-folder", str(pretraining),
+            "--seed", str(base_seed), "--runs", str(run_index), "--pretraining-folder", str(pretraining),
             "--no-assemble", "--no-progress")  # fmt: skip
     return Job(f"{name} run {run_index}", argv, folder / JOB_LOGS / f"{name}_run_{run_index}.log",
                main_training.job_folder(conf_dir, run_index) / main_training.MARKER)  # fmt: skip
@@ -532,7 +559,7 @@ def marker_payload(path: Path) -> dict | None:
     """
     try:
         return util.read_marker(path)
-    except ResultsFileError as error:
+    except results_io.ResultsFileError as error:
         logger.warning("%s; the job will be redone", error)
         path.unlink(missing_ok=True)
         return None
@@ -626,6 +653,8 @@ def make_launcher(execution: Execution, folder: Path) -> LocalLauncher | Submiti
 
 def run_jobs(jobs: Sequence[Job], execution: Execution, folder: Path, desc: str) -> list[Job]:
     """Run the jobs without a marker, at most ``execution.jobs`` at once; the jobs that did not complete."""
+    from tqdm.auto import tqdm  # here, not at the top: --help does not need it
+
     pending = deque(job for job in jobs if marker_payload(job.marker) is None)
     if len(pending) < len(jobs):
         logger.info("%s: %d of %d jobs already complete", desc, len(jobs) - len(pending), len(jobs))
@@ -635,6 +664,7 @@ def run_jobs(jobs: Sequence[Job], execution: Execution, folder: Path, desc: str)
     launcher = make_launcher(execution, folder)
     running: dict[Job, tuple[Any, int]] = {}
     failed: list[Job] = []
+    progress: dict[Job, int] = {}
     with tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc=desc, unit="job",
                                        disable=None) as bar:  # fmt: skip
         try:
@@ -645,6 +675,7 @@ def run_jobs(jobs: Sequence[Job], execution: Execution, folder: Path, desc: str)
                     running[job] = (launcher.launch(job), offset)
                     logger.info("started %s", job.name)
                 for job, (handle, offset) in list(running.items()):
+                    progress[job] = forward_progress(job, progress.get(job, offset))
                     status = launcher.poll(handle)
                     if status is not None:
                         del running[job]
@@ -658,6 +689,22 @@ def run_jobs(jobs: Sequence[Job], execution: Execution, folder: Path, desc: str)
                 logger.warning("stopped %s (incomplete; --resume redoes it)", job.name)
             raise
     return failed
+
+
+def forward_progress(job: Job, position: int) -> int:
+    """Show the progress lines (steps, threshold, time left) that a running job logged since byte ``position``
+    in the console; the position after the last complete line."""
+    try:
+        with open(job.log_path, "rb") as fh:
+            fh.seek(position)
+            data = fh.read()
+    except OSError:
+        return position
+    complete = data[: data.rfind(b"\n") + 1]
+    for line in complete.decode("utf-8", errors="replace").splitlines():
+        if PROGRESS_MARK in line:
+            logger.info("[%s] %s", job.name, line[line.index(PROGRESS_MARK) + len(PROGRESS_MARK) :].strip())
+    return position + len(complete)
 
 
 def finish_job(job: Job, status: int, offset: int) -> bool:
@@ -722,7 +769,7 @@ def pretraining_stage(folder: Path, plan: Plan) -> tuple[Path, int] | None:
         return None
     try:
         retained = main_pretraining.assemble_pretraining(folder, load_checked(folder / "parameters.py"), study.runs)
-    except ResultsFileError as error:
+    except results_io.ResultsFileError as error:
         logger.error("pretraining cannot be assembled: %s", error)
         return None
     logger.info("pretraining assembled: %d of %d runs retained", retained, study.runs)
@@ -751,7 +798,7 @@ def training_stage(folder: Path, plan: Plan, pretraining: Path, retained: int) -
             continue
         try:
             main_training.assemble_training(folder / name, retained)
-        except ResultsFileError as error:
+        except results_io.ResultsFileError as error:
             logger.error("%s cannot be assembled: %s", name, error)
             incomplete.append(name)
             continue
@@ -766,7 +813,7 @@ def analysis_stage(folder: Path, plan: Plan) -> int:
         logger.info("analysis skipped (--no-analysis); study complete in %s", folder)
         return EXIT_OK
     if marker_payload(folder / ANALYSIS_DONE) is not None:
-        logger.info("analysis already done; study complete in %s", folder)
+        logger.info("analysis already done; study complete in %s; the report: %s", folder, folder / REPORT)
         return EXIT_OK
     settings = main_analysis.QUICK_SETTINGS if plan.study.quick else None
     try:
@@ -775,7 +822,7 @@ def analysis_stage(folder: Path, plan: Plan) -> int:
         logger.exception("analysis failed")
         return stopped(folder, "the analysis failed")
     util.write_marker(folder / ANALYSIS_DONE, {"configs": list(plan.study.configs)})
-    logger.info("study complete in %s", folder)
+    logger.info("study complete in %s; the report: %s", folder, folder / REPORT)
     return EXIT_OK
 
 
@@ -806,7 +853,7 @@ def start(plan: Plan, argv: Sequence[str]) -> int:
             util.setup_logging(folder / util.LOG_FILE)
             logger.info("resuming %s", folder)
             record_resume(folder, argv)
-            remove_stale_temporaries(folder)  # jobs die with their main process: none is alive
+            results_io.remove_stale_temporaries(folder)  # jobs die with their main process: none is alive
             complete_study_folder(folder, plan, argv)  # a kill may have come right after environment.json
         try:
             return run_study(folder, plan)
@@ -818,12 +865,18 @@ def start(plan: Plan, argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python main.py``; the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)  # --help ends here, before the slow modules are loaded
+    except UsageError as error:
+        args = error
     util.setup_logging(None)
-    enable_compilation_cache()
+    compilation_cache.enable_compilation_cache()
     try:
         with sigterm_as_interrupt():
             try:
-                plan = plan_from_args(build_parser().parse_args(argv))
+                if isinstance(args, UsageError):
+                    raise args
+                plan = plan_from_args(args)
             except UsageError as error:
                 logger.error("%s", error)
                 return EXIT_USAGE

@@ -329,7 +329,21 @@ def environment_record(argv: Sequence[str], base_seed: int, jax_info: Mapping[st
         "command_line": [sys.executable, *argv],
         "working_directory": os.getcwd(),
         "base_seed": int(base_seed),
+        "code_version": code_version(),
     }
+
+
+def code_version(repo_root: Path = REPO_ROOT) -> str | None:
+    """The git commit of the code (with ``-dirty`` when it has uncommitted changes), None outside git."""
+    try:
+        def git(*args: str) -> str:
+            return subprocess.run(["git", *args], cwd=repo_root, capture_output=True, text=True, check=True,
+                                  timeout=10).stdout.strip()  # fmt: skip
+
+        commit = git("rev-parse", "HEAD")
+        return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def write_environment_record(

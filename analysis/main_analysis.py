@@ -44,11 +44,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from analysis.cli import ALL_PARTS, parse_analysis_args
+
+if __name__ == "__main__":  # parse before the slow imports below, so that --help and bad arguments answer at once
+    parse_analysis_args()
+
 import pandas as pd
 from tqdm.auto import tqdm
 
 from analysis import analysis_functions as af
 from analysis import report
+from analysis import study_summary as ss
 from analysis import visualization as vis
 from analysis.mvpa_responses import MvpaSettings, ResponseCache, mvpa_scores_for_run
 from analysis.snapshots import SnapshotLoader, configuration_parameters_path, read_parameters, training_results_path
@@ -69,7 +75,6 @@ from training.results_io import (
 
 logger = logging.getLogger(__name__)
 
-ALL_PARTS: tuple[str, ...] = ("exclusion", "tuning_curves", "features", "changes", "mvpa", "stats", "figures", "report")
 PRETRAINING_TC = "pretraining_tuning_curves.csv"
 PRETRAINING_FEATURES = "pretraining_tuning_curve_features.csv"
 CONF_TC = "tuning_curves.csv"
@@ -570,9 +575,38 @@ class Pipeline:
 
     # ----------------------------------------------------------------------------------------- stats
     def stats(self) -> None:
-        """stats_*.csv of each configuration."""
+        """stats_*.csv of each configuration, then study_summary.csv and study_stats.csv at the root."""
         for conf in self.study.confs:
             self._stats_conf(conf)
+        deps = ["exclusion", *(f"changes:{c}" for c in self.study.confs)]
+        if any(self._stale(self.root / name, deps) for name in (ss.STUDY_SUMMARY, ss.STUDY_STATS)):
+            data = self.configuration_data()
+            af.write_stats_csv(ss.summary_table(data), self.root / ss.STUDY_SUMMARY)
+            af.write_stats_csv(ss.stats_table(data), self.root / ss.STUDY_STATS)
+            self.changed.add("study")
+
+    def exclusion_reasons(self, conf: str) -> dict[int, str]:
+        """Excluded run -> reason (the verdicts of compute_exclusion)."""
+        table = af.exclusion_table(self.study.train[conf], self.study.runs,
+                                   self.study.params[conf].stimuli.max_train_offset)  # fmt: skip
+        return {int(r): str(why) for r, why in zip(table["run_index"], table["reason"], strict=True) if why}
+
+    def configuration_data(self) -> list[ss.ConfigurationData]:
+        """The inputs of the study summary: per configuration its retained runs' changes and behaviour."""
+        out = []
+        for conf in self.study.confs:
+            valid = self.study.valid(conf)
+            rc = self.rel_changes(conf, valid)
+            present = [r for r in self.study.training_runs(conf) if r in valid]
+            pre_post = af.pre_post_values(self.study.pre_df, self.study.train[conf], present) if present else None
+            if pre_post is not None:
+                pre_post = pre_post.reindex(columns=["run_index", "time", *ss.BEHAVIOUR])
+            out.append(ss.ConfigurationData(
+                conf, list(self.study.runs), self.exclusion_reasons(conf),
+                rc if rc is not None else pd.DataFrame(columns=["run_index"]),
+                pre_post if pre_post is not None else pd.DataFrame(columns=["run_index", "time", *ss.BEHAVIOUR]),
+            ))  # fmt: skip
+        return out
 
     def _stats_conf(self, conf: str) -> None:
         """Paired tests, repeated-measures ANOVA, parameter-offset correlations and triangle correlations."""
@@ -600,11 +634,28 @@ class Pipeline:
     # --------------------------------------------------------------------------------------- figures
     def figures(self) -> None:
         """F1-F9 of every configuration; the pretraining figures with the first configuration."""
-        for conf in self.study.confs:
+        total = len(self.study.confs) + 1
+        for i, conf in enumerate(self.study.confs, start=1):
+            logger.info("figures %d of %d: %s", i, total, conf)  # the figure part runs for minutes
             self._training_figures(conf)
             self._tuning_figures(conf)
             self._mvpa_figures(conf)
+        logger.info("figures %d of %d: pretraining and headline", total, total)
         self._pretraining_figures()
+        self._figure(self.root / ss.HEADLINE, ["exclusion", "study"], lambda p: self.draw_headline(p))
+
+    def draw_headline(self, path: Path) -> Path:
+        """headline.png from the same inputs and tests as study_summary.csv and study_stats.csv."""
+        data = self.configuration_data()
+        stats_path = self.root / ss.STUDY_STATS
+        table = pd.read_csv(stats_path) if stats_path.is_file() else ss.stats_table(data)
+        lookup = ss.stats_lookup(table)
+        return vis.plot_headline(
+            {d.name: d.changes for d in data},
+            {d.name: {c: ss.behaviour_wide(d.pre_post, c) for c in ss.BEHAVIOUR} for d in data},
+            lambda conf, comparison: ss.format_test(lookup.get((conf, comparison))),
+            path,
+        )
 
     def _figure(
         self, path: Path, depends: Iterable[str], draw: Callable[[Path], object], group: Sequence[Path] = ()
@@ -758,26 +809,36 @@ class Pipeline:
     # ---------------------------------------------------------------------------------------- report
     def report(self) -> None:
         """summary.pdf per configuration and report.html at the root (rewritten when anything changed)."""
-        sections: dict[str, list[report.FigureEntry]] = {
-            "Pretraining": report.figures_with_captions(self.root / PRETRAINING_FIGURES)
-        }
-        for conf in self.study.confs:
-            entries = summary_entries(self.fig_dir(conf))
-            if self._stale(self.conf_dir(conf) / SUMMARY_PDF, ["figures"]):
-                report.write_summary_pdf(entries, self.conf_dir(conf) / SUMMARY_PDF)
+        study = self.study
+        settings = report.read_study_settings(self.root, study.confs, len(study.runs))
+        confs, pdfs = [], {}
+        for conf in study.confs:
+            n = len(study.valid(conf))
+            entry = report.ConfigurationReport(
+                conf, list(study.runs), self.exclusion_reasons(conf), summary_entries(self.fig_dir(conf), n),
+                report.figures_with_captions(self.fig_dir(conf) / PER_RUN),
+            )
+            pdfs[conf] = self.conf_dir(conf) / SUMMARY_PDF
+            if self._stale(pdfs[conf], ["figures"]):
+                report.write_summary_pdf(entry.figures, pdfs[conf], settings, entry)
                 self.changed.add("summary")
-            sections[conf] = entries
-            sections[f"{conf}: per-run training traces"] = report.figures_with_captions(self.fig_dir(conf) / PER_RUN)
+            confs.append(entry)
         if self.overwrite or self.changed or not (self.root / REPORT_HTML).is_file():
-            report.write_report_html(self.root, sections)
+            report.write_report_html(
+                self.root, settings, confs,
+                report.figures_with_captions(self.root / PRETRAINING_FIGURES, n=len(study.root_valid())),
+                self.root / ss.HEADLINE, _read_csv_or_none(self.root / ss.STUDY_SUMMARY),
+                _read_csv_or_none(self.root / ss.STUDY_STATS), pdfs,
+            )  # fmt: skip
 
 
-def summary_entries(fig_dir: Path) -> list[report.FigureEntry]:
-    """The configuration's figures in the summary order (§8.1 pages first, then the others by name)."""
+def summary_entries(fig_dir: Path, n: int | None = None) -> list[report.FigureEntry]:
+    """The configuration's figures in the summary order (§8.1 pages first, then the others by name); n: the
+    number of runs they show (for the captions)."""
     figures = {p.stem: p for p in sorted(fig_dir.glob("*.png"))}
     ordered = [figures[s] for s in SUMMARY_ORDER if s in figures]
     ordered += [p for s, p in figures.items() if s not in SUMMARY_ORDER]
-    return [(p, report.caption_for(p)) for p in ordered]
+    return [(p, report.caption_for(p, n)) for p in ordered]
 
 
 def triangle_statistics(mvpa: pd.DataFrame, rel_changes: pd.DataFrame) -> pd.DataFrame:
@@ -810,35 +871,8 @@ def run_analysis(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command line of ``python -m analysis.main_analysis``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m analysis.main_analysis",
-        description="Analyse a finished results folder: run exclusion, tuning curves and their features, "
-        "relative parameter changes, MVPA and Mahalanobis scores, statistics, figures F1-F9, "
-        "summary.pdf per configuration and report.html. Outputs that exist are kept.",
-    )
-    parser.add_argument("results_folder", type=Path, help="results folder (holds pretraining_results.csv)")
-    parser.add_argument(
-        "--configs",
-        nargs="+",
-        default=None,
-        metavar="CONF",
-        help="configuration sub-folders (default: every folder with a training_results.csv)",
-    )
-    parser.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
-    parser.add_argument(
-        "--parts",
-        nargs="+",
-        default=list(ALL_PARTS),
-        choices=ALL_PARTS,
-        metavar="PART",
-        help=f"parts to run, in pipeline order (default: all): {', '.join(ALL_PARTS)}",
-    )
-    parser.add_argument("--mvpa-trials", type=int, default=None, help="noisy trials per condition (default 200)")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the analysis' random draws (default 0)")
-    parser.add_argument("--quick", action="store_true", help="small sizes: 40 MVPA trials, coarse F7 windows")
-    parser.add_argument("--verbose", action="store_true", help="debug logging")
-    return parser.parse_args(argv)
+    """Command line of ``python -m analysis.main_analysis`` (:func:`analysis.cli.parse_analysis_args`)."""
+    return parse_analysis_args(argv)
 
 
 def settings_from_args(args: argparse.Namespace) -> AnalysisSettings:

@@ -1,67 +1,139 @@
-"""Summary PDF per configuration and the ``report.html`` index of a results folder (binding decision 6).
+"""Summary PDF per configuration and the ``report.html`` of a results folder (binding decision 6).
 
-No LaTeX: the PDF is written with matplotlib ``PdfPages`` (one page per figure with its title and caption);
-the HTML page shows every figure by relative path and links every CSV (and PDF) under the results root.
-Only existing files are referenced; missing figures are skipped with a warning.
+No LaTeX: the PDF is written with matplotlib ``PdfPages`` (a cover with the configuration, preset, runs, date,
+note and contents, then one page per figure with its title and caption) and its bookmarks, one per figure,
+are added with pypdf. ``report.html`` leads with the findings: the study settings, the runs kept and
+excluded, the headline figure and the study statistics, then one section per configuration (contents list
+and anchors), the pretraining figures, the per-run traces and an annotated table of the CSV files. It needs
+no network (plain HTML and CSS, images by relative path). Only existing files are referenced; missing
+figures are skipped with a warning.
 """
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import datetime as dt
 import html
+import json
 import logging
 import os
+import re
 import textwrap
 import urllib.parse
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
-from parameters import ParameterError
-from training.results_io import atomic_open, atomic_write_text
-from util import read_preset
+from training.results_io import atomic_open
 
 logger = logging.getLogger(__name__)
 
 FigureEntry = tuple[str | Path, str]
 """(PNG path, caption)."""
 
+RUNS = "{n} runs"
+POINTS = "one point per run"
+BARS = "bars: mean over runs; dots joined by lines: single runs (no error bars)"
+BOXES = "boxes: quartiles and median, whiskers: 1.5 IQR; dots: single runs"
 FIGURE_CAPTIONS: dict[str, str] = {
-    "resultsfig": "Training traces of one run: accuracy, losses, offsets, rates, readout, parameters.",
-    "offset_pre_post": "Staircase offset and psychometric threshold before (Pre) and after (Post) training.",
-    "J_pre_post": "Magnitudes of the recurrent weights before and after training.",
-    "r_pre_post": "Maximum and mean firing rates before and after training.",
-    "c_f_kappa_f": "Baselines c, feedforward scales f and tanh(κ_f) before and after training.",
-    "kappas_Jmidsup": "tanh(κ) of the middle and superficial recurrent weights before and after training.",
-    "boxplot_relative_changes_ylim": "Relative changes of the trained parameters (fixed y-range).",
-    "boxplot_relative_changes": "Relative changes (%) of the trained parameters; κ: absolute Δtanh(κ).",
-    "corr_psychometric_Jraw": "Threshold change vs change of each recurrent weight.",
-    "corr_psychometric_Jcombined": "Threshold change vs summed E and I weights and the E/I ratio J_I/J_E.",
-    "corr_psychometric_f_c": "Threshold change vs change of f and c.",
-    "corr_psychometric_kappa_Jsup": "Threshold change vs change of tanh(κ) of the superficial weights.",
-    "tc_fig": "Example tuning curves at every stage.",
-    "tc_features": "Tuning-curve features after vs before, one point per cell.",
-    "tc_slope": "Slope changes vs preferred orientation relative to 55° and 125°, LOWESS, Mann-Whitney.",
-    "corr_triangle": "Correlations among ΔMVPA, ΔE/I ratio and Δthreshold.",
-    "combined_corr_triangles": "The four correlation triangles (mid/sup × 55/125).",
-    "MVPA_match_paper_fig": "MVPA accuracy before and after training in the layout of Ke et al.",
-    "MVPA_scores": "MVPA decoding accuracy (vs 0°) per layer, pre and post training.",
-    "Mahal_scores": "Mahalanobis distance to the 0° control per layer, pre and post training.",
+    "headline": "Per configuration: relative change over stage 2 (% of |J|) of the inhibitory and excitatory "
+    "weights of the middle and superficial layer, lines joining one run's values, black marks the medians, "
+    "with the paired Wilcoxon test of sup vs mid below; staircase offset and psychometric threshold before "
+    "and after stage 2 (thresholds not measured drawn apart).",
+    "resultsfig": "Training traces of one run over all stages (dashed lines: stage changes): accuracy, losses, "
+    "offsets, rates, readout and parameters.",
+    "offset_pre_post": "Staircase offset and psychometric threshold at the first (pre) and last (post) stage-2 "
+    f"row, {RUNS}; {BARS}. Thresholds not measured (180° or NaN) are counted, not drawn.",
+    "J_pre_post": f"|J| of the eight recurrent weights at the first and last stage-2 row, {RUNS}; {BARS}.",
+    "r_pre_post": f"Maximum and mean firing rates at the first and last stage-2 row, {RUNS}; {BARS}.",
+    "c_f_kappa_f": f"Baselines c, feedforward scales f and tanh(κ_f) at the first and last stage-2 row, {RUNS}; "
+    f"{BARS}.",
+    "kappas_Jmidsup": f"tanh(κ) of the middle and superficial recurrent weights at the first and last stage-2 row, "
+    f"{RUNS}; {BARS}; y-range from the data.",
+    "boxplot_relative_changes_ylim": f"Relative changes over stage 2 (%, κ: Δtanh(κ)) on the reference's fixed "
+    f"y-range (−60 % to 100 %, κ: ±2), {RUNS}; {BOXES}.",
+    "boxplot_relative_changes": f"Relative changes of the trained parameters (%; κ: absolute Δtanh(κ)), {RUNS}; "
+    f"{BOXES}.",
+    "corr_psychometric_Jraw": f"Threshold change vs change of each recurrent weight, {RUNS}, {POINTS}; line: "
+    "least-squares fit, r and p: Pearson.",
+    "corr_psychometric_Jcombined": f"Threshold change vs summed E and I weights and the E/I ratio J_I/J_E, {RUNS}, "
+    f"{POINTS}; Pearson r and p.",
+    "corr_psychometric_f_c": f"Threshold change vs change of f and c, {RUNS}, {POINTS}; Pearson r and p.",
+    "corr_psychometric_kappa_Jsup": f"Threshold change vs change of tanh(κ) of the superficial weights, {RUNS}, "
+    f"{POINTS}; Pearson r and p.",
+    "tc_fig": f"Example tuning curves (one cell per panel, mean over the {RUNS}) at every stage.",
+    "tc_features": "Tuning-curve features after vs before training, one point per cell and run; diagonal: no change.",
+    "tc_slope": "Slope changes vs preferred orientation relative to 55° and 125° (LOWESS lines), sliding "
+    "Mann-Whitney tests.",
+    "corr_triangle": f"Correlations among ΔMVPA, ΔE/I ratio and Δthreshold, {RUNS}, {POINTS}; Pearson r and p.",
+    "combined_corr_triangles": f"The four correlation triangles (mid/sup × 55°/125°), {RUNS}.",
+    "MVPA_match_paper_fig": f"MVPA accuracy before and after training in the layout of Ke et al., {RUNS}; dashed "
+    "line: chance (0.5).",
+    "MVPA_scores": f"MVPA decoding accuracy (vs 0°) per layer, pre and post training, {RUNS}; {BOXES}; dashed "
+    "line: chance (0.5).",
+    "Mahal_scores": f"Mahalanobis distance to the 0° control per layer, pre and post training, {RUNS}; {BOXES}.",
 }
 
+CSV_DESCRIPTIONS: dict[str, str] = {
+    "pretraining_results.csv": "every pretraining step (stages 0 and 1) of every run: metrics and parameters",
+    "pretraining_results_val.csv": "pretraining probe steps with the accuracy at every probe offset",
+    "training_results.csv": "every stage-2 step of every run: metrics, parameters, staircase offset, thresholds",
+    "training_results_val.csv": "stage-2 probe steps (every acc_check_freq-th and the last) with the accuracy at "
+    "every probe offset",
+    "orimap.csv": "orientation map of each run (one value per grid point, degrees)",
+    "initial_parameters.csv": "gE, gI and the learning rate of each run and pretraining stage",
+    "init_readout_params.csv": "initial readout weights of each run",
+    "excluded_runs_from_pretraining.csv": "runs whose pretraining ended outside the accepted threshold range",
+    "excluded_runs.csv": "runs excluded from this configuration's analysis (one index per line)",
+    "excluded_runs_all.csv": "runs excluded by at least one configuration",
+    "excluded_runs_details.csv": "excluded runs per configuration",
+    "pretraining_tuning_curves.csv": "tuning curves of every cell, stages 0 and 1, every run",
+    "tuning_curves.csv": "tuning curves of every cell after stage 2, retained runs",
+    "pretraining_tuning_curve_features.csv": "tuning-curve features (width, slopes, preferred orientation...), "
+    "stages 0 and 1",
+    "tuning_curve_features.csv": "tuning-curve features after stage 2",
+    "rel_changes_pretrain.csv": "per run: relative change (%) of every column over pretraining",
+    "rel_changes_train.csv": "per run: relative change (%) of every column over stage 2 (κ: Δtanh(κ))",
+    "MVPA_scores.csv": "MVPA decoding accuracy per run, layer, stage and orientation",
+    "Mahal_scores.csv": "Mahalanobis distance per run, layer, stage and orientation",
+    "Mahal_details.csv": "Mahalanobis distances of every condition",
+    "LMI.csv": "learning modulation indices from the Mahalanobis distances",
+    "stats_paired_tests.csv": "paired t and Wilcoxon tests of MVPA and Mahalanobis scores, stage 1 vs 2",
+    "stats_rm_anova.csv": "repeated-measures ANOVA score ~ stage × orientation per layer",
+    "stats_param_offset_correlations.csv": "Pearson correlations of parameter changes with the threshold change",
+    "stats_corr_triangles.csv": "Pearson correlations of ΔMVPA, ΔE/I ratio and Δthreshold",
+    "study_summary.csv": "per configuration: runs kept and excluded, median [IQR] change of |J|, f, c and the "
+    "offsets before and after stage 2",
+    "study_stats.csv": "per configuration: paired Wilcoxon tests (sup vs mid, E/I balance, post vs pre)",
+}
+"""One line per CSV file name (the report's annotated file table)."""
 
-def caption_for(path: str | Path) -> str:
-    """Caption of a figure from its file name (longest matching known prefix), else the file name."""
+PER_JOB_FOLDER = re.compile(r"(?:^|/)(?:pretraining|training)_runs/run_\d+/")
+"""Per-job copies of the combined tables (listed once per pattern in the file table)."""
+
+
+def caption_for(path: str | Path, n: int | None = None) -> str:
+    """Caption of a figure from its file name (longest matching known prefix), with the number of runs."""
     stem = Path(path).stem
     matches = [key for key in FIGURE_CAPTIONS if stem.startswith(key)]
-    return FIGURE_CAPTIONS[max(matches, key=len)] if matches else stem
+    if not matches:
+        return stem
+    text = FIGURE_CAPTIONS[max(matches, key=len)]
+    return text.replace("{n} runs", f"{n} runs" if n is not None else "all shown runs").replace(
+        "the {n} runs", "the runs"
+    )
 
 
-def figures_with_captions(folder: str | Path, pattern: str = "*.png") -> list[FigureEntry]:
+def figures_with_captions(folder: str | Path, pattern: str = "*.png", n: int | None = None) -> list[FigureEntry]:
     """All PNGs of a folder (sorted) paired with their captions."""
-    return [(p, caption_for(p)) for p in sorted(Path(folder).glob(pattern))]
+    return [(p, caption_for(p, n)) for p in sorted(Path(folder).glob(pattern))]
 
 
 def _existing(entries: Sequence[FigureEntry], root: Path | None = None) -> list[tuple[Path, str]]:
@@ -77,6 +149,72 @@ def _existing(entries: Sequence[FigureEntry], root: Path | None = None) -> list[
     return out
 
 
+# ------------------------------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class StudySettings:
+    """What the report says about the study as a whole."""
+
+    name: str
+    preset: str | None
+    runs: int
+    seed: int | None
+    configurations: tuple[str, ...]
+    code_version: str | None
+    note: str
+    created: str | None
+
+
+def _module_constant(path: Path, name: str) -> str | None:
+    """The literal value of a top-level ``NAME = ...`` of a Python file (None if absent or not a literal)."""
+    if not path.is_file():
+        return None
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (SyntaxError, UnicodeDecodeError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            try:
+                return str(ast.literal_eval(node.value))
+            except ValueError:
+                return None
+    return None
+
+
+def read_study_settings(root: Path, confs: Sequence[str], runs: int) -> StudySettings:
+    """Settings of a results folder from environment.json, parameters.py and note.txt (each optional)."""
+    env: dict = {}
+    with contextlib.suppress(OSError, ValueError):  # a folder written by hand has no environment.json
+        env = json.loads((root / "environment.json").read_text(encoding="utf-8"))
+    study = env.get("study") if isinstance(env.get("study"), dict) else {}
+    preset = _module_constant(root / "parameters.py", "PRESET") or env.get("preset") or study.get("preset")
+    seed = env.get("base_seed", study.get("base_seed"))
+    note_path = root / "note.txt"
+    note = note_path.read_text(encoding="utf-8").strip() if note_path.is_file() else ""
+    return StudySettings(
+        name=root.name, preset=str(preset) if preset else None, runs=runs,
+        seed=int(seed) if seed is not None else None, configurations=tuple(confs),
+        code_version=env.get("code_version"), note=note, created=env.get("created"),
+    )  # fmt: skip
+
+
+@dataclass
+class ConfigurationReport:
+    """One configuration's part of the report."""
+
+    name: str
+    runs: list[int]
+    excluded: dict[int, str]
+    figures: list[FigureEntry] = field(default_factory=list)
+    per_run: list[FigureEntry] = field(default_factory=list)
+
+    @property
+    def retained(self) -> list[int]:
+        """Runs the configuration keeps."""
+        return [r for r in self.runs if r not in self.excluded]
+
+
+# ---------------------------------------------------------------------------------------------------- PDF
 def _page(title: str, caption: str, image_path: Path | None = None) -> Figure:
     """An A4-landscape page with a title, an optional image and a wrapped caption."""
     fig = Figure(figsize=(11.69, 8.27))
@@ -89,19 +227,80 @@ def _page(title: str, caption: str, image_path: Path | None = None) -> Figure:
     return fig
 
 
-def write_summary_pdf(figure_paths_with_captions: Sequence[FigureEntry], pdf_path: str | Path) -> Path:
-    """One PDF page per existing figure (title = file name, caption below), after a contents page."""
+def _cover(title: str, lines: Sequence[str], contents: Sequence[str]) -> Figure:
+    """The cover: title, settings lines and a numbered contents list (two columns when long)."""
+    fig = Figure(figsize=(11.69, 8.27))
+    fig.text(0.06, 0.92, title, fontsize=20, weight="bold", va="top")
+    y = 0.84
+    for line in lines:
+        for part in textwrap.wrap(line, 120) or [""]:
+            fig.text(0.06, y, part, fontsize=11, va="top")
+            y -= 0.03
+    fig.text(0.06, y - 0.01, "Contents", fontsize=14, weight="bold", va="top")
+    top = y - 0.06
+    per_column = max(1, int((top - 0.04) / 0.025))
+    for i, name in enumerate(contents):
+        column, row = divmod(i, per_column)
+        fig.text(0.06 + 0.45 * column, top - 0.025 * row, f"{i + 2:>3}  {name}", fontsize=9, va="top",
+                 family="monospace")  # fmt: skip
+    return fig
+
+
+def cover_lines(settings: StudySettings | None, conf: ConfigurationReport | None) -> list[str]:
+    """Configuration, preset, runs, date and note of a summary PDF's cover."""
+    lines = []
+    if conf is not None:
+        excluded = ", ".join(f"{r} ({why})" for r, why in sorted(conf.excluded.items())) or "none"
+        lines += [f"Configuration: {conf.name}",
+                  f"Runs: {len(conf.runs)}, kept {len(conf.retained)}, excluded: {excluded}"]  # fmt: skip
+    if settings is not None:
+        lines += [f"Study: {settings.name}", f"Preset: {settings.preset or 'not recorded'}",
+                  f"Base seed: {settings.seed if settings.seed is not None else 'not recorded'}",
+                  f"Code version: {settings.code_version or 'not recorded'}",
+                  f"Note: {settings.note.splitlines()[0] if settings.note else 'none'}"]  # fmt: skip
+    lines.append(f"Written: {dt.datetime.now().astimezone().isoformat(timespec='minutes')}")
+    return lines
+
+
+def write_summary_pdf(
+    figure_paths_with_captions: Sequence[FigureEntry],
+    pdf_path: str | Path,
+    settings: StudySettings | None = None,
+    conf: ConfigurationReport | None = None,
+) -> Path:
+    """A cover (configuration, preset, runs, date, note, contents), then one page per existing figure; every
+    figure page has a PDF bookmark named after the figure."""
+    from pypdf import PdfReader, PdfWriter  # only the report part needs it
+
     pdf_path = Path(pdf_path)
     pdf_path.parent.mkdir(parents=True, exist_ok=True)
-    entries = _existing(figure_paths_with_captions)
-    contents = "; ".join(p.name for p, _ in entries) or "no figures"
-    # written to a temporary that replaces the PDF only when every page is in (never a PDF missing pages)
-    with atomic_open(pdf_path, "wb") as fh, PdfPages(fh) as pdf:
-        pdf.savefig(_page(pdf_path.stem, f"Figures: {contents}"))
+    entries = [(p, c + n) for p, c, n in _dedupe_twins(_existing(figure_paths_with_captions))]
+    title = f"Summary: {conf.name}" if conf is not None else pdf_path.stem
+    raw = pdf_path.with_name(f".{pdf_path.name}.pages")
+    with PdfPages(raw) as pdf:
+        pdf.savefig(_cover(title, cover_lines(settings, conf), [p.stem for p, _ in entries] or ["no figures"]))
         for path, caption in entries:
-            pdf.savefig(_page(path.name, caption, path))
-        pdf.infodict()["Title"] = pdf_path.stem
+            pdf.savefig(_page(path.stem, caption, path))
+    writer = PdfWriter(clone_from=PdfReader(raw))
+    writer.add_outline_item(title="Cover and contents", page_number=0)
+    for i, (path, _) in enumerate(entries, start=1):
+        writer.add_outline_item(title=path.stem, page_number=i)
+    writer.add_metadata({"/Title": title})
+    with atomic_open(pdf_path, "wb") as fh:
+        writer.write(fh)
+    raw.unlink()
     return pdf_path
+
+
+# --------------------------------------------------------------------------------------------------- HTML
+CSS = (
+    "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;line-height:1.4}"
+    "img{max-width:100%;border:1px solid #ccc} figure{margin:1.5em 0} figcaption{margin-top:.3em;color:#333}"
+    "table{border-collapse:collapse;margin:.5em 0 1.5em} td,th{border:1px solid #ccc;padding:.25em .6em;"
+    "text-align:left;vertical-align:top} th{background:#f2f2f2} td.num{text-align:right;font-variant-numeric:"
+    "tabular-nums} nav ul{columns:2} .note{color:#666;font-size:.9em} .thumbs img{width:31%;margin:.5%}"
+    "code{background:#f6f6f6;padding:0 .2em}"
+)
 
 
 def _href(path: Path, root: Path) -> str:
@@ -109,51 +308,245 @@ def _href(path: Path, root: Path) -> str:
     return urllib.parse.quote(Path(os.path.relpath(path, root)).as_posix())
 
 
-def _figure_html(path: Path, caption: str, root: Path) -> str:
-    """A <figure> block for one image."""
+def _rel(path: Path, root: Path) -> str:
+    """The path relative to root, for display."""
+    return html.escape(Path(os.path.relpath(path, root)).as_posix())
+
+
+def anchor(*parts: str) -> str:
+    """An HTML id from names (letters, digits, '-', '_')."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", "-".join(parts)).strip("-")
+
+
+def _figure_html(path: Path, caption: str, root: Path, ident: str, extra: str = "") -> str:
+    """A <figure> block for one image, with an id for the contents list."""
     href = _href(path, root)
-    name = html.escape(Path(os.path.relpath(path, root)).as_posix())
     return (
-        f'<figure><a href="{href}"><img src="{href}" alt="{name}"></a>'
-        f"<figcaption><b>{name}</b>: {html.escape(caption)}</figcaption></figure>"
+        f'<figure id="{ident}"><a href="{href}"><img src="{href}" alt="{_rel(path, root)}" loading="lazy"></a>'
+        f"<figcaption><b>{_rel(path, root)}</b>: {html.escape(caption)}{extra}</figcaption></figure>"
     )
 
 
-def _file_list_html(title: str, files: Sequence[Path], root: Path) -> str:
-    """A section listing links to files."""
-    items = "".join(f'<li><a href="{_href(f, root)}">{html.escape(_href(f, root))}</a></li>' for f in files)
-    return f"<h2>{html.escape(title)}</h2><ul>{items or '<li>none</li>'}</ul>"
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[int] = ()) -> str:
+    """An HTML table of already escaped cells."""
+    head = "".join(f"<th>{h}</th>" for h in header)
+    body = "".join(
+        "<tr>"
+        + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>" for i, c in enumerate(r))
+        + "</tr>"
+        for r in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _settings_html(root: Path) -> str:
-    """The study's parameter preset (from its parameters.py), or nothing outside a study folder."""
-    path = root / "parameters.py"
-    if not path.is_file():
-        return ""
+def _fmt(value: object, digits: int = 3) -> str:
+    """A number with `digits` significant digits ('' for NaN)."""
     try:
-        preset = read_preset(path)
-    except ParameterError as error:
-        preset = f"unreadable ({error})"
-    return f"<p>Settings: parameter preset <b>{html.escape(preset)}</b> (see the README, 'Presets').</p>"
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return html.escape(str(value))
+    return "" if not np.isfinite(x) else f"{x:.{digits}g}"
 
 
-def write_report_html(results_root: str | Path, sections: Mapping[str, Sequence[FigureEntry]]) -> Path:
-    """Write <root>/report.html: existing figures with captions per section, links to CSVs/PDFs."""
-    root = Path(results_root).resolve()
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Analysis report</title>",
-        "<style>body{font-family:sans-serif;margin:2em} img{max-width:100%;border:1px solid #ccc}"
-        " figure{margin:1.5em 0} figcaption{margin-top:.3em}</style></head><body>",
-        f"<h1>Analysis report: {html.escape(root.name)}</h1>",
-        _settings_html(root),
+def settings_html(settings: StudySettings) -> str:
+    """The study settings table."""
+    rows = [
+        ("Study", html.escape(settings.name)),
+        ("Preset", html.escape(settings.preset or "not recorded")),
+        ("Runs", str(settings.runs)),
+        ("Base seed", str(settings.seed) if settings.seed is not None else "not recorded"),
+        ("Configurations", html.escape(", ".join(settings.configurations))),
+        ("Code version", html.escape(settings.code_version or "not recorded")),
+        ("Created", html.escape(settings.created or "not recorded")),
+        ("Note", html.escape(settings.note).replace("\n", "<br>") or "none"),
     ]
-    for title, entries in sections.items():
-        figures = _existing(entries, root)
-        parts.append(f"<h2>{html.escape(title)}</h2>")
-        parts += [_figure_html(p.resolve(), caption, root) for p, caption in figures] or ["<p>no figures</p>"]
-    parts.append(_file_list_html("CSV files", sorted(root.rglob("*.csv")), root))
-    parts.append(_file_list_html("PDF files", sorted(root.rglob("*.pdf")), root))
-    parts.append("</body></html>")
+    return _table(("Setting", "Value"), rows)
+
+
+def runs_html(confs: Sequence[ConfigurationReport]) -> str:
+    """Runs kept and excluded per configuration, with the reasons."""
+    rows = []
+    for c in confs:
+        excluded = "; ".join(f"run {r}: {html.escape(why)}" for r, why in sorted(c.excluded.items())) or "none"
+        rows.append((html.escape(c.name), str(len(c.runs)), str(len(c.retained)), str(len(c.excluded)), excluded))
+    return _table(("Configuration", "Runs", "Kept", "Excluded", "Excluded runs and reasons"), rows, (1, 2, 3))
+
+
+KEY_COMPARISONS: tuple[str, ...] = (
+    "dJ_II sup vs mid",
+    "dE/I ratio sup vs mid",
+    "staircase_offset post vs pre",
+    "psychometric_offset post vs pre",
+)
+"""The tests of study_stats.csv shown in the report (the claim, the E/I balance, the behaviour)."""
+
+
+def stats_html(stats: pd.DataFrame | None) -> str:
+    """The study statistics table (study_stats.csv)."""
+    if stats is None or stats.empty:
+        return "<p>No study statistics (run the stats part).</p>"
+    stats = stats[stats["comparison"].isin(KEY_COMPARISONS)]
+    rows = [
+        (html.escape(str(r["configuration"])), html.escape(str(r["comparison"])), str(int(r["n"])),
+         _fmt(r["median_difference"]), html.escape(str(r["unit"])), _fmt(r["effect_size"], 2), _fmt(r["p"]),
+         html.escape("" if pd.isna(r["note"]) else str(r["note"])))
+        for _, r in stats.iterrows()
+    ]  # fmt: skip
+    return _table(
+        ("Configuration", "Comparison", "n", "Median difference", "Unit", "Effect size r", "p", "Note"),
+        rows,
+        (2, 3, 5, 6),
+    ) + (
+        '<p class="note">The key tests; every test is in <a href="study_stats.csv">study_stats.csv</a>. '
+        "Wilcoxon signed-rank tests (two-sided, exact for small n) on per-run paired differences; "
+        "effect size: matched-pairs rank-biserial correlation. With n &lt; 2 nothing is tested; with n &lt; 6 "
+        "no p can fall below 0.05.</p>"
+    )
+
+
+def summary_html(summary: pd.DataFrame | None) -> str:
+    """study_summary.csv as a (quantity x configuration) table of median [q25, q75] (n)."""
+    if summary is None or summary.empty:
+        return "<p>No study summary (run the stats part).</p>"
+    confs = list(dict.fromkeys(summary["configuration"]))
+    quantities = list(dict.fromkeys(summary["quantity"]))
+    cells = {(r["quantity"], r["configuration"]): r for _, r in summary.iterrows()}
+    rows = []
+    for q in quantities:
+        row = [html.escape(str(q)), html.escape(str(cells[(q, confs[0])]["unit"]))]
+        for c in confs:
+            r = cells.get((q, c))
+            if r is None or int(r["n"]) == 0:
+                text = "not measured" if r is not None and int(r["n_not_measured"]) else "—"
+            else:
+                text = f"{_fmt(r['median'])} [{_fmt(r['q25'])}, {_fmt(r['q75'])}] (n = {int(r['n'])})"
+                if int(r["n_not_measured"]):
+                    text += f", {int(r['n_not_measured'])} not measured"
+            row.append(text)
+        rows.append(row)
+    return _table(("Quantity", "Unit", *map(html.escape, confs)), rows) + (
+        '<p class="note">Median [25th, 75th percentile] over the kept runs; d_X: change of X over stage 2 '
+        "(first to last stage-2 row, % of the start value); _pre/_post: first/last stage-2 value.</p>"
+    )
+
+
+def _twin_of(path: Path) -> Path | None:
+    """The ``_train`` twin of a figure of every training run (None if the figure has no twin)."""
+    twin = path.with_name(f"{path.stem}_train{path.suffix}")
+    return twin if not path.stem.endswith("_train") and twin.is_file() else None
+
+
+def _dedupe_twins(figures: list[tuple[Path, str]]) -> list[tuple[Path, str, str]]:
+    """Figures with a byte-identical ``_train`` twin shown once, where the first of the two comes (with a
+    note); differing twins both kept."""
+    partner: dict[Path, Path] = {}
+    for path, _ in figures:
+        twin = _twin_of(path)
+        if twin is not None and twin.read_bytes() == path.read_bytes():
+            partner[path], partner[twin] = twin, path
+    out, shown = [], set()
+    for path, caption in figures:
+        if path in partner and partner[path] in shown:
+            continue
+        shown.add(path)
+        if path in partner:
+            note = f" Identical to {partner[path].name}: no run with stage-2 rows is excluded."
+        elif _twin_of(path) is not None:
+            note = " Every run with stage-2 rows (the _train twin shows the kept runs)."
+        elif path.stem.endswith("_train"):
+            note = " The kept runs only."
+        else:
+            note = ""
+        out.append((path, caption, note))
+    return out
+
+
+def configuration_html(conf: ConfigurationReport, root: Path, pdf: Path | None) -> str:
+    """A configuration's section: contents list, then its figures and per-run traces."""
+    figures = _dedupe_twins(_existing(conf.figures, root))
+    sec = anchor("conf", conf.name)
+    items = "".join(f'<li><a href="#{anchor(sec, p.stem)}">{html.escape(p.stem)}</a></li>' for p, _, _ in figures)
+    parts = [f'<section id="{sec}"><h2>Configuration {html.escape(conf.name)}</h2>',
+             f"<p>{len(conf.retained)} of {len(conf.runs)} runs kept.</p>"]  # fmt: skip
+    if pdf is not None and pdf.is_file():
+        parts.append(f'<p>All figures of this configuration in one PDF: <a href="{_href(pdf, root)}">'
+                     f"{_rel(pdf, root)}</a></p>")  # fmt: skip
+    parts.append(f"<nav><ul>{items}</ul></nav>" if items else "<p>No figures.</p>")
+    parts += [_figure_html(p, c, root, anchor(sec, p.stem), html.escape(n)) for p, c, n in figures]
+    per_run = _existing(conf.per_run, root)
+    if per_run:
+        thumbs = "".join(f'<a href="{_href(p, root)}"><img src="{_href(p, root)}" alt="{_rel(p, root)}" '
+                         f'title="{_rel(p, root)}" loading="lazy"></a>' for p, _ in per_run)  # fmt: skip
+        parts.append(f'<details id="{anchor(sec, "per-run")}"><summary>Per-run training traces ({len(per_run)} '
+                     f"runs; {html.escape(caption_for('resultsfig'))} Click an image for full size.)</summary>"
+                     f'<div class="thumbs">{thumbs}</div></details>')  # fmt: skip
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def files_html(root: Path) -> str:
+    """The annotated table of the CSV and PDF files (per-job copies collapsed to one line per pattern)."""
+    rows, patterns = [], {}
+    for path in sorted([*root.rglob("*.csv"), *root.rglob("*.pdf")]):
+        rel = Path(os.path.relpath(path, root)).as_posix()
+        if rel.startswith(("scripts/", ".")):
+            continue
+        if PER_JOB_FOLDER.search(rel):
+            key = PER_JOB_FOLDER.sub(lambda m: m.group(0).split("run_")[0] + "run_*/", rel)
+            patterns.setdefault(key, []).append(path)
+            continue
+        what = CSV_DESCRIPTIONS.get(path.name, "summary of a configuration's figures (cover, contents, bookmarks)"
+                                    if path.suffix == ".pdf" else "")  # fmt: skip
+        rows.append((f'<a href="{_href(path, root)}">{html.escape(rel)}</a>', html.escape(what)))
+    for key, paths in sorted(patterns.items()):
+        what = f"per-job files of {len(paths)} runs, combined into {Path(key).name} (first: "
+        rows.append((html.escape(key), html.escape(what) + f'<a href="{_href(paths[0], root)}">'
+                     f"{_rel(paths[0], root)}</a>)"))  # fmt: skip
+    return _table(("File", "Contents"), rows) if rows else "<p>No files.</p>"
+
+
+def write_report_html(
+    results_root: str | Path,
+    settings: StudySettings,
+    confs: Sequence[ConfigurationReport],
+    pretraining: Sequence[FigureEntry] = (),
+    headline: Path | None = None,
+    summary: pd.DataFrame | None = None,
+    stats: pd.DataFrame | None = None,
+    pdfs: Mapping[str, Path] | None = None,
+) -> Path:
+    """Write <root>/report.html: settings, runs, headline, statistics, then the configurations' sections,
+    the pretraining figures and the file table; every section is listed in the contents with its anchor."""
+    root = Path(results_root).resolve()
+    pdfs = pdfs or {}
+    toc = [("settings", "Study settings"), ("runs", "Runs kept and excluded")]
+    body = [f'<h2 id="settings">Study settings</h2>{settings_html(settings)}',
+            f'<h2 id="runs">Runs kept and excluded</h2>{runs_html(confs)}']  # fmt: skip
+    if headline is not None and headline.is_file():
+        toc.append(("headline", "Headline figure"))
+        body.append('<h2 id="headline">Headline</h2>' + _figure_html(headline.resolve(), caption_for(headline), root,
+                                                                      "headline-figure"))  # fmt: skip
+    toc += [("stats", "Study statistics"), ("summary", "Study summary")]
+    body += [f'<h2 id="stats">Study statistics</h2>{stats_html(stats)}',
+             f'<h2 id="summary">Study summary</h2>{summary_html(summary)}']  # fmt: skip
+    for conf in confs:
+        toc.append((anchor("conf", conf.name), f"Configuration {conf.name}"))
+        body.append(configuration_html(conf, root, pdfs.get(conf.name)))
+    pre = _existing(pretraining, root)
+    if pre:
+        toc.append(("pretraining", "Pretraining"))
+        body.append('<section id="pretraining"><h2>Pretraining</h2>'
+                    + "".join(_figure_html(p.resolve(), c, root, anchor("pretraining", p.stem)) for p, c in pre)
+                    + "</section>")  # fmt: skip
+    toc.append(("files", "Files"))
+    body.append(f'<h2 id="files">Files</h2>{files_html(root)}')
+    contents = "".join(f'<li><a href="#{a}">{html.escape(t)}</a></li>' for a, t in toc)
+    page = (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Report: {html.escape(root.name)}"
+        f"</title><style>{CSS}</style></head><body><h1>Report: {html.escape(root.name)}</h1>"
+        f'<nav id="contents"><h2>Contents</h2><ul>{contents}</ul></nav>' + "\n".join(body) + "</body></html>"
+    )
     out = root / "report.html"
-    atomic_write_text(out, "\n".join(parts))
+    with atomic_open(out, "w") as fh:
+        fh.write(page)
     return out

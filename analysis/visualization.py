@@ -26,6 +26,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from analysis import analysis_functions as af
+from analysis.study_summary import measured
+from training.psychometrics import NO_THRESHOLD
 from training.results_io import atomic_savefig
 
 logger = logging.getLogger(__name__)
@@ -193,8 +195,8 @@ def plot_training_run(run_df: pd.DataFrame, path: str | Path, run_index: int | N
     for a in ax.flat[:11]:
         _stage_lines(a, stage)
         a.set_xlabel("SGD step (all stages)")
-        if a.get_legend_handles_labels()[0]:
-            a.legend(fontsize=7, ncols=2)
+        if a.get_legend_handles_labels()[0]:  # below the panel: the traces fill the axes
+            a.legend(fontsize=7, ncols=2, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
     fig.suptitle(f"Training traces, run {run_index if run_index is not None else ''}".strip())
     return _save(fig, path)
 
@@ -219,7 +221,7 @@ PRE_POST_FIGURES: dict[str, tuple[str, list[Panel], tuple[float, float] | None, 
             ("staircase_offset", "Staircase offset (deg)", None),
             ("psychometric_offset", "Psychometric threshold (deg)", None),
         ],
-        (0.0, 20.0),
+        None,
         2,
     ),
     "J_pre_post": ("Recurrent weights before and after training", _j_panels(), None, 4),
@@ -249,30 +251,39 @@ PRE_POST_FIGURES: dict[str, tuple[str, list[Panel], tuple[float, float] | None, 
             for w in ("pre", "post")
             for k in ("EE", "IE", "EI", "II")
         ],
-        KAPPA_YLIM,
+        None,
         4,
     ),
 }
 
 
 def _pre_post_panel(ax: Axes, pre_post: pd.DataFrame, panel: Panel) -> None:
-    """Two bars (Pre/Post means, labelled) with one dot per run and a faint line joining them."""
+    """Pre and post value of every run (dots joined per run) with median marks and the median change below;
+    thresholds that were not measured (NO_THRESHOLD or NaN) are counted in the panel, not drawn."""
     col, label, how = panel
     if col not in pre_post.columns:
         _no_data(ax, label, "not recorded")
         return
     wide = pre_post.pivot_table(index="run_index", columns="time", values=col, aggfunc="first", dropna=False)
-    wide = wide.reindex(columns=["pre", "post"])
-    vals = _transform(wide.to_numpy(float), how)
-    counts = np.sum(np.isfinite(vals), axis=0) if len(vals) else np.zeros(2)
-    means = np.nansum(vals, axis=0) / np.where(counts > 0, counts, np.nan) if len(vals) else np.full(2, np.nan)
-    bars = ax.bar([0, 1], np.nan_to_num(means), color=[PRE_COLOR, POST_COLOR], width=0.6)
-    ax.bar_label(bars, labels=[f"{m:.3g}" for m in means], label_type="center", fontsize=10, weight="bold")
-    for row in vals:
-        ax.plot([0, 1], row, color="k", alpha=0.25, lw=0.8)
-        ax.plot([0, 1], row, "k.", ms=5)
+    vals = _transform(wide.reindex(columns=["pre", "post"]).to_numpy(float), how)
+    ok = measured(vals, col)
+    shown = np.where(ok, vals, np.nan)
+    if not np.isfinite(shown).any():
+        _no_data(ax, label, f"not measured in any of {len(vals)} runs" if len(vals) else "no runs")
+        return
+    for row in shown:
+        ax.plot([0, 1], row, color="k", alpha=0.35, lw=0.8, marker="o", ms=4)
+    medians = [np.nanmedian(c) if np.isfinite(c).any() else np.nan for c in shown.T]
+    for x, m, color in zip((0, 1), medians, (PRE_COLOR, POST_COLOR), strict=True):
+        ax.plot([x - 0.25, x + 0.25], [m, m], color=color, lw=3, solid_capstyle="butt")
+    diff = shown[:, 1] - shown[:, 0]
+    note = f"median change {np.nanmedian(diff):.3g}" if np.isfinite(diff).any() else "no complete pair"
+    if (~ok).any():
+        note += f"; not measured: {int((~ok).sum())}"
     ax.set_xticks([0, 1], ["Pre", "Post"])
+    ax.set_xlim(-0.5, 1.5)
     ax.set(title=label, ylabel=label)
+    ax.set_xlabel(note, fontsize=9)
 
 
 @_styled
@@ -284,7 +295,8 @@ def plot_pre_post_bars(
     ylim: tuple[float, float] | None = None,
     ncols: int = 4,
 ) -> Path:
-    """F2: Pre (first training row) vs Post (last row) bars of af.pre_post_values output, one panel each."""
+    """F2: Pre (first training row) vs Post (last row) values of af.pre_post_values output, one panel each
+    (one dot per run, joined; coloured marks: medians; y-range from the data unless ylim is given)."""
     nrows = int(np.ceil(len(panels) / ncols))
     fig, ax = _figure(nrows, ncols, (3.0, 3.0))
     for a, panel in zip(ax.flat, panels, strict=False):
@@ -346,6 +358,10 @@ def _box_panel(ax: Axes, rel_changes: pd.DataFrame, title: str, cols: Sequence[s
     box = ax.boxplot(data, patch_artist=True, medianprops={"color": "k"}, widths=0.6)
     for patch, col in zip(box["boxes"], present, strict=True):
         patch.set_facecolor(_box_color(col))
+        patch.set_alpha(0.5)
+    jitter = np.random.default_rng(0)  # fixed: the same figure on every call
+    for i, values in enumerate(data, start=1):
+        ax.plot(i + jitter.uniform(-0.12, 0.12, values.size), values, "k.", ms=5, zorder=3)
     ax.set_xticks(range(1, len(present) + 1), [_short_label(c) for c in present], rotation=30)
     ax.axhline(0, color="k", ls="--", lw=1)
     ax.set(title=title, ylabel="Absolute change of tanh(κ)" if absolute else "Relative change (%)")
@@ -435,6 +451,24 @@ def _regplot(
     )
 
 
+MIN_CORRELATION_RUNS = 3
+"""Fewest runs for which a correlation figure is drawn."""
+
+
+def _has_change(rel_changes: pd.DataFrame, name: str) -> bool:
+    """Whether the table holds a change column of name."""
+    return name in rel_changes.columns or f"d_{name}" in rel_changes.columns
+
+
+@_styled
+def _note_figure(path: str | Path, title: str, text: str) -> Path:
+    """A small figure that says why a figure could not be computed."""
+    fig, ax = _figure(1, 1, (7.0, 2.0))
+    _no_data(ax[0, 0], title, text)
+    ax[0, 0].axis("off")
+    return _save(fig, path)
+
+
 @_styled
 def plot_param_offset_correlations(
     rel_changes: pd.DataFrame,
@@ -445,7 +479,14 @@ def plot_param_offset_correlations(
     row_labels: Sequence[str] | None = None,
     target: str = "psychometric_offset",
 ) -> Path:
-    """F4: one regplot per parameter of the target's change (y) against the parameter's change (x)."""
+    """F4: one regplot per parameter of the target's change (y) against the parameter's change (x); with fewer
+    than MIN_CORRELATION_RUNS runs the figure is one note instead of empty panels."""
+    n_runs = int(np.isfinite(pd.to_numeric(rel_changes.get(af.change_column(rel_changes, target))
+                                           if _has_change(rel_changes, target) else pd.Series(dtype=float),
+                                           errors="coerce")).sum())  # fmt: skip
+    if n_runs < MIN_CORRELATION_RUNS:
+        return _note_figure(path, title, f"{n_runs} run(s) with a measured change of {target}: a correlation "
+                            f"needs at least {MIN_CORRELATION_RUNS}.")  # fmt: skip
     nrows = int(np.ceil(len(params) / ncols))
     fig, ax = _figure(nrows, ncols, (3.4, 3.2))
     corr = af.param_offset_correlations(rel_changes, target, params).set_index("parameter")
@@ -492,6 +533,10 @@ def _cell_title(cell: int) -> str:
     return f"{info['layer']} {info['type']}{phase}, {where}"
 
 
+TC_COLUMNS = 8
+"""Panels per row of the example tuning curves (F5)."""
+
+
 @_styled
 def plot_example_tuning_curves(
     tc_df: pd.DataFrame,
@@ -504,24 +549,30 @@ def plot_example_tuning_curves(
     cells = example_cells() if cells is None else list(cells)
     names = af.cell_names()
     runs = list(dict.fromkeys(tc_df["run_index"].astype(int)))[:max_runs]
-    fig, ax = _figure(max(len(runs), 1), len(cells), (2.3, 1.9))
+    ncols = min(TC_COLUMNS, len(cells))
+    per_run = int(np.ceil(len(cells) / ncols))  # a run's cells wrap into rows of ncols panels
+    fig, grid = _figure(max(len(runs), 1) * per_run, ncols, (2.3, 1.9))
     stages = sorted(tc_df["training_stage"].astype(int).unique())
     widths = dict(zip(stages, np.linspace(1.2, 2.6, len(stages)), strict=True))
     for i, run in enumerate(runs):
         sub = tc_df[tc_df["run_index"].astype(int) == run]
         for j, cell in enumerate(cells):
-            a = ax[i, j]
+            a = grid[i * per_run + j // ncols, j % ncols]
             for stage in stages:
                 block = sub[sub["training_stage"].astype(int) == stage]
                 if len(block) == len(oris):
                     a.plot(oris, block[names[cell]].to_numpy(float), lw=widths[stage], label=f"stage {stage}")
             a.set_xticks([0, 90, 180, 270, 360])
-            a.set_title(_cell_title(cell) if i == 0 else "", fontsize=10)
-            if j == 0:
-                a.set_ylabel(f"run {run}\nrate (Hz)")
-            if i == len(runs) - 1:
+            a.set_title(f"run {run}: {_cell_title(cell)}", fontsize=9)
+            if j % ncols == 0:
+                a.set_ylabel("rate (Hz)")
+            if i == len(runs) - 1 and j // ncols == per_run - 1:
                 a.set_xlabel("orientation (deg)")
-    ax[-1, -1].legend(fontsize=8)
+        for j in range(len(cells), per_run * ncols):
+            grid[i * per_run + j // ncols, j % ncols].axis("off")
+    handles, labels = grid[0, 0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
     fig.suptitle("Example tuning curves (stage 0: initial, 1: after pretraining, 2: after training)")
     return _save(fig, path)
 
@@ -784,6 +835,8 @@ def plot_image_montage(
 # ------------------------------------------------------------------------------------------------------
 # F9 MVPA / Mahalanobis scores
 # ------------------------------------------------------------------------------------------------------
+CHANCE = 0.5
+"""Chance accuracy of the two-class MVPA decoder."""
 SCORE_LABELS = {"mvpa": "MVPA accuracy (fraction correct)", "mahal": "Mahalanobis distance (a.u.)"}
 
 
@@ -810,8 +863,11 @@ def plot_scores_boxes(
         for patch, color in zip(box["boxes"], [PRE_COLOR, POST_COLOR] * 2, strict=True):
             patch.set_facecolor(color)
         for row in vals:
-            a.plot([0, 1], row[:2], color="gray", alpha=0.5, lw=0.8)
-            a.plot([2, 3], row[2:], color="gray", alpha=0.5, lw=0.8)
+            a.plot([0, 1], row[:2], color="gray", alpha=0.6, lw=0.8, marker=".", ms=5)
+            a.plot([2, 3], row[2:], color="gray", alpha=0.6, lw=0.8, marker=".", ms=5)
+        if kind == "mvpa":
+            a.axhline(CHANCE, color="k", ls="--", lw=1, label="chance")
+            a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
         a.set_xticks(range(4), ["55 pre", "55 post", "125 pre", "125 post"])
         a.set(title=f"Layer {layer}", ylabel=SCORE_LABELS[kind], xlabel="orientation (deg), stage")
     name = "MVPA decoding accuracy (vs 0°)" if kind == "mvpa" else "Mahalanobis distance to 0°"
@@ -846,7 +902,111 @@ def plot_mvpa_paper_bars(
         a.set_xticks([0.5, 3.0], ["Superficial", "Middle"])
         a.set(title=f"{name} orientation ({ori:g}°)", ylabel="MVPA accuracy (%)", xlabel="layer")
     for a in ax[0]:
-        a.set_ylim(lo, hi)
-    ax[0, 0].legend()
+        a.set_ylim(min(lo, 100 * CHANCE - 2), hi)
+        a.axhline(100 * CHANCE, color="k", ls="--", lw=1, label="chance")
+    ax[0, 0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
     fig.suptitle("MVPA accuracy before and after training (mean ± SEM over runs)")
+    return _save(fig, path)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Study headline: paired per-run changes by layer and the behavioural change, one row per configuration
+# ------------------------------------------------------------------------------------------------------
+HEADLINE_WEIGHTS: tuple[tuple[str, tuple[str, str], str], ...] = (
+    ("Inhibitory weights", ("II", "EI"), "dJ_II sup vs mid"),
+    ("Excitatory weights", ("EE", "IE"), "dJ_EE sup vs mid"),
+)
+"""(panel title, the two weights drawn mid -> sup, the comparison printed under the panel)."""
+NOT_MEASURED_COLOR = "tab:brown"
+WEIGHT_COLORS: dict[str, str] = {"II": "tab:blue", "EI": "tab:cyan", "EE": "tab:red", "IE": "tab:orange"}
+BEHAVIOUR_PANELS: tuple[tuple[str, str], ...] = (
+    ("staircase_offset", "Staircase offset"),
+    ("psychometric_offset", "Psychometric threshold"),
+)
+
+
+def _paired_points(ax: Axes, x: Sequence[float], values: np.ndarray, color: str) -> None:
+    """Per-run points joined by a line, and a median mark per position."""
+    for row in values:
+        ax.plot(x, row, color=color, alpha=0.45, lw=1.0, marker="o", ms=4)
+    medians = [np.nanmedian(col) if np.isfinite(col).any() else np.nan for col in values.T]
+    ax.plot(x, medians, color="k", lw=0, marker="_", ms=22, mew=2.5, label="median")
+
+
+def _weights_panel(ax: Axes, changes: pd.DataFrame, title: str, kinds: Sequence[str], test: str) -> None:
+    """Relative changes (%) of two weights in the middle and superficial layer, joined per run."""
+    ticks, labels = [], []
+    for i, kind in enumerate(kinds):
+        color = WEIGHT_COLORS[kind]
+        cols = [f"J_{kind}_m", f"J_{kind}_s"]
+        x = [3 * i, 3 * i + 1]
+        if not set(cols) <= set(changes.columns) or changes.empty:
+            continue
+        _paired_points(ax, x, changes[cols].to_numpy(float), color)
+        ticks += x
+        labels += [f"{kind} mid", f"{kind} sup"]
+    if not ticks:
+        _no_data(ax, title, "no retained run with stage-2 changes")
+        return
+    ax.axhline(0, color="gray", lw=0.8, ls=":")
+    ax.set_xticks(ticks, labels)
+    ax.set_xlim(-0.6, max(ticks) + 0.6)
+    ax.set(title=title, ylabel="change over stage 2 (% of |J|)")
+    ax.set_xlabel(f"J_{kinds[0]} sup vs mid: {test}", fontsize=9)
+
+
+def _behaviour_panel(ax: Axes, wide: pd.DataFrame, title: str, test: str, quantity: str) -> None:
+    """Pre and post values joined per run; values that were not measured drawn apart and labelled."""
+    values = wide.to_numpy(float) if len(wide) else np.empty((0, 2))
+    if values.size == 0:
+        _no_data(ax, title, "no retained run")
+        return
+    ok = measured(values, quantity)
+    shown = np.where(ok, values, np.nan)
+    if not np.isfinite(shown).any():
+        _no_data(ax, title, f"not measured in any of {len(values)} runs\n(threshold {NO_THRESHOLD:g}° or NaN)")
+        return
+    _paired_points(ax, [0, 1], shown, "tab:purple")
+    if (~ok).any():
+        top = np.nanmax(shown) * 1.15 if np.isfinite(shown).any() else 1.0
+        xs = np.nonzero(~ok)[1]
+        ax.plot(xs, np.full(xs.size, top), "x", color=NOT_MEASURED_COLOR, ms=8, mew=2,
+                label=f"not measured ({int((~ok).sum())})")  # fmt: skip
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False, fontsize=8)
+    ax.set_xticks([0, 1], ["pre", "post"])
+    ax.set_xlim(-0.5, 1.5)
+    ax.set(title=title, ylabel=f"{title} (deg)")
+    ax.set_xlabel(f"post vs pre: {test}", fontsize=9)
+
+
+@_styled
+def plot_headline(
+    changes: Mapping[str, pd.DataFrame],
+    behaviour: Mapping[str, Mapping[str, pd.DataFrame]],
+    tests: Callable[[str, str], str],
+    path: str | Path,
+) -> Path:
+    """The study headline: per configuration (rows), the per-run relative changes of the inhibitory and
+    excitatory weights of both layers (points joined per run, median marks, the paired test below), then the
+    staircase offset and the psychometric threshold before and after stage 2.
+
+    ``changes[conf]`` is the configuration's retained rows of rel_changes_train.csv, ``behaviour[conf][col]``
+    the (runs x [pre, post]) table of a behavioural column and ``tests(conf, comparison)`` the test line.
+    """
+    confs = list(changes)
+    fig, ax = _figure(max(len(confs), 1), 4, (3.6, 3.4))
+    if not confs:
+        for a in ax.flat:
+            a.axis("off")
+        _no_data(ax[0, 0], "no configuration")
+    for row, conf in zip(ax, confs, strict=False):
+        rc = changes[conf]
+        for a, (title, kinds, comparison) in zip(row[:2], HEADLINE_WEIGHTS, strict=True):
+            _weights_panel(a, rc, title, kinds, tests(conf, comparison))
+        for a, (col, title) in zip(row[2:], BEHAVIOUR_PANELS, strict=True):
+            _behaviour_panel(a, behaviour[conf][col], title, tests(conf, f"{col} post vs pre"), col)
+        row[0].annotate(f"{conf}\nn = {len(rc)} runs", xy=(0, 0.5), xycoords="axes fraction",
+                        xytext=(-70, 0), textcoords="offset points", rotation=90, ha="center", va="center",
+                        fontsize=12, weight="bold")  # fmt: skip
+    fig.suptitle("Changes during stage 2 per run (lines join a run's values; black marks: medians)")
     return _save(fig, path)

@@ -10,6 +10,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+from pypdf import PdfReader
 
 from analysis import analysis_functions as af
 from analysis import report
@@ -193,6 +194,8 @@ def test_summary_pdf(tmp_path) -> None:
     figs = [(make_png(tmp_path / "a.png"), "Figure A"), (tmp_path / "missing.png", "gone")]
     pdf = report.write_summary_pdf(figs, tmp_path / "summary.pdf")
     assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 1000
+    assert [item.title for item in PdfReader(pdf).outline] == ["Cover and contents", "a"]
+    assert not list(tmp_path.glob(".summary.pdf*"))  # no temporary file left
 
 
 def test_report_html_references_only_existing_files(tmp_path) -> None:
@@ -201,20 +204,28 @@ def test_report_html_references_only_existing_files(tmp_path) -> None:
     make_png(root / "pretraining_figures" / "boxplot_relative_changes.png")
     (root / "conf_baseline" / "MVPA_scores.csv").write_text("run_index,score\n0,0.5\n")
     (root / "excluded_runs_all.csv").write_text("")
-    sections = {
-        "conf_baseline": [(fig_a, "MVPA"), ("conf_baseline/figures/nothing.png", "missing")],
-        "pretraining": report.figures_with_captions(root / "pretraining_figures"),
-    }
-    out = report.write_report_html(root, sections)
+    conf = report.ConfigurationReport("conf_baseline", [0, 1], {1: "stuck at offset ceiling"},
+                                      [(fig_a, "MVPA"), ("conf_baseline/figures/nothing.png", "missing")])  # fmt: skip
+    settings = report.read_study_settings(root, ["conf_baseline"], 2)
+    assert settings.preset is None and settings.seed is None  # tolerated: nothing recorded
+    out = report.write_report_html(
+        root, settings, [conf], report.figures_with_captions(root / "pretraining_figures"), root / "headline.png"
+    )
     text = out.read_text()
-    refs = set(re.findall(r'(?:href|src)="([^"]+)"', text))
+    refs = {r for r in re.findall(r'(?:href|src)="([^"]+)"', text) if not r.startswith("#")}
     assert refs, "no references written"
     for ref in refs:
         assert (root / urllib.parse.unquote(ref)).is_file(), ref
-    assert "nothing.png" not in text
+    assert "nothing.png" not in text and "headline.png" not in text
     assert "conf_baseline/MVPA_scores.csv" in refs and "excluded_runs_all.csv" in refs
     assert "pretraining_figures/boxplot_relative_changes.png" in refs
-    assert (
-        report.caption_for("boxplot_relative_changes_ylim.png")
-        == report.FIGURE_CAPTIONS["boxplot_relative_changes_ylim"]
-    )
+    assert "run 1: stuck at offset ceiling" in text and "MVPA decoding accuracy per run" in text
+    caption = report.caption_for("boxplot_relative_changes_ylim.png", 7)
+    assert caption.startswith("Relative changes over stage 2") and "7 runs" in caption
+
+
+def test_report_reads_the_preset_and_seed_when_recorded(tmp_path) -> None:
+    (tmp_path / "parameters.py").write_text('PRESET = "corrected"\nOVERRIDES = {}\n')
+    (tmp_path / "environment.json").write_text('{"base_seed": 5, "code_version": "abc123"}')
+    settings = report.read_study_settings(tmp_path, ["conf_baseline"], 3)
+    assert (settings.preset, settings.seed, settings.code_version, settings.runs) == ("corrected", 5, "abc123", 3)

@@ -399,7 +399,7 @@ def test_skip_pretraining_inherits_the_reused_folders_settings(tmp_path):
     folder.mkdir()
     (folder / "environment.json").write_text(json.dumps({"results_format_version": util.RESULTS_FORMAT_VERSION,
                                                          "base_seed": 5}))  # fmt: skip
-    for name in main.PRETRAINING_FILES:
+    for name in main.pretraining_files():
         (folder / name).write_text("run_index,0\n0,10.0\n1,20.0\n")
     util.write_parameters_copy(folder / "parameters.py", {"TrainingPars": {"SGD_steps": 7, "batch_size": 4}})
     plan = parse(["--skip-pretraining", str(folder), "--overrides-json", '{"TrainingPars": {"batch_size": 6}}'])
@@ -736,3 +736,35 @@ def test_skip_pretraining_reuses_a_finished_pretraining(reference, tmp_path):
     assert record["study"]["skip_pretraining"] == str(reference) and record["base_seed"] == 3  # the folder's seed
     for name in ("training_results.csv", "training_results_val.csv"):
         assert (folder / "conf_baseline" / name).read_bytes() == (reference / "conf_baseline" / name).read_bytes()
+
+
+def test_progress_lines_of_running_jobs_reach_the_console(tmp_path, capsys):
+    code = "print('12:00 INFO x: progress: run 0 stage 2: step 3 of at most 9', flush=True); time.sleep(1.0)"
+    job = fake_job(tmp_path, "train", code)
+    try:
+        util.setup_logging(tmp_path / "log.txt")
+        assert main.run_jobs([job], main.Execution(jobs=1), tmp_path, "test") == []
+    finally:
+        util.close_logging()
+    assert "[train] run 0 stage 2: step 3 of at most 9" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("entry", [["main.py"], ["-m", "training.main_pretraining"], ["-m", "training.main_training"],
+                                   ["-m", "analysis.main_analysis"]], ids=lambda e: e[-1])  # fmt: skip
+def test_help_needs_no_heavy_modules(entry):
+    code = ("import runpy, sys; sys.argv = [sys.argv[0], '--help']\ntry:\n"
+            f"    runpy.run_{'path' if entry[0] == 'main.py' else 'module'}({entry[-1]!r}, run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('jax', 'pandas', 'matplotlib', 'numpy') if m in sys.modules))")  # fmt: skip
+    shown = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert "--seed" in shown.stdout and shown.stdout.strip().endswith("[]")
+
+
+def test_stage_commands_take_seed_and_the_former_base_seed():
+    from training.cli import parse_pretraining_args, parse_training_args
+
+    assert parse_training_args(["conf", "--seed", "4"]).base_seed == 4
+    assert parse_training_args(["conf", "--base-seed", "5"]).base_seed == 5
+    assert parse_pretraining_args(["r", "--num-runs", "2", "--seed", "6"]).base_seed == 6
+    assert "--seed" in main.training_job(Path("f"), "conf_baseline", 0, 2, 7, Path("p")).argv

@@ -146,7 +146,10 @@ def test_stage2_files_for_all_and_subset_configurations(study):
         assert np.isfinite(results[["acc", "loss_all", "staircase_offset", "kappa_Jsup_EE_pre"]].to_numpy()).all()
         assert results["staircase_offset"].between(0.1, 10.0).all()
         val = read_results_csv(root / name / "training_results_val.csv")
-        assert len(val) == retained  # one probe per run in 4 steps (every 10th step)
+        # probes at step 0 (every 10th step) and at the last step 3, so a post-training threshold exists
+        assert val.groupby("run_index")["SGD_steps"].apply(list).tolist() == [[0, 3]] * retained
+        last = results.groupby("run_index").tail(1)
+        assert last["psychometric_offset"].notna().all()
     subset = read_results_csv(root / "conf_subset" / "training_results.csv")
     for _, rows in subset.groupby("run_index"):
         assert rows["J_EE_m"].nunique() == 1 and rows["kappa_Jmid_EE"].eq(0).all()  # untrained stay fixed

@@ -4,7 +4,7 @@ A job writes its pieces into ``<results>/pretraining_runs/run_<i>/`` and, last, 
 a folder without marker is an interrupted job and is simply redone. The documented root CSVs are
 assembled from the completed jobs in run order, so they never depend on which job finished first.
 
-Usage by hand: ``python -m training.main_pretraining RESULTS_DIR --num-runs N --base-seed S [--preset NAME]``
+Usage by hand: ``python -m training.main_pretraining RESULTS_DIR --num-runs N --seed S [--preset NAME]``
 reads ``RESULTS_DIR/parameters.py`` (its recorded preset unless ``--preset`` names another).
 """
 
@@ -17,12 +17,17 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from training.cli import parse_pretraining_args
+
+if __name__ == "__main__":  # parse before the slow imports below, so that --help and bad arguments answer at once
+    parse_pretraining_args()
+
 import jax
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from parameters import PRESETS, Parameters, load_parameters_file
+from parameters import Parameters, load_parameters_file
 from training.compilation_cache import prepare_process
 from training.initialisation import Initialisation, InitialisationError, randomize_initialisation
 from training.loss import default_loss_constants
@@ -285,38 +290,9 @@ def main_pretraining(results_dir: Path, params: Parameters, base_seed: int, num_
     return assemble_pretraining(results_dir, params, num_runs)
 
 
-def add_preset_argument(parser: argparse.ArgumentParser) -> None:
-    """--preset of the stage commands (default: the preset recorded in the parameters file)."""
-    parser.add_argument("--preset", default=None, metavar="NAME",
-                        help=f"parameter preset ({', '.join(PRESETS)}) replacing the one the parameters file "
-                             "records; its OVERRIDES still apply on top")  # fmt: skip
-
-
-def check_preset_argument(parser: argparse.ArgumentParser, preset: str | None) -> None:
-    """Exit with status 2 and one line naming the valid presets if ``preset`` is not one."""
-    if preset is not None and preset not in PRESETS:
-        parser.exit(2, f"{parser.prog}: error: unknown preset {preset!r}; valid: {', '.join(PRESETS)}\n")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command line of the pretraining (main.py runs one job per run with --runs I --no-assemble)."""
-    parser = argparse.ArgumentParser(description="Pretraining (stages 0 and 1) of all runs into RESULTS_DIR, "
-                                                 "using RESULTS_DIR/parameters.py.")  # fmt: skip
-    parser.add_argument("results_dir", type=Path)
-    parser.add_argument("--num-runs", type=int, required=True, help="runs of the study")
-    parser.add_argument("--base-seed", type=int, default=0, help="base seed of the study")
-    parser.add_argument("--runs", type=int, nargs="*", default=None, help="run indices to pretrain (default: all)")
-    parser.add_argument("--no-assemble", action="store_true", help="only run the jobs")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    add_preset_argument(parser)
-    args = parser.parse_args(argv)
-    check_preset_argument(parser, args.preset)
-    if args.num_runs < 1:
-        parser.error(f"--num-runs must be at least 1, got {args.num_runs}")
-    outside = [r for r in args.runs or () if not 0 <= r < args.num_runs]
-    if outside:
-        parser.error(f"--runs {outside} outside 0..{args.num_runs - 1}")
-    return args
+    """Command line of the pretraining (:func:`training.cli.parse_pretraining_args`)."""
+    return parse_pretraining_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:

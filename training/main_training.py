@@ -1,6 +1,6 @@
 """Stage 2 (training on the fine task, SSN only) of one configuration, one isolated job per run.
 
-``python -m training.main_training CONF_DIR --num-runs N --base-seed S`` reads
+``python -m training.main_training CONF_DIR --num-runs N --seed S`` reads
 ``CONF_DIR/parameters_<CONF_DIR name>.py`` and the pretraining files in CONF_DIR's parent (or
 ``--pretraining-folder``), trains every retained run not yet completed, and writes
 ``training_results.csv`` and ``training_results_val.csv`` into CONF_DIR.
@@ -14,6 +14,11 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
+from training.cli import parse_training_args
+
+if __name__ == "__main__":  # parse before the slow imports below, so that --help and bad arguments answer at once
+    parse_training_args()
+
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -23,8 +28,6 @@ from parameters import Parameters, load_parameters_file
 from training.compilation_cache import prepare_process
 from training.loss import stage2_loss_constants
 from training.main_pretraining import (
-    add_preset_argument,
-    check_preset_argument,
     last_threshold,
     run_streams,
     trained_keys,
@@ -231,20 +234,8 @@ def retained_runs(pretraining_dir: Path) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command line of stage 2."""
-    parser = argparse.ArgumentParser(description="Stage 2 (training) of one configuration.")
-    parser.add_argument("conf_dir", type=Path, help="configuration folder holding parameters_<name>.py")
-    parser.add_argument("--num-runs", type=int, default=None, help="runs to assemble (default: all retained runs)")
-    parser.add_argument("--base-seed", type=int, default=0, help="base seed of the study")
-    parser.add_argument("--runs", type=int, nargs="*", default=None, help="run indices to train (default: all)")
-    parser.add_argument("--pretraining-folder", type=Path, default=None,
-                        help="folder of the pretraining files (default: the parent of CONF_DIR)")  # fmt: skip
-    parser.add_argument("--no-assemble", action="store_true", help="only run the jobs")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    add_preset_argument(parser)
-    args = parser.parse_args(argv)
-    check_preset_argument(parser, args.preset)
-    return args
+    """Command line of stage 2 (:func:`training.cli.parse_training_args`)."""
+    return parse_training_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:

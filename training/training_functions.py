@@ -113,6 +113,10 @@ class StageLog:
     batch_accs: list = field(default_factory=list)
     seconds: dict = field(default_factory=lambda: {"sgd": 0.0, "probe": 0.0, "validation": 0.0})
     """Wall time spent in SGD steps, psychometric probes and validations (incl. the flip test)."""
+    started: float = field(default_factory=time.perf_counter)
+    """perf_counter() when the stage started."""
+    reported: float = field(default_factory=time.perf_counter)
+    """perf_counter() of the last progress line."""
 
     def tick(self, activity: str, since: float) -> float:
         """Add the time since ``since`` to an activity; returns the current time."""
@@ -249,9 +253,11 @@ def flip_readout(readout: Readout, readout_opt_state: optax.OptState, params: Pa
 
 
 def is_probe_step(stage: int, step: int, params: Parameters) -> bool:
-    """Accuracy-check steps: every acc_check_freq-th step of the stage."""
-    freq = params.pretraining.acc_check_freq if stage < 2 else params.training.acc_check_freq
-    return step % freq == 0
+    """Accuracy-check steps: every acc_check_freq-th step of the stage, and the last step of stage 2 (so that
+    a post-training threshold always exists, whatever SGD_steps is)."""
+    if stage < 2:
+        return step % params.pretraining.acc_check_freq == 0
+    return step % params.training.acc_check_freq == 0 or step == params.training.SGD_steps - 1
 
 
 def should_stop(stage: int, step: int, log: StageLog, metrics: StepMetrics, params: Parameters) -> bool:
@@ -281,6 +287,24 @@ def log_gradient_paths(run_index: int, stage: int, rows: list[dict]) -> None:
     logger.info("run %d stage %d: %.0f %% of steps through the Euler loop (%.0f %% implicit), %.0f %% with "
                 "dx > 0, largest dx penalty %.3g", run_index, stage, 100 * unrolled, 100 * (1 - unrolled),
                 100 * unconverged, largest)  # fmt: skip
+
+
+PROGRESS_SECONDS = 30.0
+"""At most one progress line per this many seconds of a stage (main.py shows them in its console)."""
+PROGRESS_PREFIX = "progress:"
+"""Start of a progress line's message (main.py forwards the job-log lines that carry it)."""
+
+
+def report_progress(run_index: int, stage: int, step: int, total: int, log: StageLog) -> None:
+    """Log steps done, the latest threshold and the time left at most every PROGRESS_SECONDS."""
+    now = time.perf_counter()
+    if now - log.reported < PROGRESS_SECONDS:
+        return
+    log.reported = now
+    left = (now - log.started) / (step + 1) * (total - step - 1)
+    threshold = f"{log.thresholds[-1]:.3g} deg" if log.thresholds else "not yet measured"
+    logger.info("%s run %d stage %d: step %d of at most %d, threshold %s, at most %.0f s left", PROGRESS_PREFIX,
+                run_index, stage, step + 1, total, threshold, left)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ the stage loop
@@ -333,6 +357,7 @@ def train_ori_discr(stage: int, state: StageState, setup: RunSetup,
             log.val_rows.append({**row, **probe_columns(probe, params)})
         if should_stop(stage, step, log, metrics, params):
             break
+        report_progress(setup.run_index, stage, step, max_steps(stage, params), log)
         flip = stage == 0 and flip_applies(log, log_params, test_readout, setup, eval_key, constants, contributions)
         clock = log.tick("validation", clock)
         if flip:
