@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.report import write_report_html
+from analysis.report import read_study_settings, write_report_html
 from parameters import SSNPars, build_parameters
 from tests.conftest import golden_log_params, golden_path
 from training import main_pretraining
@@ -57,7 +57,7 @@ def test_layers_use_the_presets_kappa_f_form():
 @pytest.mark.parametrize("num_grid", [81, 25])
 def test_reference_superficial_I_statistics_leave_out_the_last_I_cell(num_grid):
     r_sup = jnp.arange(2 * num_grid, dtype=jnp.float32)  # E: 0..N-1, I: N..2N-1
-    response = Response(r_mid=jnp.ones((4, 2, num_grid)), r_sup=r_sup, dx_mid=0.0, dx_sup=0.0,
+    response = Response(r_mid=jnp.ones((4, 2, num_grid)), r_sup=r_sup, dx_mid=0.0, dx_sup=0.0, settled=True,
                         u=jnp.zeros((4, 2, num_grid)))  # fmt: skip
     reference = response.rate_stats(drop_last_sup_I=REFERENCE.ssn.sup_I_stats_drop_last)
     corrected = response.rate_stats(drop_last_sup_I=CORRECTED.ssn.sup_I_stats_drop_last)
@@ -137,5 +137,6 @@ def test_assembly_applies_the_failure_budget(tmp_path, budget, retained):
 @pytest.mark.parametrize("preset", ["reference", "corrected"])
 def test_report_names_the_studys_preset(tmp_path, preset):
     write_parameters_copy(tmp_path / "parameters.py", {}, preset=preset)
-    text = write_report_html(tmp_path, {}).read_text()
-    assert f"parameter preset <b>{preset}</b>" in text
+    settings = read_study_settings(tmp_path, [], 0)
+    text = write_report_html(tmp_path, settings, []).read_text()
+    assert settings.preset == preset and f"<td>Preset</td><td>{preset}</td>" in text

@@ -88,7 +88,7 @@ def test_summary_pdf_is_all_or_nothing(tmp_path: Path) -> None:
 def test_report_html_and_exclusion_details_are_atomic(tmp_path: Path) -> None:
     (tmp_path / "conf").mkdir()
     af.write_exclusion_files(tmp_path, {"conf": [1]})
-    report.write_report_html(tmp_path, {})
+    report.write_report_html(tmp_path, report.read_study_settings(tmp_path, ["conf"], 2), [])
     assert (tmp_path / "report.html").read_text().startswith("<!DOCTYPE html>")
     assert pd.read_csv(tmp_path / "excluded_runs_details.csv")["n_excluded"].tolist() == [1]
     assert _temporaries(tmp_path) == []
@@ -155,7 +155,8 @@ BAD_TYPES = [
     ({"ReadoutPars": {"readout_grid_size": [5.0, 1]}}, "ReadoutPars.readout_grid_size: must be of type"),
     ({"TrainedSSNPars": {"trained": "cE_m"}}, "TrainedSSNPars.trained: must be a sequence"),
     ({"ConvPars": {"gradient_mode": 3}}, "ConvPars.gradient_mode: must be a string"),
-    ({"ConvPars": {"gradient_mode": "exact"}}, "ConvPars.gradient_mode: must be 'implicit' or 'unrolled'"),
+    ({"ConvPars": {"gradient_mode": "exact"}},
+     "ConvPars.gradient_mode: must be one of ('auto', 'implicit', 'unrolled')"),
 ]
 
 

@@ -37,6 +37,7 @@ STEP = [
     "loss_binary_cross_entr", "loss_dx_max", "loss_r_max", "loss_r_mean", "loss_w_sig", "loss_b_sig",
     "loss_all", "maxr_E_mid", "maxr_I_mid", "maxr_E_sup", "maxr_I_sup",
     "meanr_E_mid", "meanr_I_mid", "meanr_E_sup", "meanr_I_sup",
+    "gradient_unrolled",  # not in the specification: the gradient path of the step (results_io docstring)
 ]  # fmt: skip
 SSN = (
     [f"log_J_{p}_m" for p in PAIRS] + [f"log_J_{p}_s" for p in PAIRS]
@@ -53,7 +54,7 @@ KAPPA = (
 def test_pretraining_columns_match_spec_order() -> None:
     expected = STEP + SSN + ["psychometric_offset"] + [f"w_sig_{i}" for i in range(81)] + ["b_sig"]
     assert pretraining_columns() == expected
-    assert len(set(expected)) == len(expected) == 22 + 24 + 1 + 82
+    assert len(set(expected)) == len(expected) == 23 + 24 + 1 + 82
 
 
 def test_training_columns_match_spec_order() -> None:
