@@ -277,15 +277,16 @@ def max_steps(stage: int, params: Parameters) -> int:
             2: params.training.SGD_steps}[stage]  # fmt: skip
 
 
-def log_gradient_paths(run_index: int, stage: int, rows: list[dict]) -> None:
+def log_gradient_paths(run_index: int, stage: int, rows: list[dict], trains_ssn: bool = True) -> None:
     """Log the share of a stage's steps whose gradient went through the Euler loop, and with dx > 0."""
     if not rows:
         return
     unrolled = np.mean([row["gradient_unrolled"] for row in rows])
     unconverged = np.mean([row["loss_dx_max"] > 0 for row in rows])
     largest = max(row["loss_dx_max"] for row in rows)
-    logger.info("run %d stage %d: %.0f %% of steps through the Euler loop (%.0f %% implicit), %.0f %% with "
-                "dx > 0, largest dx penalty %.3g", run_index, stage, 100 * unrolled, 100 * (1 - unrolled),
+    paths = (f"{100 * unrolled:.0f} % of steps through the Euler loop ({100 * (1 - unrolled):.0f} % implicit)"
+             if trains_ssn else "readout only, no gradient passes a fixed point")  # fmt: skip
+    logger.info("run %d stage %d: %s, %.0f %% with dx > 0, largest dx penalty %.3g", run_index, stage, paths,
                 100 * unconverged, largest)  # fmt: skip
 
 
@@ -373,7 +374,7 @@ def train_ori_discr(stage: int, state: StageState, setup: RunSetup,
         log.tick("sgd", clock)
     logger.info("run %d stage %d: %d steps; seconds in SGD %.1f, probes %.1f, validation %.1f", setup.run_index,
                 stage, len(log.rows), log.seconds["sgd"], log.seconds["probe"], log.seconds["validation"])
-    log_gradient_paths(setup.run_index, stage, log.rows)
+    log_gradient_paths(setup.run_index, stage, log.rows, spec.train_ssn)
     final = StageState(trained=recorded[0], untrained=state.untrained, readout=recorded[1], offset=offset,
                        constants=constants)  # fmt: skip
     return StageResult(rows=log.rows, val_rows=log.val_rows, final=final, thresholds=log.thresholds,
