@@ -68,3 +68,18 @@ def write_parameters_file(path: Path, overrides: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_parameters_copy(path, overrides)
     return path
+
+
+@pytest.fixture(scope="module")
+def golden_setup(params):
+    """Golden case 1 as (log-parameters, readout, per-run constants) for gradient tests."""
+    import jax.numpy as jnp
+
+    from training.model import build_static
+    from training.trials import Readout
+
+    with np.load(golden_path(1)) as data:
+        golden = {k: data[k] for k in data.files}
+    static = build_static(golden["orimap"], float(golden["gE"]), float(golden["gI"]), params)
+    readout = Readout(jnp.asarray(golden["w_sig"]), jnp.asarray(golden["b_sig"]))
+    return golden_log_params(golden), readout, static

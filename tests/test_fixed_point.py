@@ -12,10 +12,10 @@ import pytest
 from scipy.optimize import root
 
 from parameters import build_parameters
-from tests.conftest import golden_log_params, with_gradient_mode
+from tests.conftest import with_gradient_mode
 from training.loss import default_loss_constants
 from training.model import base_projection, build_layers, build_static, evaluate_model_response_batch
-from training.trials import Readout, evaluate_trials, fine_task_batch
+from training.trials import evaluate_trials, fine_task_batch
 from training.util_gabor import grating_images, image_geometry, make_uniform_orimap
 
 
@@ -97,17 +97,6 @@ def small_batch_loss(log_params, readout, static, params, key):
     out = evaluate_trials(log_params, readout, static, batch, jax.random.fold_in(key, 1), params,
                           default_loss_constants(params.loss), (1.0, 0.0))  # fmt: skip
     return jnp.mean(out.terms["total"])
-
-
-@pytest.fixture(scope="module")
-def golden_setup(params):
-    from tests.conftest import golden_path
-
-    with np.load(golden_path(1)) as data:
-        golden = {k: data[k] for k in data.files}
-    static = build_static(golden["orimap"], float(golden["gE"]), float(golden["gI"]), params)
-    readout = Readout(jnp.asarray(golden["w_sig"]), jnp.asarray(golden["b_sig"]))
-    return golden_log_params(golden), readout, static
 
 
 def gradient(mode, log_params, readout, static, params):

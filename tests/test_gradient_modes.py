@@ -32,15 +32,6 @@ UNSETTLED = {"slow_sup_inhibition": {"log_J_II_s": -1.1}, "sup_excitation_near_i
              "mid_excitation_near_instability": {"log_J_EE_m": 0.05}}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def golden_state(params):
-    with np.load(golden_path(1)) as data:
-        golden = {k: data[k] for k in data.files}
-    static = build_static(golden["orimap"], float(golden["gE"]), float(golden["gI"]), params)
-    readout = Readout(jnp.asarray(golden["w_sig"]), jnp.asarray(golden["b_sig"]))
-    return golden_log_params(golden), readout, static
-
-
 def shifted(log_params: dict, shifts: dict) -> dict:
     return {k: v + shifts.get(k, 0.0) for k, v in log_params.items()}
 
@@ -79,8 +70,8 @@ def test_default_mode_is_auto(params):
 
 
 @pytest.mark.parametrize("name", SETTLED)
-def test_auto_is_the_implicit_gradient_at_settled_states(golden_state, params, name):
-    log_params, readout, static = golden_state
+def test_auto_is_the_implicit_gradient_at_settled_states(golden_setup, params, name):
+    log_params, readout, static = golden_setup
     lp = shifted(log_params, SETTLED[name])
     assert settled_flags(lp, static, params).all()
     g_auto = gradient("auto", lp, readout, static, params)
@@ -89,8 +80,8 @@ def test_auto_is_the_implicit_gradient_at_settled_states(golden_state, params, n
 
 
 @pytest.mark.parametrize("name", UNSETTLED)
-def test_auto_is_the_unrolled_gradient_at_unconverged_states(golden_state, params, name):
-    log_params, readout, static = golden_state
+def test_auto_is_the_unrolled_gradient_at_unconverged_states(golden_setup, params, name):
+    log_params, readout, static = golden_setup
     lp = shifted(log_params, UNSETTLED[name])
     assert not settled_flags(lp, static, params).all()
     g_auto, g_unrolled = (gradient(mode, lp, readout, static, params) for mode in ("auto", "unrolled"))
@@ -99,10 +90,10 @@ def test_auto_is_the_unrolled_gradient_at_unconverged_states(golden_state, param
     assert relative_difference(gradient("implicit", lp, readout, static, params), g_unrolled) > 0.1
 
 
-def test_a_zero_penalty_is_not_convergence(golden_state, params):
+def test_a_zero_penalty_is_not_convergence(golden_setup, params):
     """With a loose xtol, dx = 0 although the loop stopped far from the fixed point: the batch is not
     settled (so 'auto' follows the loop), and the implicit gradient would indeed be wrong there."""
-    log_params, readout, static = golden_state
+    log_params, readout, static = golden_setup
     loose = dataclasses.replace(params, conv=dataclasses.replace(params.conv, Tmax=100.0, xtol=0.01))
     response = small_batch_responses(log_params, static, loose)
     assert float(jnp.max(response.dx_mid)) == 0.0 and float(jnp.max(response.dx_sup)) == 0.0
@@ -111,10 +102,10 @@ def test_a_zero_penalty_is_not_convergence(golden_state, params):
     assert relative_difference(gradient("implicit", log_params, readout, static, loose), g_unrolled) > 1e-2
 
 
-def test_settled_implies_implicit_equals_unrolled_along_a_path_to_instability(golden_state, params):
+def test_settled_implies_implicit_equals_unrolled_along_a_path_to_instability(golden_setup, params):
     """The criterion is safe: on a sweep from converged to unconverged states, every batch it calls
     settled has implicit = unrolled gradients to 1e-3, and it stops calling them settled before they differ."""
-    log_params, readout, static = golden_state
+    log_params, readout, static = golden_setup
     verdicts = []
     for shift in np.linspace(0.0, 0.125, 6):
         lp = shifted(log_params, {"log_J_EE_s": float(shift)})
@@ -125,8 +116,8 @@ def test_settled_implies_implicit_equals_unrolled_along_a_path_to_instability(go
     assert {settled for settled, _ in verdicts} == {True, False}  # the sweep crosses the boundary
 
 
-def test_auto_matches_finite_differences_in_float64_at_unconverged_states(golden_state, params):
-    log_params, readout, static = golden_state
+def test_auto_matches_finite_differences_in_float64_at_unconverged_states(golden_setup, params):
+    log_params, readout, static = golden_setup
     p = with_gradient_mode(params, "auto")
     loss = jax.jit(small_batch_loss, static_argnums=3)
     grad = jax.jit(jax.grad(small_batch_loss), static_argnums=3)
@@ -147,8 +138,8 @@ def test_auto_matches_finite_differences_in_float64_at_unconverged_states(golden
     jax.clear_caches()  # float64 entries in JAX's tracing caches would otherwise leak into later float32 tests
 
 
-def test_sgd_gradients_reports_the_path_it_took(golden_state, params):
-    log_params, readout, static = golden_state
+def test_sgd_gradients_reports_the_path_it_took(golden_setup, params):
+    log_params, readout, static = golden_setup
     spec = StageSpec(3, False, False, (1.0, 0.0), True, False)
     args = (readout, {}, static, KEY, jnp.float32(4.0), default_loss_constants(params.loss), params, spec)
     for shifts, expect_unrolled in ((UNSETTLED["slow_sup_inhibition"], True), (SETTLED["golden"], False)):
