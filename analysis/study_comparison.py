@@ -1,0 +1,466 @@
+"""Comparison of finished studies side by side (e.g. one per preset): the tables and figure behind
+``docs/results.md``.
+
+Usage::
+
+    python -m analysis.study_comparison results/Dec02_v0 results/Dec03_v0 --out docs/results
+
+Every number comes from files that each study's own analysis wrote (``study_summary.csv``, ``study_stats.csv``,
+``<conf>/rel_changes_train.csv``, ``<conf>/excluded_runs.csv``) or from its training CSVs; nothing is refitted.
+What this adds to the per-study summary:
+
+* **runs**: started, excluded after pretraining (with the final pretraining threshold that excluded them),
+  trained in stage 2, excluded by the analysis, retained;
+* **training**: per stage, the stage lengths and how training went numerically: the share of SGD steps whose
+  gradient went through the Euler loop (``gradient_unrolled``), the share with a positive convergence penalty
+  (``loss_dx_max > 0``: some stimulus had not settled in the last half of the Euler loop) and its largest
+  value, and runs whose loss became non-finite;
+* **contrasts**: the ablation test of the claim. Per run retained in both configurations, the layer difference
+  d = ΔJ_II^sup − ΔJ_II^mid (percent changes over stage 2) under a configuration minus the same difference
+  under ``conf_baseline`` (the two share their pretraining, so runs pair up), Wilcoxon signed-rank test; the
+  same for the E/I balance. A negative median means the configuration shrinks the superficial-specific rise.
+
+Outputs in ``--out``: ``comparison_runs.csv``, ``comparison_summary.csv``, ``comparison_training.csv``,
+``comparison_stats.csv``, ``comparison.md`` (the tables in Markdown) and ``comparison.png`` (per study and
+configuration, the per-run changes of the inhibitory and excitatory weights of both layers, with the earlier
+implementation's published medians for the baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the command line parses before pandas and matplotlib load (fast --help)
+    import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+BASELINE = "conf_baseline"
+OUTPUTS: tuple[str, ...] = (
+    "comparison_runs.csv", "comparison_summary.csv", "comparison_training.csv", "comparison_stats.csv",
+    "comparison.md", "comparison.png",
+)  # fmt: skip
+PUBLISHED_BASELINE: dict[str, float] = {"J_II_s": 25.0, "J_II_m": 5.0, "J_EE_s": -12.0}
+"""Medians (percent change over stage 2, baseline configuration) read off the earlier implementation's
+published figure (50 runs, its own defaults); shown for comparison only."""
+CONTRASTS: tuple[tuple[str, str, str], ...] = (
+    ("dJ_II sup-mid", "J_II_m", "J_II_s"),
+    ("dE/I ratio sup-mid", "EI_ratio_J_m", "EI_ratio_J_s"),
+)
+"""(name, middle column, superficial column) of the layer differences compared between configurations."""
+FIGURE_WEIGHTS: tuple[str, ...] = ("J_II", "J_EI", "J_EE", "J_IE")
+
+
+# ------------------------------------------------------------------------------------------------ loading
+@dataclass(frozen=True)
+class StudyData:
+    """What the comparison reads of one study folder."""
+
+    folder: Path
+    label: str
+    """Column label: the preset, made unique with the folder name when two studies share a preset."""
+    preset: str
+    base_seed: int
+    runs_started: int
+    configurations: tuple[str, ...]
+    summary: pd.DataFrame
+    stats: pd.DataFrame
+    pretraining: pd.DataFrame
+    """Stage-0/1 rows of every started run (original run indices)."""
+    pretraining_excluded: dict[int, float]
+    """Original run index -> final pretraining threshold, for runs excluded after pretraining."""
+    training: dict[str, pd.DataFrame]
+    """Configuration -> its stage-2 rows."""
+    changes: dict[str, pd.DataFrame]
+    """Configuration -> rel_changes_train.csv rows of the runs its analysis retains."""
+    analysis_excluded: dict[str, list[int]]
+
+
+def _results_io():
+    from training import results_io
+
+    return results_io
+
+
+def _read(path: Path, columns: Sequence[str] = ()) -> pd.DataFrame:
+    """A results CSV, refused with one line naming it when missing, truncated or short of columns."""
+    return _results_io().read_results_csv(path, columns)
+
+
+def read_index_list(path: Path) -> list[int]:
+    """A one-run-index-per-line file (the analysis' exclusion lists; empty means none)."""
+    try:
+        return sorted(int(float(t)) for t in path.read_text(encoding="utf-8").split())
+    except FileNotFoundError as error:
+        raise _results_io().ResultsFileError(f"results file not found: {path} (run the analysis first)") from error
+    except ValueError as error:
+        raise _results_io().ResultsFileError(f"results file cannot be parsed: {path}: {error}") from error
+
+
+def study_settings(folder: Path) -> dict:
+    """The ``study`` settings of environment.json (preset, runs, configurations, base seed)."""
+    import util
+
+    try:
+        record = util.read_environment_record(folder)
+    except util.ResultsFolderError as error:  # reported like any other unusable results file
+        raise _results_io().ResultsFileError(str(error)) from error
+    settings = record.get("study")
+    if not isinstance(settings, dict) or "preset" not in settings:
+        raise _results_io().ResultsFileError(f"{folder}/environment.json has no study settings with a preset")
+    return settings
+
+
+def load_study(folder: Path, label: str | None = None) -> StudyData:
+    """Read one analysed study folder (the analysis' stats part must have run)."""
+    rio = _results_io()
+    settings = study_settings(folder)
+    summary = _read(folder / "study_summary.csv", ["median", "q25", "q75"])
+    confs = tuple(dict.fromkeys(summary["configuration"].astype(str)))
+    complete = folder / "pretraining_results_complete.csv"
+    pretraining = _read(complete if complete.is_file() else folder / rio.PRETRAINING_RESULTS,
+                        ["run_index", "stage", "loss_dx_max", "gradient_unrolled", "loss_all",
+                         "psychometric_offset"])  # fmt: skip
+    excluded = rio.read_excluded_runs(folder)
+    thresholds = rio.final_pretraining_thresholds(pretraining)
+    training, changes, analysis_excluded = {}, {}, {}
+    for conf in confs:
+        training[conf] = _read(folder / conf / "training_results.csv",
+                               ["run_index", "stage", "loss_dx_max", "gradient_unrolled", "loss_all"])  # fmt: skip
+        dropped = read_index_list(folder / conf / "excluded_runs.csv")
+        rc = _read(folder / conf / "rel_changes_train.csv", ["run_index"])
+        changes[conf] = rc[~rc["run_index"].astype(int).isin(dropped)].reset_index(drop=True)
+        analysis_excluded[conf] = dropped
+    return StudyData(
+        folder=folder, label=label or str(settings["preset"]), preset=str(settings["preset"]),
+        base_seed=int(settings.get("base_seed", 0)), runs_started=int(settings.get("runs", len(thresholds))),
+        configurations=confs, summary=summary, stats=_read(folder / "study_stats.csv", ["p"]),
+        pretraining=pretraining, pretraining_excluded={int(r): float(thresholds.get(r, math.nan)) for r in excluded},
+        training=training, changes=changes, analysis_excluded=analysis_excluded,
+    )  # fmt: skip
+
+
+def unique_labels(presets: Sequence[str], folders: Sequence[Path]) -> list[str]:
+    """The presets as labels; a preset shared by several studies gets its folder name appended."""
+    return [p if presets.count(p) == 1 else f"{p} ({f.name})" for p, f in zip(presets, folders, strict=True)]
+
+
+def load_studies(folders: Sequence[Path]) -> list[StudyData]:
+    """Load every study, labelled by its preset."""
+    presets = [str(study_settings(f)["preset"]) for f in folders]
+    return [load_study(f, label) for f, label in zip(folders, unique_labels(presets, folders), strict=True)]
+
+
+# ------------------------------------------------------------------------------------------------- tables
+def runs_table(studies: Sequence[StudyData]) -> pd.DataFrame:
+    """Per study and configuration: runs started, excluded after pretraining (why), in stage 2, retained."""
+    import pandas as pd
+
+    rows = []
+    for s in studies:
+        pre_reasons = "; ".join(f"run {r}: final threshold {t:.3g} deg"
+                                for r, t in sorted(s.pretraining_excluded.items()))  # fmt: skip
+        for conf in s.configurations:
+            trained = sorted(s.training[conf]["run_index"].astype(int).unique())
+            dropped = s.analysis_excluded[conf]
+            why = "; ".join(f"run {r}: {'no stage-2 rows' if r not in trained else 'stuck at the offset ceiling'}"
+                            for r in dropped)  # fmt: skip
+            rows.append({
+                "study": s.label, "preset": s.preset, "configuration": conf, "runs_started": s.runs_started,
+                "excluded_after_pretraining": len(s.pretraining_excluded), "pretraining_exclusion": pre_reasons,
+                "runs_in_stage2": len(trained), "excluded_by_analysis": len(dropped), "analysis_exclusion": why,
+                "runs_retained": len(trained) - len([r for r in dropped if r in trained]),
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def summary_table(studies: Sequence[StudyData]) -> pd.DataFrame:
+    """The studies' study_summary.csv rows, stacked with the study label and preset in front."""
+    import pandas as pd
+
+    parts = [s.summary.assign(study=s.label, preset=s.preset) for s in studies]
+    table = pd.concat(parts, ignore_index=True)
+    return table[["study", "preset", *[c for c in table.columns if c not in ("study", "preset")]]]
+
+
+def run_training_metrics(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per run of one stage: steps, share of unrolled steps and of steps with dx > 0, largest dx, non-finite loss."""
+    import numpy as np
+
+    grouped = rows.groupby(rows["run_index"].astype(int))
+    return grouped.agg(
+        steps=("stage", "size"),
+        unrolled=("gradient_unrolled", "sum"),
+        dx_positive=("loss_dx_max", lambda x: int(np.sum(np.asarray(x, float) > 0))),
+        max_dx=("loss_dx_max", "max"),
+        nonfinite=("loss_all", lambda x: bool(np.any(~np.isfinite(np.asarray(x, float))))),
+    )
+
+
+def _stage_row(study: StudyData, conf: str, stage: int, rows: pd.DataFrame) -> dict:
+    import numpy as np
+
+    per_run = run_training_metrics(rows)
+    total = int(per_run["steps"].sum())
+    q25, median, q75 = np.percentile(per_run["steps"], [25, 50, 75]) if total else (math.nan,) * 3
+    return {
+        "study": study.label, "preset": study.preset, "configuration": conf, "stage": stage,
+        "n_runs": len(per_run), "steps_median": median, "steps_q25": q25, "steps_q75": q75, "steps_total": total,
+        "unrolled_percent": 100.0 * per_run["unrolled"].sum() / total if total else math.nan,
+        "dx_positive_percent": 100.0 * per_run["dx_positive"].sum() / total if total else math.nan,
+        "runs_with_dx_positive": int((per_run["dx_positive"] > 0).sum()),
+        "max_dx": float(per_run["max_dx"].max()) if total else math.nan,
+        "median_run_max_dx": float(per_run["max_dx"].median()) if total else math.nan,
+        "runs_with_nonfinite_loss": int(per_run["nonfinite"].sum()),
+    }  # fmt: skip
+
+
+def training_table(studies: Sequence[StudyData]) -> pd.DataFrame:
+    """Per study, stage (0 and 1 over every started run, 2 per configuration): lengths and numerics."""
+    import pandas as pd
+
+    rows = []
+    for s in studies:
+        for stage in (0, 1):
+            rows.append(_stage_row(s, "pretraining", stage, s.pretraining[s.pretraining["stage"] == stage]))
+        for conf in s.configurations:
+            rows.append(_stage_row(s, conf, 2, s.training[conf]))
+    return pd.DataFrame(rows)
+
+
+def layer_difference(changes: pd.DataFrame, mid: str, sup: str) -> pd.Series:
+    """Per run (indexed by run) ΔX^sup − ΔX^mid in percentage points."""
+    import pandas as pd
+
+    if mid not in changes.columns or sup not in changes.columns:
+        return pd.Series(dtype=float)
+    indexed = changes.set_index(changes["run_index"].astype(int))
+    return (pd.to_numeric(indexed[sup], errors="coerce") - pd.to_numeric(indexed[mid], errors="coerce")).dropna()
+
+
+def contrast_rows(study: StudyData) -> list[dict]:
+    """Ablation contrasts of one study: each configuration's layer difference against the baseline's."""
+    from analysis.study_summary import wilcoxon_paired
+
+    if BASELINE not in study.changes:
+        return []
+    rows = []
+    for conf in study.configurations:
+        if conf == BASELINE:
+            continue
+        for name, mid, sup in CONTRASTS:
+            base = layer_difference(study.changes[BASELINE], mid, sup)
+            other = layer_difference(study.changes[conf], mid, sup)
+            paired = other.to_frame("conf").join(base.to_frame("base"), how="inner")
+            rows.append({
+                "study": study.label, "preset": study.preset, "configuration": conf,
+                "comparison": f"{name}: {conf} vs {BASELINE}", "x": f"{BASELINE} {sup} - {mid}",
+                "y": f"{conf} {sup} - {mid}", "unit": "percentage points",
+                **wilcoxon_paired((paired["conf"] - paired["base"]).to_numpy(float)),
+            })  # fmt: skip
+    return rows
+
+
+def stats_table(studies: Sequence[StudyData]) -> pd.DataFrame:
+    """The studies' study_stats.csv rows plus the ablation contrasts."""
+    import pandas as pd
+
+    parts = []
+    for s in studies:
+        parts.append(s.stats.assign(study=s.label, preset=s.preset))
+        contrasts = contrast_rows(s)
+        if contrasts:
+            parts.append(pd.DataFrame(contrasts))
+    table = pd.concat(parts, ignore_index=True)
+    return table[["study", "preset", *[c for c in table.columns if c not in ("study", "preset")]]]
+
+
+# ----------------------------------------------------------------------------------------------- markdown
+def _fmt(value: float, digits: int = 3) -> str:
+    return "–" if value is None or not math.isfinite(float(value)) else f"{float(value):.{digits}g}"
+
+
+def _iqr(row: pd.Series) -> str:
+    if not math.isfinite(float(row["median"])):
+        return "–"
+    return f"{float(row['median']):+.1f} [{float(row['q25']):+.1f}, {float(row['q75']):+.1f}]"
+
+
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+SUMMARY_QUANTITIES: tuple[tuple[str, str], ...] = (
+    *((f"d_J_{k}_{x}", f"Δ\\|J_{k}\\| {'mid' if x == 'm' else 'sup'} (%)") for x in ("m", "s")
+      for k in ("EE", "IE", "EI", "II")),
+    ("d_f_E", "Δf_E (%)"), ("d_f_I", "Δf_I (%)"), ("d_cE_m", "Δc_E (%)"), ("d_cI_m", "Δc_I (%)"),
+    ("staircase_offset_pre", "staircase offset pre (°)"), ("staircase_offset_post", "staircase offset post (°)"),
+    ("psychometric_offset_pre", "threshold pre (°)"), ("psychometric_offset_post", "threshold post (°)"),
+)  # fmt: skip
+
+
+def markdown_report(runs: pd.DataFrame, summary: pd.DataFrame, training: pd.DataFrame, stats: pd.DataFrame) -> str:
+    """The comparison tables in Markdown, ready to paste into docs/results.md."""
+    out = ["## Runs", ""]
+    out.append(_markdown_table(
+        ["study", "configuration", "started", "excluded after pretraining", "in stage 2", "excluded by analysis",
+         "retained"],
+        [[r.study, r.configuration, r.runs_started,
+          f"{r.excluded_after_pretraining} ({r.pretraining_exclusion or '–'})", r.runs_in_stage2,
+          f"{r.excluded_by_analysis} ({r.analysis_exclusion or '–'})", r.runs_retained]
+         for r in runs.itertuples()],
+    ))  # fmt: skip
+    columns = [(s, c) for s, c in dict.fromkeys(zip(summary["study"], summary["configuration"], strict=True))]
+    lookup = {(r["study"], r["configuration"], r["quantity"]): r for _, r in summary.iterrows()}
+    out += ["", "## Changes over stage 2 and behaviour: median [IQR] over retained runs", ""]
+    rows = []
+    for quantity, label in SUMMARY_QUANTITIES:
+        cells = []
+        for key in columns:
+            row = lookup.get((*key, quantity))
+            cell = "–" if row is None else _iqr(row)
+            if row is not None and int(row.get("n_not_measured", 0) or 0):
+                cell += f" ({int(row['n_not_measured'])} not measured)"
+            cells.append(cell)
+        rows.append([label, *cells])
+    n_row = ["n (retained runs)", *[str(int(lookup[(*k, "d_J_II_s")]["n"])) if (*k, "d_J_II_s") in lookup else "–"
+                                    for k in columns]]  # fmt: skip
+    out.append(_markdown_table(["quantity", *[f"{s}: {c}" for s, c in columns]], [n_row, *rows]))
+    out += ["", "## Training: stage lengths and numerics", ""]
+    out.append(_markdown_table(
+        ["study", "stage", "configuration", "runs", "steps median [IQR]", "unrolled steps", "steps with dx > 0",
+         "runs with dx > 0", "largest dx (median of runs)", "non-finite loss"],
+        [[r.study, r.stage, r.configuration, r.n_runs,
+          f"{_fmt(r.steps_median)} [{_fmt(r.steps_q25)}, {_fmt(r.steps_q75)}]", f"{_fmt(r.unrolled_percent)} %",
+          f"{_fmt(r.dx_positive_percent)} %", r.runs_with_dx_positive,
+          f"{_fmt(r.max_dx)} ({_fmt(r.median_run_max_dx)})", r.runs_with_nonfinite_loss]
+         for r in training.itertuples()],
+    ))  # fmt: skip
+    out += ["", "## Tests (Wilcoxon signed-rank, two-sided; effect size: matched-pairs rank-biserial r)", ""]
+    out.append(_markdown_table(
+        ["study", "configuration", "comparison", "n", "median difference", "p", "r", "note"],
+        [[r.study, r.configuration, r.comparison, int(r.n), _fmt(r.median_difference), _fmt(r.p), _fmt(r.effect_size),
+          "" if not isinstance(r.note, str) else r.note]
+         for r in stats.itertuples() if not str(r.comparison).startswith(("staircase", "psychometric"))],
+    ))  # fmt: skip
+    return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------- figure
+def plot_comparison(studies: Sequence[StudyData], stats: pd.DataFrame, path: Path) -> Path:
+    """Per study (row) and configuration (column): per-run changes of J_II, J_EI, J_EE, J_IE, middle then
+    superficial, joined per run, medians in black; the published baseline medians as red diamonds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from training.results_io import atomic_savefig
+
+    confs = list(dict.fromkeys(c for s in studies for c in s.configurations))
+    fig, axes = plt.subplots(len(studies), len(confs), figsize=(4.6 * len(confs), 3.6 * len(studies)),
+                             squeeze=False, sharey=True)  # fmt: skip
+    lookup = {(r["study"], r["configuration"], r["comparison"]): r for _, r in stats.iterrows()}
+    for i, study in enumerate(studies):
+        for j, conf in enumerate(confs):
+            ax = axes[i, j]
+            changes = study.changes.get(conf)
+            if changes is None or changes.empty:
+                ax.text(0.5, 0.5, "no retained runs", ha="center", va="center", transform=ax.transAxes)
+                ax.set_axis_off()
+                continue
+            for k, weight in enumerate(FIGURE_WEIGHTS):
+                mid = pd_numeric(changes, f"{weight}_m")
+                sup = pd_numeric(changes, f"{weight}_s")
+                x = np.array([3 * k, 3 * k + 1], dtype=float)
+                colour = "tab:blue" if weight in ("J_II", "J_EI") else "tab:red"
+                for a, b in zip(mid, sup, strict=True):
+                    ax.plot(x, [a, b], color=colour, alpha=0.35, lw=0.8, marker="o", ms=2.5)
+                ax.plot(x, [np.nanmedian(mid), np.nanmedian(sup)], color="black", lw=2, marker="_", ms=14)
+                if conf == BASELINE:
+                    for dx, layer in ((0, "m"), (1, "s")):
+                        published = PUBLISHED_BASELINE.get(f"{weight}_{layer}")
+                        if published is not None:
+                            ax.plot(x[dx], published, marker="D", color="crimson", ms=7, mfc="none", mew=1.5)
+            ax.axhline(0, color="grey", lw=0.6, ls="--")
+            ax.set_xticks([3 * k + d for k in range(len(FIGURE_WEIGHTS)) for d in (0, 1)])
+            ax.set_xticklabels([f"{w[2:]}\n{layer}" for w in FIGURE_WEIGHTS for layer in ("mid", "sup")], fontsize=8)
+            row = lookup.get((study.label, conf, "dJ_II sup vs mid"))
+            test = "" if row is None else (f"ΔJ_II sup−mid: median {_fmt(row['median_difference'])} pp, "
+                                           f"p = {_fmt(row['p'])}")  # fmt: skip
+            ax.set_title(f"{study.label}: {conf.removeprefix('conf_')} (n = {len(changes)})\n{test}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel("change over stage 2 (%)")
+    handles = [
+        plt.Line2D([], [], color="tab:blue", marker="o", label="inhibitory (per run)"),
+        plt.Line2D([], [], color="tab:red", marker="o", label="excitatory (per run)"),
+        plt.Line2D([], [], color="black", lw=2, label="median"),
+        plt.Line2D([], [], color="crimson", marker="D", mfc="none", ls="",
+                   label="earlier implementation, published median"),
+    ]  # fmt: skip
+    fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False, fontsize=9)
+    fig.suptitle("Does training raise inhibition specifically in the superficial layer?", fontsize=12)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    atomic_savefig(fig, path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def pd_numeric(changes: pd.DataFrame, column: str):
+    """A column of percent changes as floats (all NaN when absent)."""
+    import numpy as np
+    import pandas as pd
+
+    if column not in changes.columns:
+        return np.full(len(changes), np.nan)
+    return pd.to_numeric(changes[column], errors="coerce").to_numpy(float)
+
+
+# ------------------------------------------------------------------------------------------------ command
+def compare_studies(folders: Sequence[Path], out: Path) -> list[Path]:
+    """Write every comparison output for these study folders into ``out``; return the paths."""
+    rio = _results_io()
+    studies = load_studies(folders)
+    out.mkdir(parents=True, exist_ok=True)
+    runs, summary = runs_table(studies), summary_table(studies)
+    training, stats = training_table(studies), stats_table(studies)
+    for table, name in ((runs, OUTPUTS[0]), (summary, OUTPUTS[1]), (training, OUTPUTS[2]), (stats, OUTPUTS[3])):
+        rio.atomic_write_csv(table, out / name)
+    rio.atomic_write_text(out / OUTPUTS[4], markdown_report(runs, summary, training, stats))
+    plot_comparison(studies, stats, out / OUTPUTS[5])
+    logger.info("comparison of %d studies written to %s (see %s)", len(studies), out, out / OUTPUTS[4])
+    return [out / name for name in OUTPUTS]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis.study_comparison",
+        description="Compare analysed studies (e.g. one per preset): runs, changes over stage 2, training "
+        "numerics, the paired tests and the ablation contrasts, as CSV, Markdown and one figure.",
+    )
+    parser.add_argument("folders", nargs="+", type=Path, help="analysed results folders (hold study_summary.csv)")
+    parser.add_argument("--out", type=Path, default=Path("results/comparison"), help="output folder")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Compare the studies named on the command line."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    compare_studies(args.folders, args.out)
+
+
+if __name__ == "__main__":
+    arguments = parse_args()  # before the heavy imports, so that --help answers at once
+    from training.results_io import run_entry_point
+
+    sys.exit(run_entry_point(lambda: run(arguments)))

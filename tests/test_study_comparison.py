@@ -1,0 +1,192 @@
+"""The cross-study comparison (analysis/study_comparison.py) on two tiny synthetic studies: its tables agree
+with the per-study files they come from, its training numerics and ablation contrast are computed as defined,
+and its command line fails on bad input with one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import main_analysis as ma
+from analysis import study_comparison as sc
+from analysis.study_summary import wilcoxon_paired
+from tests.test_analysis_pipeline import CONF, SMALL, write_study
+from training.results_io import atomic_write_csv
+
+REPO = Path(__file__).resolve().parents[1]
+OTHER = "conf_midonly_readout"
+
+
+def make_study(root: Path, preset: str, seed: int) -> Path:
+    """Three trained runs in two configurations (run 2 stuck), plus a fourth run excluded after pretraining
+    (final threshold 2 deg); the second configuration raises J_II_s during stage 2; gradient paths and dx known."""
+    write_study(root, seed=seed)
+    shutil.copytree(root / CONF, root / OTHER)
+    (root / OTHER / f"parameters_{CONF}.py").rename(root / OTHER / f"parameters_{OTHER}.py")
+    for conf in (CONF, OTHER):
+        train = pd.read_csv(root / conf / "training_results.csv")
+        step = train["SGD_steps"]
+        train["gradient_unrolled"] = (step < 3).astype(int)  # 3 of 12 steps per run: 25 %
+        train["loss_dx_max"] = np.where(step % 2 == 0, 0.0, 0.1 * (train["run_index"] + 1))  # half the steps
+        if conf == OTHER:
+            train["J_II_s"] *= 1.0 + 0.02 * step
+        atomic_write_csv(train, root / conf / "training_results.csv")
+    pre = pd.read_csv(root / "pretraining_results.csv")
+    pre["gradient_unrolled"] = np.where(pre["stage"] == 0, 1, 0)
+    pre["loss_dx_max"] = 0.0
+    extra = pre[pre["run_index"] == 0].copy()
+    extra["run_index"] = 3
+    extra.loc[extra["stage"] == 1, "psychometric_offset"] = 2.0
+    atomic_write_csv(pd.concat([pre, extra], ignore_index=True), root / "pretraining_results_complete.csv")
+    (root / "excluded_runs_from_pretraining.csv").write_text("3\n")
+    record = {"results_format_version": "1.0", "study": {"preset": preset, "runs": 4, "base_seed": seed}}
+    (root / "environment.json").write_text(json.dumps(record))
+    ma.run_analysis(root, [CONF, OTHER], parts=("exclusion", "changes", "stats"), settings=SMALL)
+    return root
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory) -> tuple[list[Path], Path]:
+    base = tmp_path_factory.mktemp("comparison")
+    folders = [make_study(base / "ref", "reference", 0), make_study(base / "cor", "corrected", 1)]
+    out = base / "out"
+    sc.compare_studies(folders, out)
+    return folders, out
+
+
+def test_every_output_is_written(compared) -> None:
+    _, out = compared
+    for name in sc.OUTPUTS:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    image = mpimg.imread(out / "comparison.png")
+    assert image.shape[0] > 400 and image.shape[1] > 600
+    text = (out / "comparison.md").read_text()
+    for heading in ("## Runs", "## Changes over stage 2", "## Training", "## Tests"):
+        assert heading in text
+    assert "reference: conf_baseline" in text and "corrected: conf_midonly_readout" in text
+
+
+def test_runs_table_counts_both_exclusions(compared) -> None:
+    _, out = compared
+    runs = pd.read_csv(out / "comparison_runs.csv")
+    assert len(runs) == 4 and set(runs["study"]) == {"reference", "corrected"}
+    assert (runs["runs_started"] == 4).all() and (runs["excluded_after_pretraining"] == 1).all()
+    assert runs["pretraining_exclusion"].str.contains("run 3: final threshold 2 deg").all()
+    assert (runs["runs_in_stage2"] == 3).all() and (runs["excluded_by_analysis"] == 1).all()
+    assert runs["analysis_exclusion"].str.contains("run 2: stuck at the offset ceiling").all()
+    assert (runs["runs_retained"] == 2).all()
+
+
+def test_summary_rows_are_the_studies_own(compared) -> None:
+    folders, out = compared
+    summary = pd.read_csv(out / "comparison_summary.csv")
+    for folder, label in zip(folders, ("reference", "corrected"), strict=True):
+        own = pd.read_csv(folder / "study_summary.csv")
+        mine = summary[summary["study"] == label].drop(columns=["study", "preset"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, own, check_dtype=False)
+
+
+def test_training_numerics_follow_their_definitions(compared) -> None:
+    _, out = compared
+    training = pd.read_csv(out / "comparison_training.csv")
+    stage2 = training[training["stage"] == 2]
+    assert len(stage2) == 4 and (stage2["n_runs"] == 3).all() and (stage2["steps_median"] == 12).all()
+    np.testing.assert_allclose(stage2["unrolled_percent"], 25.0)
+    np.testing.assert_allclose(stage2["dx_positive_percent"], 50.0)
+    np.testing.assert_allclose(stage2["max_dx"], 0.3)  # run 2: 0.1 * 3
+    np.testing.assert_allclose(stage2["median_run_max_dx"], 0.2)
+    assert (stage2["runs_with_dx_positive"] == 3).all()
+    pre = training[training["configuration"] == "pretraining"].set_index(["study", "stage"])
+    assert (pre["n_runs"] == 4).all()  # every started run, the excluded one too
+    assert pre.loc[("reference", 0), "unrolled_percent"] == 100.0
+    assert pre.loc[("reference", 1), "unrolled_percent"] == 0.0
+    assert (pre["dx_positive_percent"] == 0.0).all()
+
+
+def test_ablation_contrast_is_the_paired_test_of_layer_differences(compared) -> None:
+    folders, out = compared
+    stats = pd.read_csv(out / "comparison_stats.csv")
+    row = stats[(stats["study"] == "reference") & (stats["comparison"] == f"dJ_II sup-mid: {OTHER} vs {CONF}")]
+    assert len(row) == 1
+    changes = {}
+    for conf in (CONF, OTHER):
+        rc = pd.read_csv(folders[0] / conf / "rel_changes_train.csv").set_index("run_index").loc[[0, 1]]
+        changes[conf] = rc["J_II_s"] - rc["J_II_m"]
+    expected = wilcoxon_paired((changes[OTHER] - changes[CONF]).to_numpy())
+    assert int(row["n"].iloc[0]) == expected["n"] == 2
+    np.testing.assert_allclose(row["median_difference"].iloc[0], expected["median_difference"])
+    assert row["median_difference"].iloc[0] > 0  # J_II_s was raised in the second configuration
+    # the studies' own tests are carried over unchanged
+    own = pd.read_csv(folders[0] / "study_stats.csv")
+    carried = stats[(stats["study"] == "reference") & stats["comparison"].isin(own["comparison"])]
+    np.testing.assert_allclose(carried["median_difference"].to_numpy(), own["median_difference"].to_numpy())
+
+
+def test_two_studies_of_one_preset_get_distinct_labels() -> None:
+    assert sc.unique_labels(["reference", "reference", "corrected"], [Path("a"), Path("b"), Path("c")]) == [
+        "reference (a)", "reference (b)", "corrected"]  # fmt: skip
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "analysis.study_comparison", *args], cwd=REPO,
+                          capture_output=True, text=True)  # fmt: skip
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(compared, tmp_path) -> None:
+    folders, _ = compared
+    missing = run_cli(str(tmp_path / "nope"), "--out", str(tmp_path / "o"))
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+    assert "not found" in missing.stderr
+    unanalysed = tmp_path / "unanalysed"
+    shutil.copytree(folders[0], unanalysed)
+    (unanalysed / "study_summary.csv").unlink()
+    shown = run_cli(str(unanalysed), "--out", str(tmp_path / "o"))
+    assert shown.returncode == 2 and len(shown.stderr.strip().splitlines()) == 1
+    assert "study_summary.csv" in shown.stderr
+    assert not (tmp_path / "o").exists()  # nothing started
+
+
+def test_cli_help_needs_no_heavy_modules() -> None:
+    code = ("import runpy, sys; sys.argv = [sys.argv[0], '--help']\ntry:\n"
+            "    runpy.run_module('analysis.study_comparison', run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('jax', 'pandas', 'matplotlib', 'numpy') if m in sys.modules))")  # fmt: skip
+    shown = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert shown.returncode == 0 and "--out" in shown.stdout and shown.stdout.strip().endswith("[]")
+
+
+@pytest.mark.slow
+def test_quick_studies_of_both_presets_compare_end_to_end(tmp_path) -> None:
+    """The docs/results.md comparison at a tiny size: a study per preset through main.py (training, the whole
+    analysis), then the comparison command; checks that the tables and figure are produced, not the science."""
+    from tests.test_main import TINY
+
+    folders = []
+    for preset in ("reference", "corrected"):
+        root = tmp_path / preset
+        done = subprocess.run([sys.executable, "main.py", "--quick", "--preset", preset, "--overrides-json",
+                               json.dumps(TINY), "--results-root", str(root)], cwd=REPO, capture_output=True,
+                              text=True, timeout=1500)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        (folder,) = list(root.iterdir())
+        folders.append(folder)
+    out = tmp_path / "comparison"
+    shown = run_cli(*map(str, folders), "--out", str(out))
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    runs = pd.read_csv(out / "comparison_runs.csv")
+    assert sorted(set(runs["study"])) == ["corrected", "reference"]
+    assert set(runs["configuration"]) == {CONF, OTHER} and (runs["runs_started"] == 2).all()
+    training = pd.read_csv(out / "comparison_training.csv")
+    assert sorted(set(training["stage"])) == [0, 1, 2] and (training["steps_total"] > 0).all()
+    stats = pd.read_csv(out / "comparison_stats.csv")
+    assert {f"dJ_II sup-mid: {OTHER} vs {CONF}", "dJ_II sup vs mid"} <= set(stats["comparison"])
+    assert mpimg.imread(out / "comparison.png").shape[0] > 400
+    assert "## Tests" in (out / "comparison.md").read_text()
