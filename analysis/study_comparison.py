@@ -288,9 +288,11 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 
 def _iqr(row: pd.Series) -> str:
+    """'median [q25, q75]', signed for changes."""
     if not math.isfinite(float(row["median"])):
         return "–"
-    return f"{float(row['median']):+.1f} [{float(row['q25']):+.1f}, {float(row['q75']):+.1f}]"
+    f = "+.1f" if str(row["quantity"]).startswith("d_") else ".2f"
+    return f"{float(row['median']):{f}} [{float(row['q25']):{f}}, {float(row['q75']):{f}}]"
 
 
 def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
