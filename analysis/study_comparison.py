@@ -1,5 +1,6 @@
-"""Comparison of finished studies side by side (e.g. one per preset): the tables and figure behind
-``docs/results.md``.
+"""Comparison of finished studies side by side (e.g. one per preset): the tables and figure that answer the
+reproduction question (does stage 2 raise inhibition specifically in the superficial layer, and does that
+depend on reading out from it?) for each study.
 
 Usage::
 
