@@ -60,6 +60,10 @@ from analysis.mvpa_responses import MvpaSettings, ResponseCache, mvpa_scores_for
 from analysis.snapshots import SnapshotLoader, configuration_parameters_path, read_parameters, training_results_path
 from analysis.tuning_curves import tuning_curve_blocks
 from parameters import Parameters
+from study.layout import EXCLUDED_ALL, EXCLUDED_CONF, EXCLUDED_DETAILS
+from study.layout import REPORT as REPORT_HTML
+from study.logs import setup_logging
+from study.quick import QUICK_ANALYSIS_MVPA_TRIALS, QUICK_ANALYSIS_MW_STEP
 from training.results_io import (
     PRETRAINING_RESULTS,
     SSN_COLUMNS,
@@ -81,9 +85,6 @@ CONF_TC = "tuning_curves.csv"
 CONF_FEATURES = "tuning_curve_features.csv"
 REL_PRETRAIN = "rel_changes_pretrain.csv"
 REL_TRAIN = "rel_changes_train.csv"
-EXCLUDED_CONF = "excluded_runs.csv"
-EXCLUDED_ALL = "excluded_runs_all.csv"
-EXCLUDED_DETAILS = "excluded_runs_details.csv"
 SCORE_TABLES: tuple[str, ...] = ("MVPA_scores", "Mahal_scores", "Mahal_details", "LMI")
 MVPA_SETTINGS = "MVPA_settings.json"
 STATS_PAIRED = "stats_paired_tests.csv"
@@ -94,7 +95,6 @@ PRETRAINING_FIGURES = "pretraining_figures"
 FIGURES = "figures"
 PER_RUN = "per_run"
 SUMMARY_PDF = "summary.pdf"
-REPORT_HTML = "report.html"
 COLOR_BY: tuple[str, ...] = ("type", "run_index", "pref_ori", "phase")
 CORRELATION_TARGETS: tuple[str, ...] = ("psychometric_offset", "staircase_offset", "loss_binary_cross_entr")
 TRIANGLES: tuple[tuple[int, str, float], ...] = (
@@ -156,8 +156,8 @@ class AnalysisSettings:
                 "normalise": m.normalise, "noise_std": m.noise_std, "n_splits": m.n_splits, "seed": m.seed}  # fmt: skip
 
 
-QUICK_SETTINGS = AnalysisSettings(mvpa=MvpaSettings(trials=40), mw_step=1.0)
-"""Small sizes for a quick look (``--quick``): 40 MVPA trials, 1° Mann-Whitney steps."""
+QUICK_SETTINGS = AnalysisSettings(mvpa=MvpaSettings(trials=QUICK_ANALYSIS_MVPA_TRIALS), mw_step=QUICK_ANALYSIS_MW_STEP)
+"""Small sizes for a quick look (``--quick``, study.quick): 40 MVPA trials, 1° Mann-Whitney steps."""
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -885,9 +885,7 @@ def settings_from_args(args: argparse.Namespace) -> AnalysisSettings:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m analysis.main_analysis``."""
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(None, level=logging.DEBUG if args.verbose else logging.INFO)
     confs = args.configs if args.configs is not None else discover_configurations(args.results_folder)
     run_analysis(
         args.results_folder,

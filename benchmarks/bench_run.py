@@ -18,6 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from parameters import Parameters  # noqa: E402
+from study.layout import StudyLayout  # noqa: E402
+from study.logs import setup_logging  # noqa: E402
+from study.parameter_files import REPO_PARAMETERS  # noqa: E402
 from training import main_pretraining, main_training  # noqa: E402
 
 
@@ -27,18 +30,18 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=None, help="results folder (default: a temporary one)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(None)
     folder = args.folder or Path(tempfile.mkdtemp(prefix="bench_run_"))
     params = Parameters()
     start = time.perf_counter()
     main_pretraining.run_pretraining_job(folder, params, args.seed, 0, progress=False)
     pretraining_s = time.perf_counter() - start
     main_pretraining.assemble_pretraining(folder, params, 1)
-    conf = folder / "conf_baseline"
-    conf.mkdir(exist_ok=True)
-    (conf / "parameters_conf_baseline.py").write_text((ROOT / "parameters.py").read_text())
+    conf = StudyLayout(folder).configuration("conf_baseline")
+    conf.folder.mkdir(exist_ok=True)
+    conf.parameters.write_text(REPO_PARAMETERS.read_text())
     start = time.perf_counter()
-    main_training.run_training_job(conf, 0, args.seed, progress=False)
+    main_training.run_training_job(conf.folder, 0, args.seed, progress=False)
     training_s = time.perf_counter() - start
     logging.info("pretraining job (init, stages 0-1, regressions): %.0f s; stage 2: %.0f s; total %.0f s",
                  pretraining_s, training_s, pretraining_s + training_s)  # fmt: skip

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from parameters import Parameters
+from study.quick import TEST_OVERRIDES
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
 
@@ -51,19 +52,13 @@ def golden_log_params(golden: dict) -> dict:
     return log_params
 
 
-TINY_OVERRIDES = {
-    "PretrainingPars": {"batch_size": 6, "SGD_steps": 4, "stage1_batch_size": 6, "stage1_SGD_steps": 3,
-                        "flip_test_trials": 20, "regression_trials": 60, "post_stage1_regression_trials": 120,
-                        "regression_chunk": 60, "min_acc_check_ind": 1, "run_threshold_range": [0.0, 181.0]},
-    "TrainingPars": {"probe_trials": 8, "probe_repeats": 2, "validation_trials": 16, "batch_size": 6,
-                     "SGD_steps": 4},
-}  # fmt: skip
-"""Small batch sizes, step counts and probes for end-to-end tests (every stage still runs every rule)."""
+TINY_OVERRIDES = TEST_OVERRIDES
+"""Small batch sizes, step counts and probes for end-to-end tests (study.quick, with the other small presets)."""
 
 
 def write_parameters_file(path: Path, overrides: dict) -> Path:
     """A copy of the repository's parameters.py with an appended OVERRIDES block (as a run writes it)."""
-    from util import write_parameters_copy
+    from study.parameter_files import write_parameters_copy
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_parameters_copy(path, overrides)

@@ -1,4 +1,4 @@
-"""main.py and util.py: results folders, records, parameter copies, bad input, job running; end-to-end studies.
+"""main.py, util.py and study/: results folders, records, parameter copies, bad input, job running; end-to-end studies.
 
 The end-to-end tests (marked slow) run real training with TINY, a preset much smaller than --quick, passed with
 --overrides-json.
@@ -23,19 +23,14 @@ from pathlib import Path
 import pytest
 
 import main
-import util
 from parameters import ParameterError, Parameters, build_parameters, load_parameters_file
+from study import logs, parameter_files, records
+from study.quick import END_TO_END_OVERRIDES
+from training import results_io
 from training.results_io import ResultsFileError, read_results_csv
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {
-    "TrainingPars": {"SGD_steps": 2, "batch_size": 4, "probe_trials": 8, "probe_repeats": 1, "validation_trials": 8},
-    "PretrainingPars": {
-        "SGD_steps": 2, "stage1_SGD_steps": 2, "batch_size": 4, "stage1_batch_size": 4, "min_acc_check_ind": 1,
-        "flip_test_trials": 8, "regression_trials": 60, "post_stage1_regression_trials": 60, "regression_chunk": 60,
-        "run_threshold_range": [0.0, 181.0],
-    },
-}  # fmt: skip
+TINY = END_TO_END_OVERRIDES
 FAKE_JAX = {"backend": "cpu", "devices": ["cpu:0"]}
 
 
@@ -54,23 +49,23 @@ def error_lines(capsys) -> list[str]:
 # ------------------------------------------------------------------------------------------------ folders
 def test_results_folder_name_and_smallest_unused_version(tmp_path):
     date = dt.date(2024, 1, 8)
-    assert util.results_folder_name(date, 0) == "Jan08_v0"
-    assert util.results_folder_name(dt.date(2025, 12, 31), 12) == "Dec31_v12"
+    assert records.results_folder_name(date, 0) == "Jan08_v0"
+    assert records.results_folder_name(dt.date(2025, 12, 31), 12) == "Dec31_v12"
     root = tmp_path / "results"
-    assert util.make_results_folder(root, date) == root / "Jan08_v0"
-    assert util.make_results_folder(root, date) == root / "Jan08_v1"
+    assert records.make_results_folder(root, date) == root / "Jan08_v0"
+    assert records.make_results_folder(root, date) == root / "Jan08_v1"
     (root / "Jan08_v3").mkdir()
-    assert util.make_results_folder(root, date) == root / "Jan08_v2"
-    assert util.make_results_folder(root, date) == root / "Jan08_v4"
-    assert util.make_results_folder(root, dt.date(2024, 2, 1)) == root / "Feb01_v0"
+    assert records.make_results_folder(root, date) == root / "Jan08_v2"
+    assert records.make_results_folder(root, date) == root / "Jan08_v4"
+    assert records.make_results_folder(root, dt.date(2024, 2, 1)) == root / "Feb01_v0"
     assert all(p.is_dir() for p in root.iterdir())
 
 
 def test_environment_record(tmp_path):
-    path = util.write_environment_record(tmp_path, ["main.py", "--runs", "3"], 7, extra={"study": {"x": 1}})
+    path = records.write_environment_record(tmp_path, ["main.py", "--runs", "3"], 7, extra={"study": {"x": 1}})
     record = json.loads(path.read_text())
     assert path == tmp_path / "environment.json"
-    assert record["results_format_version"] == util.RESULTS_FORMAT_VERSION
+    assert record["results_format_version"] == records.RESULTS_FORMAT_VERSION
     assert record["python"] == sys.version
     assert record["command_line"] == [sys.executable, "main.py", "--runs", "3"]
     assert record["base_seed"] == 7 and record["study"] == {"x": 1}
@@ -80,7 +75,7 @@ def test_environment_record(tmp_path):
     assert record["packages"]["jax"] == importlib.metadata.version("jax")
     assert record["jax"]["backend"] in {"cpu", "gpu", "cuda", "rocm", "tpu"}
     assert record["jax"]["devices"]
-    assert util.read_environment_record(tmp_path)["base_seed"] == 7
+    assert records.read_environment_record(tmp_path)["base_seed"] == 7
 
 
 @pytest.mark.parametrize(
@@ -91,18 +86,18 @@ def test_environment_record(tmp_path):
 def test_environment_record_problems_are_named(tmp_path, content, message):
     if content is not None:
         (tmp_path / "environment.json").write_text(content)
-    with pytest.raises(util.ResultsFolderError, match=message):
-        util.read_environment_record(tmp_path)
-    with pytest.raises(util.ResultsFolderError, match="not found"):
-        util.read_environment_record(tmp_path / "absent")
+    with pytest.raises(records.ResultsFolderError, match=message):
+        records.read_environment_record(tmp_path)
+    with pytest.raises(records.ResultsFolderError, match="not found"):
+        records.read_environment_record(tmp_path / "absent")
 
 
 def test_format_compatibility_is_by_major_version():
-    major = util.RESULTS_FORMAT_VERSION.split(".")[0]
-    assert util.is_compatible_format(util.RESULTS_FORMAT_VERSION)
-    assert util.is_compatible_format(f"{major}.99")
-    assert not util.is_compatible_format(f"{int(major) + 1}.0")
-    assert not util.is_compatible_format(None) and not util.is_compatible_format(1.0)
+    major = records.RESULTS_FORMAT_VERSION.split(".")[0]
+    assert records.is_compatible_format(records.RESULTS_FORMAT_VERSION)
+    assert records.is_compatible_format(f"{major}.99")
+    assert not records.is_compatible_format(f"{int(major) + 1}.0")
+    assert not records.is_compatible_format(None) and not records.is_compatible_format(1.0)
 
 
 # ------------------------------------------------------------------------------------------- parameter files
@@ -110,13 +105,13 @@ def test_parameters_copy_is_the_source_text_plus_a_readable_overrides_block(tmp_
     overrides = {"TrainingPars": {"SGD_steps": 7, "test_offsets": [1.0, 3.0, 7.0, 9.0], "staircase_rule": "legacy"},
                  "SSNPars": {"p_local_s": (1.0, 1.0)}, "PretrainingPars": {"is_on": False}}  # fmt: skip
     path = tmp_path / "parameters_x.py"
-    util.write_parameters_copy(path, overrides, title="a title")
+    parameter_files.write_parameters_copy(path, overrides, title="a title")
     text, source = path.read_text(), (REPO / "parameters.py").read_text()
     assert text.startswith(source.rstrip("\n"))
     block = text[len(source.rstrip("\n")) :]
     assert "# a title" in block and '"staircase_rule": "legacy",' in block and "OVERRIDES = {" in block
     assert all(len(line) <= 120 for line in text.splitlines())
-    assert util.read_overrides(path) == overrides
+    assert parameter_files.read_overrides(path) == overrides
     loaded = load_parameters_file(path)
     assert loaded.training.SGD_steps == 7 and loaded.training.test_offsets == (1.0, 3.0, 7.0, 9.0)
     assert loaded.training.staircase_rule == "legacy" and loaded.ssn.p_local_s == (1.0, 1.0)
@@ -128,11 +123,11 @@ def test_parameters_copy_formats_long_tuples_and_odd_strings(tmp_path):
     trained = Parameters().trained_ssn.trained
     overrides = {"TrainedSSNPars": {"trained": trained}, "ConvPars": {"gradient_mode": "unrolled"}}
     path = tmp_path / "p.py"
-    util.write_parameters_copy(path, overrides)
-    assert util.read_overrides(path) == overrides
+    parameter_files.write_parameters_copy(path, overrides)
+    assert parameter_files.read_overrides(path) == overrides
     assert all(len(line) <= 120 for line in path.read_text().splitlines())
-    assert util.format_value('a "quoted"\\ text') == '"a \\"quoted\\"\\\\ text"'
-    assert util.format_value((1.5,)) == "(1.5,)" and util.format_value([True, 2]) == "[True, 2]"
+    assert parameter_files.format_value('a "quoted"\\ text') == '"a \\"quoted\\"\\\\ text"'
+    assert parameter_files.format_value((1.5,)) == "(1.5,)" and parameter_files.format_value([True, 2]) == "[True, 2]"
 
 
 @pytest.mark.parametrize(
@@ -147,61 +142,61 @@ def test_parameters_copy_formats_long_tuples_and_odd_strings(tmp_path):
 def test_invalid_parameters_copy_raises_and_leaves_no_file(tmp_path, overrides, error, message):
     path = tmp_path / "parameters_bad.py"
     with pytest.raises(error, match=message):
-        util.write_parameters_copy(path, overrides)
+        parameter_files.write_parameters_copy(path, overrides)
     assert not path.exists()
     assert list(tmp_path.iterdir()) == []  # no temporary file left either
 
 
 def test_read_overrides(tmp_path):
-    assert util.read_overrides(REPO / "parameters.py") == {}
+    assert parameter_files.read_overrides(REPO / "parameters.py") == {}
     path = tmp_path / "p.py"
     path.write_text("OVERRIDES: dict = {}\nx = 1\nOVERRIDES = {'A': {'b': (1, 2)}}\n")
-    assert util.read_overrides(path) == {"A": {"b": (1, 2)}}
+    assert parameter_files.read_overrides(path) == {"A": {"b": (1, 2)}}
     path.write_text("OVERRIDES = {'A': {'b': compute()}}\n")
     with pytest.raises(ParameterError, match="literal"):
-        util.read_overrides(path)
+        parameter_files.read_overrides(path)
     path.write_text("OVERRIDES = {'A': 3}\n")
     with pytest.raises(ParameterError, match="ClassName"):
-        util.read_overrides(path)
+        parameter_files.read_overrides(path)
     path.write_text("def broken(:\n")
     with pytest.raises(ParameterError, match="cannot be read"):
-        util.read_overrides(path)
+        parameter_files.read_overrides(path)
 
 
 def test_merge_overrides_does_not_change_its_inputs():
     base = {"A": {"x": 1, "y": 2}, "B": {"z": 3}}
     extra = {"A": {"y": 20}, "C": {"w": 4}}
-    merged = util.merge_overrides(base, extra)
+    merged = parameter_files.merge_overrides(base, extra)
     assert merged == {"A": {"x": 1, "y": 20}, "B": {"z": 3}, "C": {"w": 4}}
     assert base == {"A": {"x": 1, "y": 2}, "B": {"z": 3}} and extra == {"A": {"y": 20}, "C": {"w": 4}}
     merged["B"]["z"] = 0
     assert base["B"]["z"] == 3
-    assert util.conflicting_overrides(base, extra) == ["A.y"]
-    assert util.conflicting_overrides({"A": {"t": [1, 2]}}, {"A": {"t": (1, 2)}}) == []
+    assert parameter_files.conflicting_overrides(base, extra) == ["A.y"]
+    assert parameter_files.conflicting_overrides({"A": {"t": [1, 2]}}, {"A": {"t": (1, 2)}}) == []
 
 
 # --------------------------------------------------------------------------------- scripts, logging, markers
 def test_snapshot_scripts_copies_root_training_and_analysis_files(tmp_path):
-    target = util.snapshot_scripts(tmp_path)
+    target = records.snapshot_scripts(tmp_path)
     for relative in ("main.py", "parameters.py", "configurations.py", "util.py", "training/model.py",
                      "training/results_io.py", "analysis/__init__.py"):  # fmt: skip
         assert (target / relative).read_bytes() == (REPO / relative).read_bytes()
     assert not list(target.rglob("test_*.py"))
-    assert util.changed_scripts(tmp_path) == []
+    assert records.changed_scripts(tmp_path) == []
     (target / "util.py").write_text("# changed\n")
-    assert util.changed_scripts(tmp_path) == ["util.py"]
+    assert records.changed_scripts(tmp_path) == ["util.py"]
 
 
 def test_setup_logging_writes_the_log_file_and_keeps_file_only_records_off_the_terminal(tmp_path, capsys):
     log_path = tmp_path / "log.txt"
     try:
-        util.setup_logging(log_path)
+        logs.setup_logging(log_path)
         logging.getLogger("x").info("to both")
-        logging.getLogger("x").info("file only", extra=util.FILE_ONLY)
-        util.setup_logging(log_path)  # replaces its handlers rather than adding more
+        logging.getLogger("x").info("file only", extra=logs.FILE_ONLY)
+        logs.setup_logging(log_path)  # replaces its handlers rather than adding more
         logging.getLogger("x").warning("once")
     finally:
-        util.close_logging()
+        logs.close_logging()
     logging.getLogger("x").warning("after close")
     text, err = log_path.read_text(), capsys.readouterr().err
     assert "to both" in text and "file only" in text and text.count("once") == 1 and "after close" not in text
@@ -210,22 +205,22 @@ def test_setup_logging_writes_the_log_file_and_keeps_file_only_records_off_the_t
 
 def test_markers(tmp_path):
     path = tmp_path / "a" / "b" / "DONE.json"
-    assert util.read_marker(path) is None
-    util.write_marker(path, {"run_index": 3, "success": True})
-    assert util.read_marker(path) == {"run_index": 3, "success": True}
+    assert results_io.read_marker(path) is None
+    results_io.write_marker(path, {"run_index": 3, "success": True})
+    assert results_io.read_marker(path) == {"run_index": 3, "success": True}
     path.write_text("{trunc")
     with pytest.raises(ResultsFileError, match="corrupt"):
-        util.read_marker(path)
+        results_io.read_marker(path)
     assert main.marker_payload(path) is None  # main redoes a job whose marker is corrupt
     assert not path.exists()  # and removes it, so the job itself does not stop on it
 
 
 def test_folder_lock_is_exclusive(tmp_path):
-    with util.folder_lock(tmp_path):
-        code = f"import util; cm = util.folder_lock({str(tmp_path)!r}); cm.__enter__()"
+    with records.folder_lock(tmp_path):
+        code = f"from study import records; cm = records.folder_lock({str(tmp_path)!r}); cm.__enter__()"
         done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
         assert done.returncode != 0 and "another main.py" in done.stderr
-    with util.folder_lock(tmp_path):
+    with records.folder_lock(tmp_path):
         pass
 
 
@@ -250,7 +245,7 @@ def test_preset_default_choice_and_overrides_on_top(tmp_path):
     plan = parse(["--preset", "corrected", "--overrides-json", '{"TrainingPars": {"staircase_rule": "legacy"}}'])
     assert plan.study.preset == "corrected"
     path = tmp_path / "parameters.py"
-    util.write_parameters_copy(path, plan.study.run_overrides, preset=plan.study.preset)
+    parameter_files.write_parameters_copy(path, plan.study.run_overrides, preset=plan.study.preset)
     params = load_parameters_file(path)
     assert params.training.staircase_rule == "legacy"  # --overrides-json wins over the preset
     assert params.training.plateau_rule == "equal" and params.pretraining.shuffle_labels is False
@@ -276,7 +271,7 @@ def test_study_round_trips_through_json():
     study = parse(["--quick", "--configs", "special"]).study
     assert main.Study.from_json(json.loads(json.dumps(study.to_json())), Path("x")).to_json() == json.loads(
         json.dumps(study.to_json()))  # fmt: skip
-    with pytest.raises(util.ResultsFolderError, match="study"):
+    with pytest.raises(records.ResultsFolderError, match="study"):
         main.Study.from_json({"runs": 1}, Path("x"))
 
 
@@ -295,21 +290,21 @@ def test_prepared_folder_and_configuration_files_leave_the_repository_parameters
     plan = main.plan_from_args(main.build_parser().parse_args(argv))
     try:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(util, "jax_environment", lambda timeout=0: FAKE_JAX)
+            mp.setattr(records, "jax_environment", lambda timeout=0: FAKE_JAX)
             folder = main.create_study_folder(plan, argv)
         main.write_configuration_files(folder, plan.study)
     finally:
-        util.close_logging()
+        logs.close_logging()
     assert repo_parameters_digest() == before
     assert folder.parent == tmp_path.resolve() and folder.name.endswith("_v0")
     note = (folder / "note.txt").read_text()
     assert note.startswith("a note") and "(0, 181)" in note and "--quick" in note
     assert "parameter preset: reference" in note
-    record = util.read_environment_record(folder)
+    record = records.read_environment_record(folder)
     assert record["study"] == json.loads(json.dumps(plan.study.to_json()))
     assert record["study"]["preset"] == "reference"
     for path in [folder / "parameters.py", *folder.glob("*/parameters_*.py")]:
-        assert util.read_preset(path) == "reference" and 'PRESET = "reference"' in path.read_text()
+        assert parameter_files.read_preset(path) == "reference" and 'PRESET = "reference"' in path.read_text()
     assert record["command_line"][1:] == ["main.py", *argv]
     assert (folder / "scripts" / "parameters.py").read_bytes() == (REPO / "parameters.py").read_bytes()
     assert (folder / "log.txt").read_text().count("results folder") == 1
@@ -318,7 +313,8 @@ def test_prepared_folder_and_configuration_files_leave_the_repository_parameters
     for name in plan.study.configs:
         path = folder / name / f"parameters_{name}.py"
         conf = main.configurations.configuration(name)
-        assert util.read_overrides(path) == util.merge_overrides(plan.study.run_overrides, conf.overrides())
+        assert parameter_files.read_overrides(path) == parameter_files.merge_overrides(plan.study.run_overrides,
+                                                                                       conf.overrides())
         loaded = load_parameters_file(path)
         assert loaded.trained_ssn.trained == conf.trained and loaded.pretraining.is_on is False
         assert loaded.training.SGD_steps == run_params.training.SGD_steps
@@ -340,7 +336,7 @@ def bad_resume_folder(tmp_path: Path, kind: str) -> Path:
     elif kind == "incompatible":
         (folder / "environment.json").write_text('{"results_format_version": "999.0", "study": {}}')
     elif kind == "no study":
-        (folder / "environment.json").write_text(json.dumps({"results_format_version": util.RESULTS_FORMAT_VERSION}))
+        (folder / "environment.json").write_text(json.dumps({"results_format_version": records.RESULTS_FORMAT_VERSION}))
     return folder
 
 
@@ -397,17 +393,17 @@ def test_bad_skip_pretraining_folder(tmp_path, capsys):
 def test_skip_pretraining_inherits_the_reused_folders_settings(tmp_path):
     folder = tmp_path / "done"
     folder.mkdir()
-    (folder / "environment.json").write_text(json.dumps({"results_format_version": util.RESULTS_FORMAT_VERSION,
+    (folder / "environment.json").write_text(json.dumps({"results_format_version": records.RESULTS_FORMAT_VERSION,
                                                          "base_seed": 5}))  # fmt: skip
     for name in main.pretraining_files():
         (folder / name).write_text("run_index,0\n0,10.0\n1,20.0\n")
-    util.write_parameters_copy(folder / "parameters.py", {"TrainingPars": {"SGD_steps": 7, "batch_size": 4}})
+    parameter_files.write_parameters_copy(folder / "parameters.py", {"TrainingPars": {"SGD_steps": 7, "batch_size": 4}})
     plan = parse(["--skip-pretraining", str(folder), "--overrides-json", '{"TrainingPars": {"batch_size": 6}}'])
     assert plan.study.run_overrides["TrainingPars"]["SGD_steps"] == 7  # inherited from the reused pretraining
     assert plan.study.run_overrides["TrainingPars"]["batch_size"] == 6  # this command's options come last
     assert plan.study.runs == 2 and plan.study.base_seed == 5
     assert plan.study.preset == "reference"
-    util.write_parameters_copy(folder / "parameters.py", {}, preset="corrected")
+    parameter_files.write_parameters_copy(folder / "parameters.py", {}, preset="corrected")
     assert parse(["--skip-pretraining", str(folder)]).study.preset == "corrected"  # inherited
     assert parse(["--skip-pretraining", str(folder), "--preset", "reference"]).study.preset == "reference"
 
@@ -422,9 +418,9 @@ def test_resume_rejects_study_options_and_invalid_parameter_files(tmp_path, caps
     argv = ["--quick", "--results-root", str(tmp_path)]
     plan = parse(argv)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(util, "jax_environment", lambda timeout=0: FAKE_JAX)
+        mp.setattr(records, "jax_environment", lambda timeout=0: FAKE_JAX)
         folder = main.create_study_folder(plan, argv)
-    util.close_logging()
+    logs.close_logging()
     capsys.readouterr()
     assert main.main(["--resume", str(folder), "--configs", "conf_baseline", "--seed", "3"]) == main.EXIT_USAGE
     lines = error_lines(capsys)
@@ -439,7 +435,7 @@ def test_resume_rejects_study_options_and_invalid_parameter_files(tmp_path, caps
 def test_invalid_repository_parameters_stop_before_any_work(tmp_path, capsys, monkeypatch):
     source = tmp_path / "parameters.py"
     source.write_text((REPO / "parameters.py").read_text().replace("tauE: float = 20.0", "tauE: float = -20.0"))
-    monkeypatch.setattr(util, "REPO_PARAMETERS", source)
+    monkeypatch.setattr(parameter_files, "REPO_PARAMETERS", source)
     root = tmp_path / "results"
     assert main.main(["--results-root", str(root)]) == main.EXIT_USAGE
     lines = error_lines(capsys)
@@ -486,12 +482,12 @@ def test_tiny_study_under_each_preset_runs_and_records_it(tmp_path, preset, caps
     conf_copy = folder / "conf_baseline" / "parameters_conf_baseline.py"
     expected = build_parameters(preset=preset)
     for path in (folder / "parameters.py", conf_copy):
-        assert util.read_preset(path) == preset
+        assert parameter_files.read_preset(path) == preset
         loaded = load_parameters_file(path)
         assert loaded.training.plateau_rule == expected.training.plateau_rule
         assert loaded.ssn.kappa_f_I_form == expected.ssn.kappa_f_I_form
     assert load_parameters_file(folder / "parameters.py").pretraining.shuffle_labels is (preset == "reference")
-    assert util.read_environment_record(folder)["study"]["preset"] == preset
+    assert records.read_environment_record(folder)["study"]["preset"] == preset
     assert f"parameter preset: {preset}" in (folder / "note.txt").read_text()
     rows = read_results_csv(folder / "conf_baseline" / "training_results.csv")
     assert len(rows) == TINY["TrainingPars"]["SGD_steps"] and rows["accs_125"].notna().any()
@@ -542,12 +538,12 @@ def test_run_jobs_completes_skips_and_reports(tmp_path, execution):
     jobs = [fake_job(tmp_path, f"job{i}", f"print('hello from {i}')") for i in range(3)]
     jobs.append(fake_job(tmp_path, "broken", "print('about to fail'); sys.exit(3)"))
     done_before = fake_job(tmp_path, "done", "sys.exit(1)")  # would fail, but is already complete
-    util.write_marker(done_before.marker, {"success": True})
+    results_io.write_marker(done_before.marker, {"success": True})
     try:
-        util.setup_logging(tmp_path / "log.txt")
+        logs.setup_logging(tmp_path / "log.txt")
         failed = main.run_jobs([*jobs, done_before], execution, tmp_path, "test")
     finally:
-        util.close_logging()
+        logs.close_logging()
     assert [job.name for job in failed] == ["broken"]
     assert all(job.marker.exists() for job in jobs[:3]) and not jobs[3].marker.exists()
     log = (tmp_path / "log.txt").read_text()
@@ -644,7 +640,7 @@ def test_uninterrupted_study_writes_the_documented_folder(reference):
         assert (reference / conf / "training_results.csv").stat().st_size > 0
     log = (reference / "log.txt").read_text()
     assert "[pretraining run 1]" in log and "[conf_midonly_readout run 1]" in log and "study complete" in log
-    assert util.read_environment_record(reference)["base_seed"] == 3
+    assert records.read_environment_record(reference)["base_seed"] == 3
 
 
 @pytest.mark.slow
@@ -721,7 +717,7 @@ def test_interrupt_kill_and_resume_give_the_same_csvs(reference, tmp_path):
     assert final_csvs(folder) == final_csvs(reference)
     log = (folder / "log.txt").read_text()
     assert log.count("resuming") == 2 and "already complete" in log
-    assert len(util.read_environment_record(folder)["resumes"]) == 2
+    assert len(records.read_environment_record(folder)["resumes"]) == 2
 
 
 @pytest.mark.slow
@@ -732,7 +728,7 @@ def test_skip_pretraining_reuses_a_finished_pretraining(reference, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     folder = only_folder(tmp_path)
     assert not (folder / "pretraining_runs").exists() and not (folder / "pretraining_results.csv").exists()
-    record = util.read_environment_record(folder)
+    record = records.read_environment_record(folder)
     assert record["study"]["skip_pretraining"] == str(reference) and record["base_seed"] == 3  # the folder's seed
     for name in ("training_results.csv", "training_results_val.csv"):
         assert (folder / "conf_baseline" / name).read_bytes() == (reference / "conf_baseline" / name).read_bytes()
@@ -742,10 +738,10 @@ def test_progress_lines_of_running_jobs_reach_the_console(tmp_path, capsys):
     code = "print('12:00 INFO x: progress: run 0 stage 2: step 3 of at most 9', flush=True); time.sleep(1.0)"
     job = fake_job(tmp_path, "train", code)
     try:
-        util.setup_logging(tmp_path / "log.txt")
+        logs.setup_logging(tmp_path / "log.txt")
         assert main.run_jobs([job], main.Execution(jobs=1), tmp_path, "test") == []
     finally:
-        util.close_logging()
+        logs.close_logging()
     assert "[train] run 0 stage 2: step 3 of at most 9" in capsys.readouterr().err
 
 

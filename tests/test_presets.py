@@ -11,16 +11,17 @@ import pytest
 
 from analysis.report import read_study_settings, write_report_html
 from parameters import SSNPars, build_parameters
+from study.layout import JOB_DONE, ORIMAP, PRETRAINING_RESULTS
+from study.parameter_files import write_parameters_copy
 from tests.conftest import golden_log_params, golden_path
 from training import main_pretraining
 from training.main_training import loads_regression_readout
 from training.model import Response, build_layers, build_static, feedforward_kappa_exponent
 from training.readout_regression import rescale_readout
-from training.results_io import ORIMAP, PRETRAINING_RESULTS, read_results_csv
+from training.results_io import read_results_csv, write_marker
 from training.training_functions import accs_125_trials
 from training.trials import Readout
 from training.util_gabor import ring_distance
-from util import write_marker, write_parameters_copy
 
 REFERENCE, CORRECTED = build_parameters(preset="reference"), build_parameters(preset="corrected")
 
@@ -118,7 +119,7 @@ def fake_pretraining(root, failures):
         table = pd.DataFrame({"run_index": [run_index] * 2, "stage": [0, 1], "psychometric_offset": [12.0, 10.0]})
         for name in main_pretraining.PIECES:
             table.to_csv(folder / name, index=False)
-        write_marker(folder / main_pretraining.MARKER, {"run_index": run_index, "success": True,
+        write_marker(folder / JOB_DONE, {"run_index": run_index, "success": True,
                                                          "failures": [f"NaN {i}" for i in range(count)]})  # fmt: skip
 
 

@@ -18,11 +18,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 import main
-import util
 from analysis import analysis_functions as af
 from analysis import report
 from analysis.main_analysis import read_complete_tuning_curves
 from parameters import ParameterError, Parameters, build_parameters
+from study import layout, logs, records
 from training import results_io as rio
 
 
@@ -222,7 +222,7 @@ def test_stage_commands_report_a_missing_folder_in_one_line(tmp_path: Path, args
 def test_results_root_under_a_file_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    monkeypatch.setattr(util, "jax_environment", lambda timeout=0: {"backend": "cpu"})  # the query is slow
+    monkeypatch.setattr(records, "jax_environment", lambda timeout=0: {"backend": "cpu"})  # the query is slow
     assert main.main(["--results-root", str(blocker / "sub"), "--runs", "1"]) == main.EXIT_USAGE
     errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(errors) == 1 and "cannot create a results folder" in errors[0]
@@ -230,7 +230,7 @@ def test_results_root_under_a_file_is_one_line(tmp_path: Path, capsys, monkeypat
 
 def test_syntax_error_in_parameters_py_is_one_line(tmp_path: Path) -> None:
     copy = tmp_path / "repo"
-    for folder in util.SCRIPT_FOLDERS:
+    for folder in records.SCRIPT_FOLDERS:
         (copy / folder).mkdir(parents=True, exist_ok=True)
         for source in (REPO / folder).glob("*.py"):
             shutil.copy2(source, copy / folder / source.name)
@@ -247,9 +247,10 @@ def test_syntax_error_in_parameters_py_is_one_line(tmp_path: Path) -> None:
 PARENT = """
 import subprocess, sys, time
 sys.path.insert(0, {repo!r})
-import util, os
+import os
+from study import jobs
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
-                         preexec_fn=util.die_with_parent(os.getpid()))
+                         preexec_fn=jobs.die_with_parent(os.getpid()))
 print(child.pid, flush=True)
 time.sleep(60)
 """
@@ -283,13 +284,13 @@ def test_a_job_dies_with_its_killed_parent() -> None:
 def _new_folder(tmp_path: Path) -> tuple[Path, list[str]]:
     argv = ["--quick", "--results-root", str(tmp_path)]
     plan = main.plan_from_args(main.build_parser().parse_args(argv))
-    original = util.jax_environment
-    util.jax_environment = lambda timeout=0: {"backend": "cpu", "devices": ["cpu:0"]}
+    original = records.jax_environment
+    records.jax_environment = lambda timeout=0: {"backend": "cpu", "devices": ["cpu:0"]}
     try:
         folder = main.create_study_folder(plan, argv)
     finally:
-        util.jax_environment = original
-        util.close_logging()
+        records.jax_environment = original
+        logs.close_logging()
     return folder, argv
 
 
@@ -298,7 +299,7 @@ def test_a_folder_cut_short_after_environment_json_is_completed_on_resume(tmp_pa
     reference = {p.relative_to(folder) for p in folder.rglob("*") if p.is_file()} - {Path("log.txt")}
     for name in ("parameters.py", "note.txt"):
         (folder / name).unlink()
-    shutil.rmtree(folder / util.SCRIPTS_DIR)
+    shutil.rmtree(folder / layout.SCRIPTS)
     plan = main.plan_from_args(main.build_parser().parse_args(["--resume", str(folder)]))  # not refused
     main.complete_study_folder(folder, plan, argv)
     assert {p.relative_to(folder) for p in folder.rglob("*") if p.is_file()} - {Path("log.txt")} == reference
@@ -306,11 +307,11 @@ def test_a_folder_cut_short_after_environment_json_is_completed_on_resume(tmp_pa
 
 def test_a_refused_concurrent_resume_leaves_the_log_alone(tmp_path: Path, capsys) -> None:
     folder, _ = _new_folder(tmp_path)
-    log = (folder / util.LOG_FILE).read_bytes()
-    with util.folder_lock(folder):
+    log = (folder / layout.LOG).read_bytes()
+    with records.folder_lock(folder):
         assert main.main(["--resume", str(folder)]) == main.EXIT_USAGE
     assert "another main.py is working on" in capsys.readouterr().err
-    assert (folder / util.LOG_FILE).read_bytes() == log
+    assert (folder / layout.LOG).read_bytes() == log
 
 
 # ------------------------------------------------------------------------------------------- item 2
@@ -350,7 +351,7 @@ def test_the_analysis_refuses_a_cut_results_file_with_one_line(tmp_path: Path) -
     root = tmp_path / "study"
     (root / "conf_baseline").mkdir(parents=True)
     pre = pd.DataFrame([dict.fromkeys(rio.pretraining_columns(), 0.0)] * 2)
-    rio.atomic_write_csv(pre, root / rio.PRETRAINING_RESULTS)
+    rio.atomic_write_csv(pre, root / layout.PRETRAINING_RESULTS)
     train = pd.DataFrame([dict.fromkeys(rio.training_columns(), 0.0)] * 2)
     rio.atomic_write_csv(train, root / "conf_baseline" / "training_results.csv")
     data = (root / "conf_baseline" / "training_results.csv").read_bytes()

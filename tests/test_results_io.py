@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from study import layout
 from training import results_io as rio
 from training.results_io import (
     INIT_READOUT_COLUMNS,
@@ -244,8 +245,8 @@ def _write_results_folder(folder: Path) -> dict[str, pd.DataFrame]:
     readout = pd.DataFrame(
         [{"run_index": r, "log_regr": k, "b_sig": rng.normal()} for r in runs for k in range(4)]
     )
-    tables = {rio.PRETRAINING_RESULTS: pre, rio.PRETRAINING_RESULTS_VAL: val, rio.ORIMAP: orimap,
-              rio.INITIAL_PARAMETERS: initial, rio.INIT_READOUT_PARAMS: readout}  # fmt: skip
+    tables = {layout.PRETRAINING_RESULTS: pre, layout.PRETRAINING_RESULTS_VAL: val, layout.ORIMAP: orimap,
+              layout.INITIAL_PARAMETERS: initial, layout.INIT_READOUT_PARAMS: readout}  # fmt: skip
     for name, df in tables.items():
         atomic_write_csv(df, folder / name)
     return tables
@@ -255,7 +256,7 @@ def test_exclusion_filters_and_renumbers_every_file(tmp_path: Path) -> None:
     tables = _write_results_folder(tmp_path)
     originals = {name: (tmp_path / name).read_bytes() for name in tables}
     assert exclude_and_renumber(tmp_path) == len(SURVIVORS)
-    assert (tmp_path / rio.EXCLUDED_RUNS).read_text() == "".join(f"{i}\n" for i in EXCLUDED)
+    assert (tmp_path / layout.EXCLUDED_RUNS).read_text() == "".join(f"{i}\n" for i in EXCLUDED)
     assert read_excluded_runs(tmp_path) == EXCLUDED
     new_index = {old: old - sum(e < old for e in EXCLUDED) for old in SURVIVORS}
     assert list(new_index.values()) == [0, 1, 2, 3]
@@ -268,9 +269,9 @@ def test_exclusion_filters_and_renumbers_every_file(tmp_path: Path) -> None:
         kept = original[original["run_index"].isin(SURVIVORS)].reset_index(drop=True)
         data = [c for c in original.columns if c != "run_index"]
         pd.testing.assert_frame_equal(filtered[data], kept[data], check_dtype=False)
-    orimap = read_results_csv(tmp_path / rio.ORIMAP)
+    orimap = read_results_csv(tmp_path / layout.ORIMAP)
     assert orimap["run_index"].tolist() == [0, 1, 2, 3]
-    initial = read_results_csv(tmp_path / rio.INITIAL_PARAMETERS)
+    initial = read_results_csv(tmp_path / layout.INITIAL_PARAMETERS)
     assert initial.groupby("stage")["run_index"].apply(list).tolist() == [[0, 1, 2, 3]] * 2
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
@@ -278,11 +279,11 @@ def test_exclusion_filters_and_renumbers_every_file(tmp_path: Path) -> None:
 def test_exclusion_without_excluded_runs_writes_empty_list(tmp_path: Path) -> None:
     pre = pd.DataFrame({"run_index": [0, 1], "stage": [1, 1], "psychometric_offset": [5.0, 25.0]})
     for name in rio.PER_RUN_FILES:
-        atomic_write_csv(pre if name == rio.PRETRAINING_RESULTS else pre[["run_index"]], tmp_path / name)
+        atomic_write_csv(pre if name == layout.PRETRAINING_RESULTS else pre[["run_index"]], tmp_path / name)
     assert exclude_and_renumber(tmp_path) == 2
-    assert (tmp_path / rio.EXCLUDED_RUNS).read_bytes() == b""
+    assert (tmp_path / layout.EXCLUDED_RUNS).read_bytes() == b""
     assert read_excluded_runs(tmp_path) == []
-    assert read_results_csv(tmp_path / rio.ORIMAP)["run_index"].tolist() == [0, 1]
+    assert read_results_csv(tmp_path / layout.ORIMAP)["run_index"].tolist() == [0, 1]
 
 
 def test_exclusion_refuses_a_second_application(tmp_path: Path) -> None:
@@ -296,7 +297,7 @@ def test_exclusion_refuses_a_second_application(tmp_path: Path) -> None:
 
 def test_exclusion_with_a_missing_file_writes_nothing(tmp_path: Path) -> None:
     _write_results_folder(tmp_path)
-    (tmp_path / rio.INIT_READOUT_PARAMS).unlink()
+    (tmp_path / layout.INIT_READOUT_PARAMS).unlink()
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     with pytest.raises(ResultsFileError, match="init_readout_params.csv"):
         exclude_and_renumber(tmp_path)
@@ -305,6 +306,6 @@ def test_exclusion_with_a_missing_file_writes_nothing(tmp_path: Path) -> None:
 
 def test_exclusion_rejects_non_integer_run_index(tmp_path: Path) -> None:
     _write_results_folder(tmp_path)
-    atomic_write_csv(pd.DataFrame({"run_index": [0.5], "0": [1.0]}), tmp_path / rio.ORIMAP)
+    atomic_write_csv(pd.DataFrame({"run_index": [0.5], "0": [1.0]}), tmp_path / layout.ORIMAP)
     with pytest.raises(ResultsFileError, match="orimap.csv: run_index"):
         exclude_and_renumber(tmp_path)

@@ -37,7 +37,8 @@ def enable_compilation_cache(folder: Path | None = None) -> Path | None:
 
 
 def prepare_process() -> None:
-    """Logging and the compilation cache of a command-line entry point's process."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+    """Logging (study.logs) and the compilation cache of a command-line entry point's process."""
+    from study.logs import setup_logging
+
+    setup_logging(None)
     enable_compilation_cache()

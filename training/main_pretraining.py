@@ -1,6 +1,6 @@
 """Pretraining (stages 0 and 1) of every run, one isolated job per run, then assembly and run exclusion.
 
-A job writes its pieces into ``<results>/pretraining_runs/run_<i>/`` and, last, a ``DONE.json`` marker;
+A job writes its pieces into ``<results>/pretraining_runs/run_<i>/`` and, last, its job marker (study.layout);
 a folder without marker is an interrupted job and is simply redone. The documented root CSVs are
 assembled from the completed jobs in run order, so they never depend on which job finished first.
 
@@ -15,7 +15,6 @@ import logging
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 from training.cli import parse_pretraining_args
 
@@ -28,6 +27,15 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from parameters import Parameters, load_parameters_file
+from study.layout import (
+    INIT_READOUT_PARAMS,
+    INITIAL_PARAMETERS,
+    ORIMAP,
+    PRETRAINING_PIECES,
+    PRETRAINING_RESULTS,
+    PRETRAINING_RESULTS_VAL,
+    StudyLayout,
+)
 from training.compilation_cache import prepare_process
 from training.initialisation import Initialisation, InitialisationError, randomize_initialisation
 from training.loss import default_loss_constants
@@ -36,12 +44,7 @@ from training.psychometrics import fit_threshold
 from training.readout_regression import RegressionData, fit_logistic_readout, regression_data
 from training.results_io import (
     INIT_READOUT_COLUMNS,
-    INIT_READOUT_PARAMS,
-    INITIAL_PARAMETERS,
     INITIAL_PARAMETERS_COLUMNS,
-    ORIMAP,
-    PRETRAINING_RESULTS,
-    PRETRAINING_RESULTS_VAL,
     ResultsFileError,
     atomic_write_csv,
     exclude_and_renumber,
@@ -54,52 +57,34 @@ from training.results_io import (
     val_columns,
     write_marker,
 )
+from training.run_common import run_streams, stage_trained
+from training.run_state import (
+    MIDDLE_ONLY,
+    MIXED_MIDDLE_HALF,
+    MIXED_SUPERFICIAL_HALF,
+    SGD_READOUT,
+    SUPERFICIAL_ONLY,
+    last_threshold,
+    regression_row,
+)
 from training.training_functions import RunSetup, StageFailedError, StageState, run_probe, train_ori_discr
 from training.trials import Readout
 from training.util_gabor import readout_indices
 
 logger = logging.getLogger(__name__)
 
-RUNS_FOLDER = "pretraining_runs"
-MARKER = "DONE.json"
-PIECES = (PRETRAINING_RESULTS, PRETRAINING_RESULTS_VAL, ORIMAP, INITIAL_PARAMETERS, INIT_READOUT_PARAMS)
-INIT_STREAM, TRAIN_STREAM, EVAL_STREAM = range(3)
+PIECES = PRETRAINING_PIECES
+"""The files of a pretraining job (study.layout)."""
 REGRESSION_PROBES = 3
 """Index folded into the evaluation stream for the regression readouts' probes (stages use 0, 1, 2)."""
 
 
-class RunStreams(NamedTuple):
-    """Independent random streams of one run attempt (binding decision 3)."""
-
-    rng: np.random.Generator
-    init_key: jax.Array
-    train_key: jax.Array
-    eval_key: jax.Array
-
-
-def run_streams(base_seed: int, run_index: int, attempt: int = 0) -> RunStreams:
-    """Streams derived from (base seed, run index, attempt) only: the same run always sees the same numbers."""
-    root = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(base_seed), run_index), attempt)
-    return RunStreams(np.random.default_rng([base_seed, run_index, attempt]), jax.random.fold_in(root, INIT_STREAM),
-                      jax.random.fold_in(root, TRAIN_STREAM), jax.random.fold_in(root, EVAL_STREAM))  # fmt: skip
-
-
 def run_folder(results_dir: Path, run_index: int) -> Path:
     """Folder of one pretraining job."""
-    return Path(results_dir) / RUNS_FOLDER / f"run_{run_index}"
+    return StudyLayout(results_dir).pretraining_run(run_index).folder
 
 
 # --------------------------------------------------------------------------------------------- one run
-def stage_trained(log_params: dict, names: tuple[str, ...]) -> dict:
-    """The entries of a log-parameter dictionary that a list of trained names refers to."""
-    return {k: v for k, v in log_params.items() if k in trained_keys(names)}
-
-
-def trained_keys(names: tuple[str, ...]) -> set[str]:
-    """Dictionary keys of trained names: J_XY_l -> log_J_XY_l, f_t -> log_f_t, others unchanged."""
-    return {f"log_{n}" if n.startswith(("J_", "f_")) else n for n in names}
-
-
 def stage0_state(init: Initialisation, params: Parameters) -> StageState:
     """Stage 0 trains the pretrained keys (with coupling, cE_s/cI_s are the middle values)."""
     trained = stage_trained(init.log_params, params.pretrained_ssn.trained)
@@ -125,11 +110,7 @@ def initial_parameter_row(run_index: int, stage: int, log_params: dict, init: In
 
 def regression_rows(run_index: int, setup: RunSetup, log_params: dict, stage1: StageState, threshold: float,
                     data: RegressionData) -> list[dict]:
-    """Rows of init_readout_params.csv (§14.4): the SGD readout and the regressions on each readout mix.
-
-    (log_regr, layer, sup_only): (0, 1, 1) SGD stage-1 readout; (1, 1, 1) superficial only; (1, 0, 0) and
-    (1, 1, 0) the middle and superficial halves of the mixed readout; (1, 0, 1) middle only.
-    """
+    """Rows of init_readout_params.csv (§14.4): the SGD readout and the regressions on each readout mix."""
     params = setup.params
     fraction = params.pretraining.regression_train_fraction
     fits = {
@@ -141,18 +122,12 @@ def regression_rows(run_index: int, setup: RunSetup, log_params: dict, stage1: S
                   for key_id, (mix, readout) in enumerate(fits.items())}  # fmt: skip
     n = data.sup.shape[1]
     mixed = fits[(0.5, 0.5)]
-    pieces = [((0, 1, 1), stage1.readout.w, stage1.readout.b, threshold),
-              ((1, 1, 1), fits[(1.0, 0.0)].w, fits[(1.0, 0.0)].b, thresholds[(1.0, 0.0)]),
-              ((1, 0, 0), mixed.w[:n], mixed.b, thresholds[(0.5, 0.5)]),
-              ((1, 1, 0), mixed.w[n:], mixed.b, thresholds[(0.5, 0.5)]),
-              ((1, 0, 1), fits[(0.0, 1.0)].w, fits[(0.0, 1.0)].b, thresholds[(0.0, 1.0)])]  # fmt: skip
-    rows = []
-    for (log_regr, layer, sup_only), w, b, offset in pieces:
-        row = {"run_index": run_index, "log_regr": log_regr, "layer": layer, "sup_only": sup_only,
-               **{f"w_sig_{i}": float(v) for i, v in enumerate(np.asarray(w))}, "b_sig": float(b),
-               "psychometric_offset": offset}  # fmt: skip
-        rows.append(row)
-    return rows
+    pieces = [(SGD_READOUT, stage1.readout.w, stage1.readout.b, threshold),
+              (SUPERFICIAL_ONLY, fits[(1.0, 0.0)].w, fits[(1.0, 0.0)].b, thresholds[(1.0, 0.0)]),
+              (MIXED_MIDDLE_HALF, mixed.w[:n], mixed.b, thresholds[(0.5, 0.5)]),
+              (MIXED_SUPERFICIAL_HALF, mixed.w[n:], mixed.b, thresholds[(0.5, 0.5)]),
+              (MIDDLE_ONLY, fits[(0.0, 1.0)].w, fits[(0.0, 1.0)].b, thresholds[(0.0, 1.0)])]  # fmt: skip
+    return [regression_row(run_index, code, w, b, offset) for code, w, b, offset in pieces]
 
 
 def probe_threshold(setup: RunSetup, log_params: dict, readout: Readout, contributions: tuple[float, float],
@@ -192,18 +167,12 @@ def pretrain_run(params: Parameters, base_seed: int, run_index: int, attempt: in
     }
 
 
-def last_threshold(thresholds: list[float]) -> float:
-    """The last non-NaN threshold, NaN if none."""
-    valid = [t for t in thresholds if np.isfinite(t)]
-    return valid[-1] if valid else float("nan")
-
-
 # ------------------------------------------------------------------------------------------------- jobs
 def run_pretraining_job(results_dir: Path, params: Parameters, base_seed: int, run_index: int,
                         progress: bool = True) -> bool:
-    """One run with its retries (fresh streams per attempt); pieces then a DONE marker. False if all failed."""
-    folder = run_folder(results_dir, run_index)
-    folder.mkdir(parents=True, exist_ok=True)
+    """One run with its retries (fresh streams per attempt); pieces then its job marker. False if all failed."""
+    job = StudyLayout(results_dir).pretraining_run(run_index)
+    job.folder.mkdir(parents=True, exist_ok=True)
     failures = []
     for attempt in range(params.training.max_failed_runs + 1):
         try:
@@ -213,18 +182,18 @@ def run_pretraining_job(results_dir: Path, params: Parameters, base_seed: int, r
             failures.append(str(error))
             continue
         for name, table in tables.items():
-            atomic_write_csv(table, folder / name)
+            atomic_write_csv(table, job.file(name))
         rows = {name: len(table) for name, table in tables.items()}  # assembly refuses a piece with fewer
-        write_marker(folder / MARKER, {"run_index": run_index, "success": True, "attempt": attempt,
+        write_marker(job.marker, {"run_index": run_index, "success": True, "attempt": attempt,
                                        "failures": failures, "rows": rows})  # fmt: skip
         return True
-    write_marker(folder / MARKER, {"run_index": run_index, "success": False, "failures": failures})
+    write_marker(job.marker, {"run_index": run_index, "success": False, "failures": failures})
     return False
 
 
 def job_status(results_dir: Path, run_index: int) -> dict | None:
     """The marker of a pretraining job, None while it has not finished."""
-    return read_marker(run_folder(results_dir, run_index) / MARKER)
+    return read_marker(StudyLayout(results_dir).pretraining_run(run_index).marker)
 
 
 def runs_within_budget(failures: Sequence[int], budget: int) -> int:
@@ -244,13 +213,13 @@ def runs_within_budget(failures: Sequence[int], budget: int) -> int:
 
 def assemble_pretraining(results_dir: Path, params: Parameters, num_runs: int) -> int:
     """Root CSVs from the completed jobs in run order, then exclusion and renumbering; retained runs."""
-    results_dir = Path(results_dir)
+    layout = StudyLayout(results_dir)
     tables: dict[str, list] = {name: [] for name in PIECES}
     statuses = []
     for run_index in range(num_runs):
         status = job_status(results_dir, run_index)
         if status is None:
-            folder = run_folder(results_dir, run_index)
+            folder = layout.pretraining_run(run_index).folder
             raise ResultsFileError(f"pretraining job of run {run_index} has not completed ({folder})")
         statuses.append(status)
     failures = [len(status.get("failures", [])) for status in statuses]
@@ -265,13 +234,13 @@ def assemble_pretraining(results_dir: Path, params: Parameters, num_runs: int) -
         if status["success"]:
             for name in PIECES:
                 rows = status.get("rows", {}).get(name)  # the row count the job recorded with its marker
-                tables[name].append(read_results_csv(run_folder(results_dir, run_index) / name, expected_rows=rows))
+                tables[name].append(read_results_csv(layout.pretraining_run(run_index).file(name), expected_rows=rows))
     if not tables[PRETRAINING_RESULTS]:
         raise ResultsFileError(f"no pretraining run succeeded in {results_dir}")
     for name, parts in tables.items():
-        atomic_write_csv(pd.concat(parts, ignore_index=True), results_dir / name)
+        atomic_write_csv(pd.concat(parts, ignore_index=True), layout.file(name))
     low, high = params.pretraining.run_threshold_range
-    return exclude_and_renumber(results_dir, low=low, high=high)
+    return exclude_and_renumber(layout.root, low=low, high=high)
 
 
 def run_pending_jobs(results_dir: Path, params: Parameters, base_seed: int, runs: Iterable[int],
@@ -299,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m training.main_pretraining``."""
     prepare_process()
     args = parse_args(argv)
-    params = load_parameters_file(args.results_dir / "parameters.py", preset=args.preset)
+    params = load_parameters_file(StudyLayout(args.results_dir).parameters, preset=args.preset)
     runs = args.runs if args.runs is not None else range(args.num_runs)
     run_pending_jobs(args.results_dir, params, args.base_seed, runs, not args.no_progress)
     if not args.no_assemble:

@@ -12,123 +12,53 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import NamedTuple
 
 from training.cli import parse_training_args
 
 if __name__ == "__main__":  # parse before the slow imports below, so that --help and bad arguments answer at once
     parse_training_args()
 
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from parameters import Parameters, load_parameters_file
+from study.layout import TRAINING_PIECES, TRAINING_RESULTS, TRAINING_RESULTS_VAL, ConfigurationLayout, StudyLayout
 from training.compilation_cache import prepare_process
 from training.loss import stage2_loss_constants
-from training.main_pretraining import (
-    last_threshold,
-    run_streams,
-    trained_keys,
-)
 from training.model import build_static, zero_kappas
 from training.results_io import (
-    INIT_READOUT_PARAMS,
-    INITIAL_PARAMETERS,
-    ORIMAP,
-    PRETRAINING_RESULTS,
     ResultsFileError,
     atomic_write_csv,
     read_marker,
     read_results_csv,
     run_entry_point,
-    ssn_state_from_row,
     training_columns,
     val_columns,
     write_marker,
 )
+from training.run_common import run_streams, trained_keys
+from training.run_state import Stage2Start, read_regression_readout, read_stage2_start
 from training.training_functions import RunSetup, StageFailedError, StageState, train_ori_discr
 from training.trials import Readout
-from training.util_gabor import readout_indices
 
 logger = logging.getLogger(__name__)
-
-RUNS_FOLDER = "training_runs"
-MARKER = "DONE.json"
-TRAINING_RESULTS = "training_results.csv"
-TRAINING_RESULTS_VAL = "training_results_val.csv"
-
-
-class Stage2Start(NamedTuple):
-    """What stage 2 of a run starts from: the last stage-1 row and the run's constants."""
-
-    log_params: dict
-    readout: Readout
-    threshold: float
-    mean_rates: dict
-    orimap: np.ndarray
-    eta: float
-    gE: float
-    gI: float
 
 
 def parameters_path(conf_dir: Path) -> Path:
     """The configuration's own parameters file."""
-    return Path(conf_dir) / f"parameters_{Path(conf_dir).name}.py"
-
-
-def run_rows(table: pd.DataFrame, run_index: int, path: Path) -> pd.DataFrame:
-    """Rows of one run; a clear error if there are none."""
-    rows = table[table["run_index"] == run_index]
-    if rows.empty:
-        raise ResultsFileError(f"{path} has no rows for run {run_index}")
-    return rows
+    return ConfigurationLayout(conf_dir).parameters
 
 
 def load_stage2_start(pretraining_dir: Path, run_index: int, params: Parameters) -> Stage2Start:
     """Parameters, readout, threshold and rates of the last stage-1 row (stage 0 if none) of a run."""
-    results_path = Path(pretraining_dir) / PRETRAINING_RESULTS
-    rows = run_rows(read_results_csv(results_path, ["run_index", "stage"]), run_index, results_path)
-    stage_rows = rows[rows["stage"] == 1] if (rows["stage"] == 1).any() else rows[rows["stage"] == 0]
-    last = stage_rows.iloc[-1]
-    central = readout_indices(params.grid.gridsize_Nx, params.readout.readout_grid_size[1])
-    readout = Readout(jnp.asarray(last[[f"w_sig_{i}" for i in central]].to_numpy(np.float64), jnp.float32),
-                      jnp.float32(last["b_sig"]))  # fmt: skip
-    log_params = {k: jnp.asarray(v) for k, v in ssn_state_from_row(last, coupled=params.ssn.couple_c_ms).items()}
-    mean_rates = {c: float(last[c]) for c in ("meanr_E_mid", "meanr_E_sup", "meanr_I_mid", "meanr_I_sup")}
-    orimap_path = Path(pretraining_dir) / ORIMAP
-    orimap = run_rows(read_results_csv(orimap_path, ["run_index"]), run_index, orimap_path).iloc[0, 1:82]
-    init_path = Path(pretraining_dir) / INITIAL_PARAMETERS
-    init = run_rows(read_results_csv(init_path, ["run_index", "stage", "eta", "gE", "gI"]), run_index, init_path)
-    init = init.iloc[-1]
-    threshold = last_threshold(stage_rows["psychometric_offset"].tolist())
-    return Stage2Start(log_params, readout, threshold, mean_rates, orimap.to_numpy(np.float64), float(init["eta"]),
-                       float(init["gE"]), float(init["gI"]))  # fmt: skip
-
-
-REGRESSION_ROWS = {(1.0, 0.0): [(1, 1, 1)], (0.5, 0.5): [(1, 0, 0), (1, 1, 0)], (0.0, 1.0): [(1, 0, 1)]}
+    return read_stage2_start(pretraining_dir, run_index, params)
 
 
 def regression_readout(pretraining_dir: Path, run_index: int,
                        contributions: tuple[float, float]) -> tuple[Readout, float]:
-    """The logistic-regression readout of spec §14.4 for a readout mix (middle weights first) and its threshold."""
-    if tuple(contributions) not in REGRESSION_ROWS:
-        raise ValueError(f"opt_readout_before_training needs readout contributions in {list(REGRESSION_ROWS)}, "
-                         f"got {contributions}")  # fmt: skip
-    path = Path(pretraining_dir) / INIT_READOUT_PARAMS
-    table = read_results_csv(path, ["run_index", "log_regr", "layer", "sup_only"], numeric=False)
-    rows = run_rows(table, run_index, path)
-    weights, bias, threshold = [], None, None
-    for log_regr, layer, sup_only in REGRESSION_ROWS[tuple(contributions)]:
-        match = rows[(rows["log_regr"] == log_regr) & (rows["layer"] == layer) & (rows["sup_only"] == sup_only)]
-        if match.empty:
-            missing = (log_regr, layer, sup_only)
-            raise ResultsFileError(f"{path} lacks the regression row {missing} of run {run_index}")
-        row = match.iloc[0]
-        weights.append(row[[c for c in rows.columns if c.startswith("w_sig_")]].to_numpy(np.float64))
-        bias, threshold = float(row["b_sig"]), float(row["psychometric_offset"])
-    return Readout(jnp.asarray(np.concatenate(weights), jnp.float32), jnp.float32(bias)), threshold
+    """The post-stage-1 logistic-regression readout of a readout mix (middle weights first) and its threshold."""
+    return read_regression_readout(pretraining_dir, run_index, contributions)
 
 
 def stage2_state(start: Stage2Start, params: Parameters, readout: Readout, threshold: float) -> StageState:
@@ -176,61 +106,60 @@ def train_run(params: Parameters, pretraining_dir: Path, run_index: int, base_se
 
 def job_folder(conf_dir: Path, run_index: int) -> Path:
     """Folder of one stage-2 job."""
-    return Path(conf_dir) / RUNS_FOLDER / f"run_{run_index}"
+    return ConfigurationLayout(conf_dir).run(run_index).folder
 
 
 def run_training_job(conf_dir: Path, run_index: int, base_seed: int, pretraining_dir: Path | None = None,
                      progress: bool = True, preset: str | None = None) -> bool:
-    """Stage 2 of one run into its own folder, then a DONE marker; False if the stage failed (NaN).
+    """Stage 2 of one run into its own folder, then its job marker; False if the stage failed (NaN).
 
     ``preset`` replaces the preset recorded in the configuration's parameters file.
     """
-    conf_dir = Path(conf_dir)
-    params = load_parameters_file(parameters_path(conf_dir), preset=preset)
-    folder = job_folder(conf_dir, run_index)
-    folder.mkdir(parents=True, exist_ok=True)
+    conf = ConfigurationLayout(conf_dir)
+    params = load_parameters_file(conf.parameters, preset=preset)
+    job = conf.run(run_index)
+    job.folder.mkdir(parents=True, exist_ok=True)
     try:
-        rows, val_rows = train_run(params, pretraining_dir or conf_dir.parent, run_index, base_seed, progress)
+        rows, val_rows = train_run(params, pretraining_dir or conf.folder.parent, run_index, base_seed, progress)
     except StageFailedError as error:
-        logger.warning("%s run %d: %s", conf_dir.name, run_index, error)
-        write_marker(folder / MARKER, {"run_index": run_index, "success": False, "error": str(error)})
+        logger.warning("%s run %d: %s", conf.name, run_index, error)
+        write_marker(job.marker, {"run_index": run_index, "success": False, "error": str(error)})
         return False
-    atomic_write_csv(rows, folder / TRAINING_RESULTS)
-    atomic_write_csv(val_rows, folder / TRAINING_RESULTS_VAL)
+    atomic_write_csv(rows, job.file(TRAINING_RESULTS))
+    atomic_write_csv(val_rows, job.file(TRAINING_RESULTS_VAL))
     rows_written = {TRAINING_RESULTS: len(rows), TRAINING_RESULTS_VAL: len(val_rows)}  # checked by assembly
-    write_marker(folder / MARKER, {"run_index": run_index, "success": True, "rows": rows_written})
+    write_marker(job.marker, {"run_index": run_index, "success": True, "rows": rows_written})
     return True
 
 
 def job_status(conf_dir: Path, run_index: int) -> dict | None:
     """The marker of a stage-2 job, None while it has not finished."""
-    return read_marker(job_folder(conf_dir, run_index) / MARKER)
+    return read_marker(ConfigurationLayout(conf_dir).run(run_index).marker)
 
 
 def assemble_training(conf_dir: Path, num_runs: int) -> None:
     """training_results(.csv, _val.csv) from the completed jobs in run order (failed runs have no rows)."""
-    conf_dir = Path(conf_dir)
-    parts: dict[str, list] = {TRAINING_RESULTS: [], TRAINING_RESULTS_VAL: []}
+    conf = ConfigurationLayout(conf_dir)
+    parts: dict[str, list] = {name: [] for name in TRAINING_PIECES}
     for run_index in range(num_runs):
-        status = job_status(conf_dir, run_index)
+        status = job_status(conf.folder, run_index)
         if status is None:
-            raise ResultsFileError(f"stage-2 job of run {run_index} in {conf_dir} has not completed")
+            raise ResultsFileError(f"stage-2 job of run {run_index} in {conf.folder} has not completed")
         if status["success"]:
             for name in parts:
                 expected = status.get("rows", {}).get(name)
-                parts[name].append(read_results_csv(job_folder(conf_dir, run_index) / name, expected_rows=expected))
-    params = load_parameters_file(parameters_path(conf_dir))
+                parts[name].append(read_results_csv(conf.run(run_index).file(name), expected_rows=expected))
+    params = load_parameters_file(conf.parameters)
     columns = {TRAINING_RESULTS: training_columns(),
                TRAINING_RESULTS_VAL: val_columns(training_columns(), params.training.test_offsets)}  # fmt: skip
     for name, tables in parts.items():
         table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns[name])
-        atomic_write_csv(table, conf_dir / name)
+        atomic_write_csv(table, conf.file(name))
 
 
 def retained_runs(pretraining_dir: Path) -> int:
     """Number of runs in the (renumbered) pretraining files."""
-    path = Path(pretraining_dir) / ORIMAP
-    return len(read_results_csv(path, ["run_index"]))
+    return len(read_results_csv(StudyLayout(pretraining_dir).orimap, ["run_index"]))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

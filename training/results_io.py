@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 
 from parameters import ParameterError
+from study.layout import EXCLUDED_RUNS, PRETRAINING_PIECES, complete_copy
+from study.layout import PRETRAINING_RESULTS as PRETRAINING_RESULTS  # for analysis.main_analysis, which imports it here
 
 logger = logging.getLogger(__name__)
 
@@ -42,15 +44,8 @@ PAIRS: tuple[str, ...] = ("EE", "EI", "IE", "II")
 INHIBITORY_PAIRS: frozenset[str] = frozenset({"EI", "II"})
 TEST_OFFSETS: tuple[float, ...] = (1.0, 3.0, 7.0, 12.0, 20.0)
 
-PRETRAINING_RESULTS = "pretraining_results.csv"
-PRETRAINING_RESULTS_VAL = "pretraining_results_val.csv"
-ORIMAP = "orimap.csv"
-INITIAL_PARAMETERS = "initial_parameters.csv"
-INIT_READOUT_PARAMS = "init_readout_params.csv"
-EXCLUDED_RUNS = "excluded_runs_from_pretraining.csv"
-PER_RUN_FILES: tuple[str, ...] = (
-    PRETRAINING_RESULTS, PRETRAINING_RESULTS_VAL, ORIMAP, INITIAL_PARAMETERS, INIT_READOUT_PARAMS,
-)  # fmt: skip
+PER_RUN_FILES: tuple[str, ...] = PRETRAINING_PIECES
+"""The per-run files that run exclusion filters (file names: study.layout)."""
 ORIGINAL_RUN_INDEX = "original_run_index"
 
 
@@ -322,7 +317,8 @@ def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
 
 
 def write_marker(path: str | os.PathLike, payload: Mapping[str, Any]) -> None:
-    """Write a JSON completion marker atomically (its presence marks a finished job)."""
+    """Write a JSON completion marker atomically (its presence marks a finished job; parent folders created)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path, "w") as fh:
         json.dump(dict(payload), fh, indent=2, sort_keys=True)
 
@@ -343,17 +339,18 @@ def read_results_csv(
     required_columns: Iterable[str] = (),
     expected_rows: int | None = None,
     numeric: bool = True,
+    columns: Callable[[str], bool] | None = None,
 ) -> pd.DataFrame:
     """Read a results CSV; ResultsFileError naming the file if missing, empty, corrupt or incomplete.
 
     Refused: a last line without its newline (a truncated write), missing required columns, required
     columns with non-numeric cells (unless numeric=False; empty cells are NaN by design) and, where the
-    writer recorded it, a row count other than ``expected_rows``.
+    writer recorded it, a row count other than ``expected_rows``. ``columns`` keeps only the columns it accepts.
     """
     path = Path(path)
     _check_complete_last_line(path)
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, usecols=columns)
     except FileNotFoundError as error:
         raise ResultsFileError(f"results file not found: {path}") from error
     except pd.errors.EmptyDataError as error:
@@ -409,17 +406,14 @@ def read_excluded_runs(folder: str | os.PathLike) -> list[int]:
 # ----------------------------------------------------------------------------------- run exclusion (§15)
 def final_pretraining_thresholds(pretraining_df: pd.DataFrame) -> pd.Series:
     """Per run: last non-NaN psychometric_offset of its stage-1 rows (stage-0 rows if it has none)."""
+    from training.run_state import final_pretraining_threshold  # run_state reads files through this module
+
     df = pretraining_df[["run_index", "stage", "psychometric_offset"]]
     runs = _run_indices(df["run_index"], "pretraining results")
-    thresholds = {run: _final_threshold(df[runs == run]) for run in sorted(set(runs))}
+    thresholds = {run: final_pretraining_threshold(df[runs == run]) for run in sorted(set(runs))}
     return pd.Series(thresholds, dtype=np.float64, name="psychometric_offset").rename_axis("run_index")
 
 
-def _final_threshold(run_rows: pd.DataFrame) -> float:
-    stage1 = run_rows[run_rows["stage"] == 1]
-    rows = stage1 if len(stage1) else run_rows[run_rows["stage"] == 0]
-    values = rows["psychometric_offset"].dropna()
-    return float(values.iloc[-1]) if len(values) else float("nan")
 
 
 def runs_to_exclude(thresholds: pd.Series, low: float = 5.0, high: float = 25.0) -> list[int]:
@@ -449,7 +443,7 @@ def exclude_and_renumber(
     survivors = sorted(set(universe) - set(excluded))
     _log_exclusion(universe, all_runs, excluded, survivors)
     for name in files:
-        atomic_copy(folder / name, folder / f"{Path(name).stem}_complete.csv")
+        atomic_copy(folder / name, folder / complete_copy(name))
     _write_index_list(excluded, folder / EXCLUDED_RUNS)
     mapping = {old: new for new, old in enumerate(survivors)}
     for name, df in tables.items():

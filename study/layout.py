@@ -1,0 +1,270 @@
+"""The results folder of a study: every file, folder and marker name, and the paths built from them.
+
+Nothing else in the repository spells a results file name; code asks a layout for a path instead::
+
+    <root>/                                  StudyLayout(root)
+        environment.json  note.txt  log.txt  parameters.py  report.html  .main.lock
+        scripts/                             the code at the study's start (scripts/parameters.py included)
+        logs/<job>.log                       one log per job
+        submitit/                            submitit's own files (--executor slurm)
+        PRETRAINING_DONE.json  ANALYSIS_DONE.json         study-stage markers
+        pretraining_results.csv ... excluded_runs_from_pretraining.csv   the assembled pretraining
+        pretraining_runs/run_<i>/            one pretraining job: its pieces, then DONE.json (job marker)
+        excluded_runs_all.csv  excluded_runs_details.csv                 analysis exclusion lists
+        <conf>/                              ConfigurationLayout(root / conf)
+            parameters_<conf>.py  training_results.csv  training_results_val.csv  excluded_runs.csv
+            DONE.json                        study-stage marker: the configuration is assembled
+            training_runs/run_<i>/           one stage-2 job: its CSVs, then DONE.json (job marker)
+
+Three markers share the name ``DONE.json`` in different places: a pretraining job's, a stage-2 job's (both in
+their job folder) and a configuration's (in its folder, written once its jobs are assembled). They are named
+separately here (JOB_DONE, CONFIGURATION_DONE) so that a reader sees which one is meant.
+
+This module imports only the standard library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# ----------------------------------------------------------------------------------------- study records
+PARAMETERS = "parameters.py"
+"""The study's parameters (the repository's parameters.py plus the study's OVERRIDES): stages 0 and 1."""
+ENVIRONMENT = "environment.json"
+NOTE = "note.txt"
+LOG = "log.txt"
+REPORT = "report.html"
+"""The analysis report; the study's last log line names it."""
+LOCK = ".main.lock"
+SCRIPTS = "scripts"
+"""The copy of the code taken when the folder was created."""
+JOB_LOGS = "logs"
+SUBMITIT = "submitit"
+
+# ------------------------------------------------------------------------------------------------ markers
+PRETRAINING_DONE = "PRETRAINING_DONE.json"
+"""Study-stage marker: the pretraining is assembled (payload: pretraining folder, retained runs)."""
+CONFIGURATION_DONE = "DONE.json"
+"""Study-stage marker in a configuration folder: its stage-2 jobs are assembled."""
+ANALYSIS_DONE = "ANALYSIS_DONE.json"
+"""Study-stage marker: the analysis finished."""
+JOB_DONE = "DONE.json"
+"""Job marker in a job folder, written last by a pretraining or stage-2 job (payload: success, row counts)."""
+
+# ------------------------------------------------------------------------------------------------ job folders
+PRETRAINING_RUNS = "pretraining_runs"
+TRAINING_RUNS = "training_runs"
+
+# ---------------------------------------------------------------------------------------------- results CSVs
+PRETRAINING_RESULTS = "pretraining_results.csv"
+PRETRAINING_RESULTS_VAL = "pretraining_results_val.csv"
+ORIMAP = "orimap.csv"
+INITIAL_PARAMETERS = "initial_parameters.csv"
+INIT_READOUT_PARAMS = "init_readout_params.csv"
+EXCLUDED_RUNS = "excluded_runs_from_pretraining.csv"
+"""Original indices of the runs whose pretraining ended outside the accepted threshold range."""
+PRETRAINING_PIECES: tuple[str, ...] = (
+    PRETRAINING_RESULTS, PRETRAINING_RESULTS_VAL, ORIMAP, INITIAL_PARAMETERS, INIT_READOUT_PARAMS,
+)  # fmt: skip
+"""The per-run pretraining files: written by each job, assembled at the root, filtered by run exclusion."""
+TRAINING_RESULTS = "training_results.csv"
+TRAINING_RESULTS_VAL = "training_results_val.csv"
+TRAINING_PIECES: tuple[str, ...] = (TRAINING_RESULTS, TRAINING_RESULTS_VAL)
+"""The stage-2 files: written by each job, assembled in the configuration folder."""
+EXCLUDED_CONF = "excluded_runs.csv"
+"""The analysis's excluded runs of one configuration (one index per line), in the configuration folder."""
+EXCLUDED_ALL = "excluded_runs_all.csv"
+"""Runs excluded by at least one configuration."""
+EXCLUDED_DETAILS = "excluded_runs_details.csv"
+"""Excluded runs per configuration."""
+COMPLETE_SUFFIX = "_complete"
+"""Run exclusion keeps each unfiltered per-run file as ``<stem>_complete.csv``."""
+
+
+def complete_copy(name: str) -> str:
+    """The name of the unfiltered copy of a per-run file: ``orimap.csv`` -> ``orimap_complete.csv``."""
+    return f"{Path(name).stem}{COMPLETE_SUFFIX}.csv"
+
+
+def configuration_parameters(conf: str) -> str:
+    """The name of a configuration's parameters file: ``parameters_<conf>.py``."""
+    return f"parameters_{conf}.py"
+
+
+def run_folder_name(run_index: int) -> str:
+    """``run_<i>``: the folder of one job."""
+    return f"run_{run_index}"
+
+
+# ----------------------------------------------------------------------------------------------- layouts
+@dataclass(frozen=True)
+class JobLayout:
+    """The folder of one job (a pretraining run or a stage-2 run): its files and its marker."""
+
+    folder: Path
+
+    @property
+    def marker(self) -> Path:
+        """The job marker, written last."""
+        return self.folder / JOB_DONE
+
+    def file(self, name: str) -> Path:
+        """One of the job's result files (a name of PRETRAINING_PIECES or TRAINING_PIECES)."""
+        return self.folder / name
+
+
+@dataclass(frozen=True)
+class ConfigurationLayout:
+    """The folder of one stage-2 configuration (its name is the folder's name)."""
+
+    folder: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "folder", Path(self.folder))
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def parameters(self) -> Path:
+        """``parameters_<conf>.py``: the study's parameters with the configuration's changes applied last."""
+        return self.folder / configuration_parameters(self.name)
+
+    @property
+    def done(self) -> Path:
+        """Study-stage marker: the configuration's jobs are assembled."""
+        return self.folder / CONFIGURATION_DONE
+
+    @property
+    def training_results(self) -> Path:
+        return self.folder / TRAINING_RESULTS
+
+    @property
+    def training_results_val(self) -> Path:
+        return self.folder / TRAINING_RESULTS_VAL
+
+    @property
+    def excluded_runs(self) -> Path:
+        return self.folder / EXCLUDED_CONF
+
+    def file(self, name: str) -> Path:
+        """A file of the configuration folder."""
+        return self.folder / name
+
+    def run(self, run_index: int) -> JobLayout:
+        """The folder of the stage-2 job of one run."""
+        return JobLayout(self.folder / TRAINING_RUNS / run_folder_name(run_index))
+
+
+@dataclass(frozen=True)
+class StudyLayout:
+    """The results folder of a study (also a folder that holds only a pretraining, e.g. one being reused)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    # records
+    @property
+    def parameters(self) -> Path:
+        return self.root / PARAMETERS
+
+    @property
+    def environment(self) -> Path:
+        return self.root / ENVIRONMENT
+
+    @property
+    def note(self) -> Path:
+        return self.root / NOTE
+
+    @property
+    def log(self) -> Path:
+        return self.root / LOG
+
+    @property
+    def report(self) -> Path:
+        return self.root / REPORT
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK
+
+    @property
+    def scripts(self) -> Path:
+        return self.root / SCRIPTS
+
+    @property
+    def snapshot_parameters(self) -> Path:
+        """The copy of the repository's parameters.py taken when the folder was created."""
+        return self.scripts / PARAMETERS
+
+    @property
+    def job_logs(self) -> Path:
+        return self.root / JOB_LOGS
+
+    def job_log(self, job: str) -> Path:
+        """``logs/<job>.log``."""
+        return self.job_logs / f"{job}.log"
+
+    @property
+    def submitit(self) -> Path:
+        return self.root / SUBMITIT
+
+    # study-stage markers
+    @property
+    def pretraining_done(self) -> Path:
+        return self.root / PRETRAINING_DONE
+
+    @property
+    def analysis_done(self) -> Path:
+        return self.root / ANALYSIS_DONE
+
+    # pretraining
+    def file(self, name: str) -> Path:
+        """A file at the root (a name of this module, e.g. ORIMAP)."""
+        return self.root / name
+
+    @property
+    def pretraining_results(self) -> Path:
+        return self.root / PRETRAINING_RESULTS
+
+    @property
+    def orimap(self) -> Path:
+        return self.root / ORIMAP
+
+    @property
+    def initial_parameters(self) -> Path:
+        return self.root / INITIAL_PARAMETERS
+
+    @property
+    def init_readout_params(self) -> Path:
+        return self.root / INIT_READOUT_PARAMS
+
+    @property
+    def excluded_runs(self) -> Path:
+        """The runs excluded after pretraining."""
+        return self.root / EXCLUDED_RUNS
+
+    @property
+    def excluded_all(self) -> Path:
+        return self.root / EXCLUDED_ALL
+
+    @property
+    def excluded_details(self) -> Path:
+        return self.root / EXCLUDED_DETAILS
+
+    def pretraining_files(self) -> tuple[Path, ...]:
+        """The root files of a finished pretraining."""
+        return tuple(self.root / name for name in (*PRETRAINING_PIECES, EXCLUDED_RUNS))
+
+    def pretraining_run(self, run_index: int) -> JobLayout:
+        """The folder of the pretraining job of one run."""
+        return JobLayout(self.root / PRETRAINING_RUNS / run_folder_name(run_index))
+
+    # configurations
+    def configuration(self, conf: str) -> ConfigurationLayout:
+        """The folder of a stage-2 configuration."""
+        return ConfigurationLayout(self.root / conf)
