@@ -15,10 +15,10 @@ from tests.conftest import golden_log_params, golden_path
 from training import main_pretraining
 from training.main_training import loads_regression_readout
 from training.model import Response, build_layers, build_static, feedforward_kappa_exponent
+from training.readout import Readout
 from training.readout_regression import rescale_readout
 from training.results_io import ORIMAP, PRETRAINING_RESULTS, read_results_csv
 from training.training_functions import accs_125_trials
-from training.trials import Readout
 from training.util_gabor import ring_distance
 from util import write_marker, write_parameters_copy
 

@@ -12,9 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from parameters import Parameters, RandomizePars
-from training.model import ModelStatic, build_static, with_gains
+from training.model import LogParams, ModelStatic, build_static, with_gains
+from training.readout import Readout
 from training.readout_regression import fit_logistic_readout, regression_data, rescale_readout
-from training.trials import Readout, TrialBatch, fine_task_batch, general_task_batch, responses_to_batch
+from training.trials import TrialBatch, fine_task_batch, general_task_batch, responses_to_batch
 from training.util_gabor import make_uniform_orimap
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ class InitialisationError(RuntimeError):
 class Initialisation(NamedTuple):
     """A run's random starting point."""
 
-    log_params: dict
+    log_params: LogParams
     """Log-parameters of stage 0 (log|J|, c, log f); kappas are zero."""
     static: ModelStatic
     orimap: np.ndarray
@@ -60,7 +61,7 @@ def draw_middle(rng: np.random.Generator, rp: RandomizePars) -> tuple[np.ndarray
                               "draws; widen RandomizePars ranges or raise max_inequality_tries")  # fmt: skip
 
 
-def log_parameters(J_m: np.ndarray, J_s: np.ndarray, c: np.ndarray, f: np.ndarray) -> dict:
+def log_parameters(J_m: np.ndarray, J_s: np.ndarray, c: np.ndarray, f: np.ndarray) -> LogParams:
     """Log-parameter dictionary (float32 scalars) from |J| of both layers, baselines and feedforward scales."""
     values = {f"log_J_{name}_m": np.log(J_m[i]) for i, name in enumerate(J_ORDER)}
     values.update({f"log_J_{name}_s": np.log(J_s[i]) for i, name in enumerate(J_ORDER)})
@@ -78,7 +79,7 @@ def probe_batches(key: Array, params: Parameters) -> tuple[TrialBatch, TrialBatc
 
 
 @partial(jax.jit, static_argnames=("params",))
-def reference_summary(log_params: dict, static: ModelStatic, key: Array, fine: TrialBatch, general: TrialBatch,
+def reference_summary(log_params: LogParams, static: ModelStatic, key: Array, fine: TrialBatch, general: TrialBatch,
                       params: Parameters) -> dict:
     """Rate statistics and dx of the reference images of both probe batches."""
     summary = {}
@@ -143,7 +144,7 @@ def find_parameters(params: Parameters, rng: np.random.Generator, key: Array, or
         middle_tries = 0
 
 
-def initial_readout(log_params: dict, static: ModelStatic, key: Array, params: Parameters) -> Readout:
+def initial_readout(log_params: LogParams, static: ModelStatic, key: Array, params: Parameters) -> Readout:
     """Readout over all grid points by logistic regression on general-task trials, rescaled (§14.3).
 
     The labels follow PretrainingPars.shuffle_labels (as in the reference); the bias is rescaled with the

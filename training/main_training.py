@@ -32,7 +32,8 @@ from training.main_pretraining import (
     run_streams,
     trained_keys,
 )
-from training.model import build_static, zero_kappas
+from training.model import LogParams, build_static, zero_kappas
+from training.readout import Readout
 from training.results_io import (
     INIT_READOUT_PARAMS,
     INITIAL_PARAMETERS,
@@ -48,8 +49,8 @@ from training.results_io import (
     val_columns,
     write_marker,
 )
+from training.stages import training_stage
 from training.training_functions import RunSetup, StageFailedError, StageState, train_ori_discr
-from training.trials import Readout
 from training.util_gabor import readout_indices
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ TRAINING_RESULTS_VAL = "training_results_val.csv"
 class Stage2Start(NamedTuple):
     """What stage 2 of a run starts from: the last stage-1 row and the run's constants."""
 
-    log_params: dict
+    log_params: LogParams
     readout: Readout
     threshold: float
     mean_rates: dict
@@ -168,7 +169,7 @@ def train_run(params: Parameters, pretraining_dir: Path, run_index: int, base_se
     streams = run_streams(base_seed, run_index)
     static = build_static(start.orimap, start.gE, start.gI, params)
     setup = RunSetup(params, static, run_index, start.eta, streams.train_key, streams.eval_key, progress)
-    result = train_ori_discr(2, stage2_state(start, params, readout, threshold), setup, contributions)
+    result = train_ori_discr(training_stage(params), stage2_state(start, params, readout, threshold), setup)
     columns = training_columns()
     return (pd.DataFrame(result.rows).reindex(columns=columns),
             pd.DataFrame(result.val_rows).reindex(columns=val_columns(columns, params.training.test_offsets)))
