@@ -100,14 +100,16 @@ def rates_in_range(stats: dict, layer: str, rp: RandomizePars) -> bool:
 
 
 def middle_acceptable(summary: dict, rp: RandomizePars) -> bool:
-    """§14.1 conditions on the middle layer."""
+    """Conditions on the middle layer (spec §14.1): finite responses to fine- and general-task stimuli, a
+    fine-task convergence penalty below dx_max_mid and middle rates in range."""
     fine, general = summary["fine"], summary["general"]
     return bool(fine["finite_mid"] and general["finite_mid"] and np.all(np.asarray(fine["dx_mid"]) < rp.dx_max_mid)
                 and rates_in_range(fine, "mid", rp))  # fmt: skip
 
 
 def superficial_acceptable(summary: dict, rp: RandomizePars) -> bool:
-    """§14.2 conditions on the full model."""
+    """Conditions on the full model (spec §14.2): finite responses of both layers, convergence penalties below
+    dx_max_fine (fine task) and dx_max_general (general task) and superficial rates in range."""
     fine, general = summary["fine"], summary["general"]
     finite = all(bool(b[k]) for b in (fine, general) for k in ("finite_mid", "finite_sup"))
     dx_ok = all(np.all(np.asarray(b[k]) < limit) for b, limit in ((fine, rp.dx_max_fine), (general, rp.dx_max_general))
@@ -116,7 +118,11 @@ def superficial_acceptable(summary: dict, rp: RandomizePars) -> bool:
 
 
 def find_parameters(params: Parameters, rng: np.random.Generator, key: Array, orimap: np.ndarray):
-    """Loop of §14.1-§14.2: returns (log_params, static, gE, gI); raises InitialisationError at the limits."""
+    """Draw middle-layer parameters until they pass :func:`middle_acceptable`, then superficial ones until the
+    whole model passes :func:`superficial_acceptable` (redrawing the middle layer after too many failures).
+
+    Returns (log_params, static, gE, gI); raises InitialisationError at the retry limits of RandomizePars.
+    """
     rp = params.randomize
     static = None
     middle_draws, batch_draws, middle_tries = 0, 0, 0
@@ -159,7 +165,8 @@ def initial_readout(log_params: LogParams, static: ModelStatic, key: Array, para
 
 
 def randomize_initialisation(params: Parameters, rng: np.random.Generator, key: Array) -> Initialisation:
-    """A random starting point of a run that satisfies every condition of spec §14."""
+    """A random starting point of a run: orientation map, parameters that pass every initialisation condition
+    (the middle-layer inequalities, finite and converged responses, rates in range) and the initial readout."""
     rp = params.randomize
     eta = float(rng.uniform(rp.eta[0], rp.eta[1]))
     orimap = make_uniform_orimap(params.grid, rng, params.readout.readout_grid_size[1])

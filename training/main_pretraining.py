@@ -70,7 +70,8 @@ REGRESSION_PROBES = 3
 
 
 class RunStreams(NamedTuple):
-    """Independent random streams of one run attempt (binding decision 3)."""
+    """Independent random streams of one run attempt, each derived from (seed, run index, attempt) alone, so
+    that a run's numbers do not depend on which other runs or jobs ran."""
 
     rng: np.random.Generator
     init_key: jax.Array
@@ -126,7 +127,8 @@ def initial_parameter_row(run_index: int, stage: int, log_params: LogParams, ini
 
 def regression_rows(run_index: int, setup: RunSetup, log_params: LogParams, stage1: StageState, threshold: float,
                     data: RegressionData) -> list[dict]:
-    """Rows of init_readout_params.csv (§14.4): the SGD readout and the regressions on each readout mix.
+    """Rows of init_readout_params.csv: the SGD stage-1 readout and the logistic regressions fitted after
+    stage 1 on each readout mix (spec §14.4), each with the threshold of its own probe.
 
     (log_regr, layer, sup_only): (0, 1, 1) SGD stage-1 readout; (1, 1, 1) superficial only; (1, 0, 0) and
     (1, 1, 0) the middle and superficial halves of the mixed readout; (1, 0, 1) middle only.

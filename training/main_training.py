@@ -113,7 +113,8 @@ REGRESSION_ROWS = {(1.0, 0.0): [(1, 1, 1)], (0.5, 0.5): [(1, 0, 0), (1, 1, 0)], 
 
 def regression_readout(pretraining_dir: Path, run_index: int,
                        contributions: tuple[float, float]) -> tuple[Readout, float]:
-    """The logistic-regression readout of spec §14.4 for a readout mix (middle weights first) and its threshold."""
+    """The readout fitted by logistic regression after stage 1 (spec §14.4) for a readout mix (middle weights
+    first), and its threshold."""
     if tuple(contributions) not in REGRESSION_ROWS:
         raise ValueError(f"opt_readout_before_training needs readout contributions in {list(REGRESSION_ROWS)}, "
                          f"got {contributions}")  # fmt: skip
@@ -144,7 +145,8 @@ def stage2_state(start: Stage2Start, params: Parameters, readout: Readout, thres
 
 
 def loads_regression_readout(params: Parameters) -> bool:
-    """Whether stage 2 starts from the §14.4 regression readout instead of the stage-1 readout.
+    """Whether stage 2 starts from the readout fitted by logistic regression after stage 1 instead of the
+    stage-1 SGD readout.
 
     Only with opt_readout_before_training. The reference never read that flag (TrainedSSNPars.honour_opt_readout
     False); then only the mixed readout loads its regression readout, since the 25 stage-1 weights cannot
