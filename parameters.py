@@ -266,7 +266,7 @@ class SSNPars:
 
 @dataclass(frozen=True)
 class ConvPars:
-    """Euler integration of the fixed points and its gradient (spec §6.5, binding decision 5)."""
+    """Euler integration of the fixed points (spec §6.5) and how gradients pass them (training/model.py)."""
 
     dt: float = 1.0
     """Euler step, ms."""
@@ -491,7 +491,7 @@ class TrainedSSNPars:
     trained: tuple[str, ...] = ALL_TRAINABLE
     """Names from ALL_TRAINABLE trained in stage 2; the others keep their stage-1 values."""
     opt_readout_before_training: bool = False
-    """Start stage 2 from the logistic-regression readout of spec §14.4 and its threshold (see below)."""
+    """Start stage 2 from the readout fitted by logistic regression after stage 1 and its threshold (see below)."""
     honour_opt_readout: bool = False
     """Whether opt_readout_before_training is read; False (reference) only the mixed readout loads its readout."""
 
@@ -540,7 +540,7 @@ class RandomizePars:
     eta: tuple[float, float] = (3e-3, 5e-3)
     """Range of the Adam learning rate."""
     inequality_margin: float = 1.1
-    """Margin of the middle-layer inequalities of spec §14.1."""
+    """Margin m of the middle-layer inequalities m·J_EE·|J_II| < |J_EI|·J_IE and m·|J_EI|·gI < |J_II|·gE."""
     max_inequality_tries: int = 200
     """Middle-layer draws that may fail the inequalities before giving up."""
     max_middle_resamples: int = 300

@@ -107,7 +107,7 @@ def noisy_projections(key: Array, static: ModelStatic, ori: Array, params: Param
 def layer_responses(log_params: dict, static: ModelStatic, b: Array, params: Parameters) -> tuple[Array, Array]:
     """Steady-state rates of all mid (B, 648) and sup (B, 162) cells for base projections b (B, 2·Nx²)."""
     layers = build_layers(log_params, static, params)
-    resp = evaluate_model_response_batch(layers, b, static.gains, params)
+    resp = evaluate_model_response_batch(layers, b, params)
     return resp.r_mid.reshape(b.shape[0], -1), resp.r_sup
 
 

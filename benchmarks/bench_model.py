@@ -64,10 +64,11 @@ def case_function(name: str):
     import jax
     import jax.numpy as jnp
 
-    from training.evaluation import StageSpec, psychometric_accuracies, sgd_gradients
+    from training.evaluation import StepSpec, psychometric_accuracies, sgd_gradients
     from training.loss import default_loss_constants
     from training.model import response_to_images
-    from training.trials import Readout, task_geometry
+    from training.readout import Readout
+    from training.trials import task_geometry
     from training.util_gabor import grating_images
 
     mode = next(m for m in ("unrolled", "implicit", "auto") if f"_{m}" in name) if "step" in name else "implicit"
@@ -79,13 +80,15 @@ def case_function(name: str):
         forward = jax.jit(response_to_images, static_argnums=3)
         return lambda: jax.block_until_ready(forward(log_params, static, images, params).r_sup)
     if name.startswith("stage0"):
-        spec = StageSpec(100, True, False, (1.0, 0.0), True, True)
+        spec = StepSpec(batch_size=100, general_task=True, shuffle_labels=False, contributions=(1.0, 0.0),
+                        trains_ssn=True, trains_readout=True)  # fmt: skip
         readout = Readout(jnp.full(81, 0.01), jnp.float32(0.0))
         trained, untrained = split(log_params)
         return lambda: jax.block_until_ready(sgd_gradients(trained, readout, untrained, static, next(keys),
                                                            jnp.float32(4.0), constants, params, spec)[:3])  # fmt: skip
     if name.startswith("stage2"):
-        spec = StageSpec(50, False, False, (1.0, 0.0), True, False)
+        spec = StepSpec(batch_size=50, general_task=False, shuffle_labels=False, contributions=(1.0, 0.0),
+                        trains_ssn=True, trains_readout=False)  # fmt: skip
         readout = Readout(jnp.full(25, 0.01), jnp.float32(0.0))
         return lambda: jax.block_until_ready(sgd_gradients(log_params, readout, {}, static, next(keys),
                                                            jnp.float32(4.0), constants, params, spec)[:3])  # fmt: skip

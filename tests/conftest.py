@@ -71,7 +71,7 @@ def golden_setup(params):
     import jax.numpy as jnp
 
     from training.model import build_static
-    from training.trials import Readout
+    from training.readout import Readout
 
     with np.load(golden_path(1)) as data:
         golden = {k: data[k] for k in data.files}

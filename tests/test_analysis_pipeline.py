@@ -88,7 +88,7 @@ def direct_rates(snapshot: Snapshot, g: int, ori: float, phase_index: int) -> tu
     image = grating_images(jnp.asarray([ori], jnp.float32), 0.0, geometry, params.stimuli,
                            phase=phase_index * math.pi / 2, centre=(x_deg[g], y_deg[g]))  # fmt: skip
     layers = build_layers({k: jnp.asarray(v) for k, v in snapshot.log_params.items()}, snapshot.static, params)
-    resp = evaluate_model_response_batch(layers, base_projection(image, snapshot.static), snapshot.static.gains, params)
+    resp = evaluate_model_response_batch(layers, base_projection(image, snapshot.static), params)
     return np.asarray(resp.r_mid[0]), np.asarray(resp.r_sup[0])
 
 

@@ -48,7 +48,7 @@ def setup(params):
 @functools.partial(jax.jit, static_argnums=3)
 def relaxed_layers(log_params, static, images, params):
     layers = build_layers(log_params, static, params)
-    response = evaluate_model_response_batch(layers, base_projection(images, static), static.gains, params)
+    response = evaluate_model_response_batch(layers, base_projection(images, static), params)
     return layers, response
 
 

@@ -16,12 +16,14 @@ from parameters import build_parameters
 from tests.conftest import TINY_OVERRIDES, golden_log_params, golden_path, with_gradient_mode
 from tests.test_fixed_point import small_batch_loss
 from training import training_functions
-from training.evaluation import StageSpec, loss_and_grads, sgd_gradients
+from training.evaluation import StepSpec, loss_and_grads, sgd_gradients
 from training.loss import default_loss_constants
 from training.model import build_static, zero_kappas
+from training.readout import Readout
 from training.results_io import pretraining_columns, read_results_csv
+from training.stages import pretraining_stage
 from training.training_functions import RunSetup, StageState, train_ori_discr
-from training.trials import Readout, fine_task_batch, frozen_trial_responses
+from training.trials import fine_task_batch, frozen_trial_responses
 
 KEY = jax.random.PRNGKey(3)
 # Shifts of log-parameters from golden case 1. "settled": the Euler loop converges for every stimulus.
@@ -140,7 +142,8 @@ def test_auto_matches_finite_differences_in_float64_at_unconverged_states(golden
 
 def test_sgd_gradients_reports_the_path_it_took(golden_setup, params):
     log_params, readout, static = golden_setup
-    spec = StageSpec(3, False, False, (1.0, 0.0), True, False)
+    spec = StepSpec(batch_size=3, general_task=False, shuffle_labels=False, contributions=(1.0, 0.0), trains_ssn=True,
+                    trains_readout=False)  # fmt: skip
     args = (readout, {}, static, KEY, jnp.float32(4.0), default_loss_constants(params.loss), params, spec)
     for shifts, expect_unrolled in ((UNSETTLED["slow_sup_inhibition"], True), (SETTLED["golden"], False)):
         lp = shifted(log_params, shifts)
@@ -148,7 +151,7 @@ def test_sgd_gradients_reports_the_path_it_took(golden_setup, params):
         assert step.unrolled is expect_unrolled
         _, exact, _ = loss_and_grads(lp, *args, adjoint="unrolled")
         assert_gradients_close(step.ssn_grads, exact, rtol=1e-5 if expect_unrolled else 1e-3)
-    readout_only = StageSpec(3, False, False, (1.0, 0.0), False, True)
+    readout_only = dataclasses.replace(spec, trains_ssn=False, trains_readout=True)
     assert not sgd_gradients(log_params, *args[:-1], readout_only).unrolled
 
 
@@ -171,7 +174,7 @@ def test_the_csv_records_the_path_each_step_took(params, tmp_path, monkeypatch):
         setup = RunSetup(tiny, static, 0, 4e-3, jax.random.PRNGKey(1), jax.random.PRNGKey(2), progress=False)
         readout = Readout(jnp.zeros(81), jnp.float32(0.1))
         state = StageState(trained=log_params, untrained=zero_kappas(), readout=readout)
-        result = train_ori_discr(0, state, setup)
+        result = train_ori_discr(pretraining_stage(tiny), state, setup)
         path = tmp_path / "rows.csv"
         pd.DataFrame(result.rows).reindex(columns=pretraining_columns(81)).to_csv(path, index=False)
         recorded += read_results_csv(path)["gradient_unrolled"].astype(int).tolist()

@@ -139,11 +139,11 @@ def test_batch_implicit_gradient_equals_the_sum_of_single_gradients(params):
     weights = jax.random.normal(jax.random.PRNGKey(1), (b.shape[0], 162))
 
     def batch_objective(lp):
-        response = evaluate_model_response_batch(build_layers(lp, static, params), b, static.gains, params)
+        response = evaluate_model_response_batch(build_layers(lp, static, params), b, params)
         return jnp.sum(weights * response.r_sup) + jnp.sum(response.r_mid**2) * 1e-3
 
     def single_objective(lp, b_one, w_one):
-        response = evaluate_model_response(build_layers(lp, static, params), b_one, static.gains, params)
+        response = evaluate_model_response(build_layers(lp, static, params), b_one, params)
         return jnp.sum(w_one * response.r_sup) + jnp.sum(response.r_mid**2) * 1e-3
 
     batched = jax.jit(jax.grad(batch_objective))(log_params)

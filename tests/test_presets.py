@@ -17,10 +17,10 @@ from tests.conftest import golden_log_params, golden_path
 from training import main_pretraining
 from training.main_training import loads_regression_readout
 from training.model import Response, build_layers, build_static, feedforward_kappa_exponent
+from training.readout import Readout
 from training.readout_regression import rescale_readout
 from training.results_io import read_results_csv, write_marker
 from training.training_functions import accs_125_trials
-from training.trials import Readout
 from training.util_gabor import ring_distance
 
 REFERENCE, CORRECTED = build_parameters(preset="reference"), build_parameters(preset="corrected")

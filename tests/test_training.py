@@ -17,6 +17,7 @@ from training import main_pretraining, main_training
 from training.initialisation import InitialisationError, draw_middle, find_parameters
 from training.loss import LossConstants, default_loss_constants, trial_losses
 from training.model import build_static, zero_kappas
+from training.readout import Readout
 from training.results_io import (
     INIT_READOUT_COLUMNS,
     INITIAL_PARAMETERS_COLUMNS,
@@ -26,8 +27,8 @@ from training.results_io import (
     training_columns,
     val_columns,
 )
+from training.stages import pretraining_stage
 from training.training_functions import RunSetup, StageState, train_ori_discr
-from training.trials import Readout
 from training.util_gabor import make_uniform_orimap
 
 SUBSET = ["J_EE_s", "J_IE_s", "kappa_Jsup", "f_E"]
@@ -187,7 +188,7 @@ def test_stage_state_round_trips_through_the_csv(params, tmp_path):
     log_params = {k: v for k, v in golden_log_params(golden).items() if not k.startswith("kappa")}
     setup = RunSetup(tiny, static, 0, 4e-3, jax.random.PRNGKey(1), jax.random.PRNGKey(2), progress=False)
     state = StageState(trained=log_params, untrained=zero_kappas(), readout=Readout(jnp.zeros(81), jnp.float32(0.1)))
-    result = train_ori_discr(0, state, setup)
+    result = train_ori_discr(pretraining_stage(tiny), state, setup)
     path = tmp_path / "rows.csv"
     pd.DataFrame(result.rows).reindex(columns=pretraining_columns(81)).to_csv(path, index=False)
     last = read_results_csv(path).iloc[-1]

@@ -139,7 +139,10 @@ class SSN_sup:
     @classmethod
     def build(cls, J_2x2: jnp.ndarray, kappa_Jsup: jnp.ndarray, rho: jnp.ndarray, ori_dist: jnp.ndarray,
               d_ref: jnp.ndarray, ssn: SSNPars, grid_spacing: float = 0.0) -> SSN_sup:
-        """W of spec §7.1 from signed J (2,2), raw kappa (2,2,2), distances (mm) and ring distances.
+        """The superficial weights W (spec §7.1) from signed J (2,2), raw kappa (2,2,2), distances (mm) and ring
+        distances: block (a, b) is J[a, b] times a kernel that falls off with cortical distance (exponential for
+        E inputs, Gaussian for I inputs) and with orientation difference, modulated by kappa, cut below min_syn,
+        normalised to a mean row sum of 1 and, for E inputs, mixed with the identity by p_local_s.
 
         ``grid_spacing`` (mm, the smallest distance between two cells) lets the layer detect that the
         Gaussian I kernels fall below min_syn off the diagonal for every kappa.

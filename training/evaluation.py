@@ -1,6 +1,6 @@
 """Compiled pieces of the training loop: loss and gradients, accuracy tests and the psychometric probe.
 
-Each function is jitted once per (parameters, stage shape); every quantity that changes during training
+Each function is jitted once per (parameters, step description); every quantity that changes during training
 (offset, loss constants, parameters, keys) is a traced argument, so nothing is frozen by tracing.
 """
 
@@ -15,9 +15,9 @@ import jax.numpy as jnp
 
 from parameters import Parameters
 from training.loss import LossConstants
-from training.model import ModelStatic, Response
+from training.model import AUTO, FORWARD, IMPLICIT, UNROLLED, LogParams, ModelStatic, Response, resolve_adjoint
+from training.readout import Readout
 from training.trials import (
-    Readout,
     TrialBatch,
     TrialOutputs,
     evaluate_trials,
@@ -29,20 +29,25 @@ from training.trials import (
 Array = jnp.ndarray
 
 
-@dataclass(frozen=True)
-class StageSpec:
-    """Static description of the SGD steps of a stage."""
+@dataclass(frozen=True, kw_only=True)
+class StepSpec:
+    """What one SGD step of a stage computes; static (hashable) for the compiled step functions."""
 
     batch_size: int
     general_task: bool
+    """True: the general task (random pairs 5-20 degrees apart); False: the fine task around the reference."""
     shuffle_labels: bool
+    """Replace the batch's labels by coin flips (a control that removes the task)."""
     contributions: tuple[float, float]
-    train_ssn: bool
-    train_readout: bool
+    """Readout mix (superficial, middle) of the stage's readout."""
+    trains_ssn: bool
+    """The step's gradient reaches the SSN parameters (it passes the fixed points)."""
+    trains_readout: bool
+    """The step's gradient reaches the readout weights and bias."""
 
 
 class StepMetrics(NamedTuple):
-    """Batch summaries of one SGD step (spec §10 aggregation)."""
+    """Batch summaries of one SGD step: means of the loss terms and the accuracy, max and mean rates."""
 
     loss_terms: dict
     """Batch means of the loss terms."""
@@ -53,7 +58,7 @@ class StepMetrics(NamedTuple):
     """Batch means of the per-trial mean rates."""
 
 
-def merge_params(trained: dict, untrained: dict) -> dict:
+def merge_params(trained: LogParams, untrained: LogParams) -> LogParams:
     """The full log-parameter dictionary: trained values override untrained ones."""
     return {**untrained, **trained}
 
@@ -69,14 +74,14 @@ def summarise(out: TrialOutputs) -> StepMetrics:
     )
 
 
-def step_batch(key: Array, offset: Array, params: Parameters, spec: StageSpec) -> tuple[TrialBatch, Array]:
+def step_batch(key: Array, offset: Array, params: Parameters, spec: StepSpec) -> tuple[TrialBatch, Array]:
     """The task batch of a training step and the key of its trials (images, noise)."""
     k_batch, k_trials = jax.random.split(key)
     return task_batch(k_batch, spec.batch_size, offset, params, spec.general_task, spec.shuffle_labels), k_trials
 
 
-def batch_loss(trained: dict, readout: Readout, untrained: dict, static: ModelStatic, key: Array, offset: Array,
-               constants: LossConstants, params: Parameters, spec: StageSpec, adjoint: str,
+def batch_loss(trained: LogParams, readout: Readout, untrained: LogParams, static: ModelStatic, key: Array,
+               offset: Array, constants: LossConstants, params: Parameters, spec: StepSpec, adjoint: str,
                frozen: Response | None = None) -> tuple[Array, StepMetrics]:
     """Mean total loss of one training batch, and its metrics."""
     batch, k_trials = step_batch(key, offset, params, spec)
@@ -87,23 +92,24 @@ def batch_loss(trained: dict, readout: Readout, untrained: dict, static: ModelSt
 
 
 @partial(jax.jit, static_argnames=("params", "spec"))
-def step_responses(trained: dict, untrained: dict, static: ModelStatic, key: Array, offset: Array,
-                   params: Parameters, spec: StageSpec) -> Response:
+def step_responses(trained: LogParams, untrained: LogParams, static: ModelStatic, key: Array, offset: Array,
+                   params: Parameters, spec: StepSpec) -> Response:
     """The responses (no gradient) to every image of the training batch of a step, references then targets."""
     batch, k_trials = step_batch(key, offset, params, spec)
     return frozen_trial_responses(merge_params(trained, untrained), static, batch, k_trials, params)
 
 
 @partial(jax.jit, static_argnames=("params", "spec", "adjoint"))
-def loss_and_grads(trained: dict, readout: Readout, untrained: dict, static: ModelStatic, key: Array,
-                   offset: Array, constants: LossConstants, params: Parameters, spec: StageSpec,
-                   adjoint: str = "unrolled", frozen: Response | None = None) -> tuple[StepMetrics, dict, Readout]:
+def loss_and_grads(trained: LogParams, readout: Readout, untrained: LogParams, static: ModelStatic, key: Array,
+                   offset: Array, constants: LossConstants, params: Parameters, spec: StepSpec,
+                   adjoint: str = UNROLLED, frozen: Response | None = None) -> tuple[StepMetrics, LogParams, Readout]:
     """Metrics and gradients (SSN dict, readout) of one step; gradients of untrained parts are zeros.
 
-    ``adjoint`` ('unrolled' or 'implicit') says how gradients pass the fixed points; with 'implicit',
-    ``frozen`` may pass in the step's :func:`step_responses` so the forward pass is not repeated.
+    ``adjoint`` (a resolved one: UNROLLED, IMPLICIT or FORWARD, see :mod:`training.model`) says how
+    gradients pass the fixed points; with IMPLICIT, ``frozen`` may pass in the step's :func:`step_responses`
+    so the forward pass is not repeated.
     """
-    argnums = tuple(i for i, on in ((0, spec.train_ssn), (1, spec.train_readout)) if on)
+    argnums = tuple(i for i, on in ((0, spec.trains_ssn), (1, spec.trains_readout)) if on)
     (_, metrics), grads = jax.value_and_grad(batch_loss, argnums=argnums, has_aux=True)(
         trained, readout, untrained, static, key, offset, constants, params, spec, adjoint, frozen)
     grads = dict(zip(argnums, grads, strict=True))
@@ -115,36 +121,36 @@ class StepGradients(NamedTuple):
     """Metrics and gradients of one SGD step, and how the gradients passed the fixed points."""
 
     metrics: StepMetrics
-    ssn_grads: dict
+    ssn_grads: LogParams
     readout_grads: Readout
     unrolled: bool
     """True where the SSN gradient went through the Euler loop; False for the implicit gradient and for
     readout-only steps (no gradient passes a fixed point there)."""
 
 
-def sgd_gradients(trained: dict, readout: Readout, untrained: dict, static: ModelStatic, key: Array,
-                  offset: Array, constants: LossConstants, params: Parameters, spec: StageSpec) -> StepGradients:
-    """Gradients of one step by ``params.conv.gradient_mode``; 'auto' decides the adjoint for this batch.
+def sgd_gradients(trained: LogParams, readout: Readout, untrained: LogParams, static: ModelStatic, key: Array,
+                  offset: Array, constants: LossConstants, params: Parameters, spec: StepSpec) -> StepGradients:
+    """Gradients of one step, the adjoint resolved for this batch from ``params.conv.gradient_mode``.
 
-    'auto' first relaxes the batch without gradients. If every stimulus has settled
+    A readout-only step needs no gradient through the fixed points (FORWARD: the rates are constants).
+    Otherwise 'auto' first relaxes the batch without gradients: if every stimulus has settled
     (:func:`training.model.settled_state`) the implicit gradient at those states equals reverse mode
     through the loop, and it is attached to them; otherwise the step differentiates through the loop.
     Either way the gradient is that of the unrolled Euler scheme, dx term included.
     """
-    mode = params.conv.gradient_mode
+    mode = params.conv.gradient_mode if spec.trains_ssn else FORWARD
+    frozen = settled = None
+    if mode in (IMPLICIT, AUTO):  # these attach their gradient to states relaxed without one, computed first
+        frozen = step_responses(trained, untrained, static, key, offset, params, spec)
+        settled = bool(jnp.all(frozen.settled)) if mode != IMPLICIT else None
+    adjoint = resolve_adjoint(mode, settled)
     args = (trained, readout, untrained, static, key, offset, constants, params, spec)
-    if not spec.train_ssn:  # the rates are constants of a readout-only step: one plain forward pass
-        return StepGradients(*loss_and_grads(*args, adjoint="unrolled"), unrolled=False)
-    if mode == "unrolled":
-        return StepGradients(*loss_and_grads(*args, adjoint="unrolled"), unrolled=True)
-    frozen = step_responses(trained, untrained, static, key, offset, params, spec)
-    if mode == "auto" and not bool(jnp.all(frozen.settled)):
-        return StepGradients(*loss_and_grads(*args, adjoint="unrolled"), unrolled=True)
-    return StepGradients(*loss_and_grads(*args, adjoint="implicit", frozen=frozen), unrolled=False)
+    frozen = frozen if adjoint == IMPLICIT else None  # the other adjoints relax the batch themselves
+    return StepGradients(*loss_and_grads(*args, adjoint=adjoint, frozen=frozen), unrolled=adjoint == UNROLLED)
 
 
 @partial(jax.jit, static_argnames=("params", "num_trials", "contributions"))
-def fine_task_test(log_params: dict, readout: Readout, static: ModelStatic, key: Array, offset: Array,
+def fine_task_test(log_params: LogParams, readout: Readout, static: ModelStatic, key: Array, offset: Array,
                    ref_ori: Array, constants: LossConstants, params: Parameters, num_trials: int,
                    contributions: tuple[float, float]) -> tuple[Array, Array]:
     """Accuracy and mean total loss on fresh fine-task trials (true labels) at one offset and reference."""
@@ -155,10 +161,11 @@ def fine_task_test(log_params: dict, readout: Readout, static: ModelStatic, key:
 
 
 @partial(jax.jit, static_argnames=("params", "contributions"))
-def psychometric_accuracies(log_params: dict, readout: Readout, static: ModelStatic, key: Array,
+def psychometric_accuracies(log_params: LogParams, readout: Readout, static: ModelStatic, key: Array,
                             constants: LossConstants, params: Parameters,
                             contributions: tuple[float, float]) -> Array:
-    """Accuracies (repeats, offsets) of the psychometric probe (spec §13.2); all repeats form one batch."""
+    """Accuracies (repeats, offsets) of the psychometric probe: ``probe_trials`` fine-task trials at each of
+    TrainingPars.test_offsets, repeated ``probe_repeats`` times; all repeats form one batch."""
     training = params.training
     offsets = jnp.asarray(training.test_offsets, jnp.float32)
     per_repeat = offsets.shape[0] * training.probe_trials

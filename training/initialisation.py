@@ -12,9 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from parameters import Parameters, RandomizePars
-from training.model import ModelStatic, build_static, with_gains
+from training.model import LogParams, ModelStatic, build_static, with_gains
+from training.readout import Readout
 from training.readout_regression import fit_logistic_readout, regression_data, rescale_readout
-from training.trials import Readout, TrialBatch, fine_task_batch, general_task_batch, responses_to_batch
+from training.trials import TrialBatch, fine_task_batch, general_task_batch, responses_to_batch
 from training.util_gabor import make_uniform_orimap
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ class InitialisationError(RuntimeError):
 class Initialisation(NamedTuple):
     """A run's random starting point."""
 
-    log_params: dict
+    log_params: LogParams
     """Log-parameters of stage 0 (log|J|, c, log f); kappas are zero."""
     static: ModelStatic
     orimap: np.ndarray
@@ -60,7 +61,7 @@ def draw_middle(rng: np.random.Generator, rp: RandomizePars) -> tuple[np.ndarray
                               "draws; widen RandomizePars ranges or raise max_inequality_tries")  # fmt: skip
 
 
-def log_parameters(J_m: np.ndarray, J_s: np.ndarray, c: np.ndarray, f: np.ndarray) -> dict:
+def log_parameters(J_m: np.ndarray, J_s: np.ndarray, c: np.ndarray, f: np.ndarray) -> LogParams:
     """Log-parameter dictionary (float32 scalars) from |J| of both layers, baselines and feedforward scales."""
     values = {f"log_J_{name}_m": np.log(J_m[i]) for i, name in enumerate(J_ORDER)}
     values.update({f"log_J_{name}_s": np.log(J_s[i]) for i, name in enumerate(J_ORDER)})
@@ -78,7 +79,7 @@ def probe_batches(key: Array, params: Parameters) -> tuple[TrialBatch, TrialBatc
 
 
 @partial(jax.jit, static_argnames=("params",))
-def reference_summary(log_params: dict, static: ModelStatic, key: Array, fine: TrialBatch, general: TrialBatch,
+def reference_summary(log_params: LogParams, static: ModelStatic, key: Array, fine: TrialBatch, general: TrialBatch,
                       params: Parameters) -> dict:
     """Rate statistics and dx of the reference images of both probe batches."""
     summary = {}
@@ -99,14 +100,16 @@ def rates_in_range(stats: dict, layer: str, rp: RandomizePars) -> bool:
 
 
 def middle_acceptable(summary: dict, rp: RandomizePars) -> bool:
-    """§14.1 conditions on the middle layer."""
+    """Conditions on the middle layer (spec §14.1): finite responses to fine- and general-task stimuli, a
+    fine-task convergence penalty below dx_max_mid and middle rates in range."""
     fine, general = summary["fine"], summary["general"]
     return bool(fine["finite_mid"] and general["finite_mid"] and np.all(np.asarray(fine["dx_mid"]) < rp.dx_max_mid)
                 and rates_in_range(fine, "mid", rp))  # fmt: skip
 
 
 def superficial_acceptable(summary: dict, rp: RandomizePars) -> bool:
-    """§14.2 conditions on the full model."""
+    """Conditions on the full model (spec §14.2): finite responses of both layers, convergence penalties below
+    dx_max_fine (fine task) and dx_max_general (general task) and superficial rates in range."""
     fine, general = summary["fine"], summary["general"]
     finite = all(bool(b[k]) for b in (fine, general) for k in ("finite_mid", "finite_sup"))
     dx_ok = all(np.all(np.asarray(b[k]) < limit) for b, limit in ((fine, rp.dx_max_fine), (general, rp.dx_max_general))
@@ -115,7 +118,11 @@ def superficial_acceptable(summary: dict, rp: RandomizePars) -> bool:
 
 
 def find_parameters(params: Parameters, rng: np.random.Generator, key: Array, orimap: np.ndarray):
-    """Loop of §14.1-§14.2: returns (log_params, static, gE, gI); raises InitialisationError at the limits."""
+    """Draw middle-layer parameters until they pass :func:`middle_acceptable`, then superficial ones until the
+    whole model passes :func:`superficial_acceptable` (redrawing the middle layer after too many failures).
+
+    Returns (log_params, static, gE, gI); raises InitialisationError at the retry limits of RandomizePars.
+    """
     rp = params.randomize
     static = None
     middle_draws, batch_draws, middle_tries = 0, 0, 0
@@ -143,7 +150,7 @@ def find_parameters(params: Parameters, rng: np.random.Generator, key: Array, or
         middle_tries = 0
 
 
-def initial_readout(log_params: dict, static: ModelStatic, key: Array, params: Parameters) -> Readout:
+def initial_readout(log_params: LogParams, static: ModelStatic, key: Array, params: Parameters) -> Readout:
     """Readout over all grid points by logistic regression on general-task trials, rescaled (§14.3).
 
     The labels follow PretrainingPars.shuffle_labels (as in the reference); the bias is rescaled with the
@@ -158,7 +165,8 @@ def initial_readout(log_params: dict, static: ModelStatic, key: Array, params: P
 
 
 def randomize_initialisation(params: Parameters, rng: np.random.Generator, key: Array) -> Initialisation:
-    """A random starting point of a run that satisfies every condition of spec §14."""
+    """A random starting point of a run: orientation map, parameters that pass every initialisation condition
+    (the middle-layer inequalities, finite and converged responses, rates in range) and the initial readout."""
     rp = params.randomize
     eta = float(rng.uniform(rp.eta[0], rp.eta[1]))
     orimap = make_uniform_orimap(params.grid, rng, params.readout.readout_grid_size[1])

@@ -39,8 +39,9 @@ from study.layout import (
 from training.compilation_cache import prepare_process
 from training.initialisation import Initialisation, InitialisationError, randomize_initialisation
 from training.loss import default_loss_constants
-from training.model import zero_kappas
+from training.model import LogParams, zero_kappas
 from training.psychometrics import fit_threshold
+from training.readout import Readout
 from training.readout_regression import RegressionData, fit_logistic_readout, regression_data
 from training.results_io import (
     INIT_READOUT_COLUMNS,
@@ -67,8 +68,8 @@ from training.run_state import (
     last_threshold,
     regression_row,
 )
+from training.stages import pretraining_stage, readout_stage
 from training.training_functions import RunSetup, StageFailedError, StageState, run_probe, train_ori_discr
-from training.trials import Readout
 from training.util_gabor import readout_indices
 
 logger = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def stage1_state(stage0: StageState, params: Parameters) -> StageState:
                       offset=params.stimuli.offset)  # fmt: skip
 
 
-def initial_parameter_row(run_index: int, stage: int, log_params: dict, init: Initialisation,
+def initial_parameter_row(run_index: int, stage: int, log_params: LogParams, init: Initialisation,
                           params: Parameters) -> dict:
     """A row of initial_parameters.csv (linear, signed values)."""
     row = {"run_index": run_index, "stage": stage, **ssn_columns(log_params, coupled=params.ssn.couple_c_ms),
@@ -108,9 +109,10 @@ def initial_parameter_row(run_index: int, stage: int, log_params: dict, init: In
     return {c: row[c] for c in INITIAL_PARAMETERS_COLUMNS}
 
 
-def regression_rows(run_index: int, setup: RunSetup, log_params: dict, stage1: StageState, threshold: float,
+def regression_rows(run_index: int, setup: RunSetup, log_params: LogParams, stage1: StageState, threshold: float,
                     data: RegressionData) -> list[dict]:
-    """Rows of init_readout_params.csv (§14.4): the SGD readout and the regressions on each readout mix."""
+    """Rows of init_readout_params.csv: the SGD stage-1 readout and the logistic regressions fitted after
+    stage 1 on each readout mix, each with the threshold of its own probe (row codes: training.run_state)."""
     params = setup.params
     fraction = params.pretraining.regression_train_fraction
     fits = {
@@ -130,7 +132,7 @@ def regression_rows(run_index: int, setup: RunSetup, log_params: dict, stage1: S
     return [regression_row(run_index, code, w, b, offset) for code, w, b, offset in pieces]
 
 
-def probe_threshold(setup: RunSetup, log_params: dict, readout: Readout, contributions: tuple[float, float],
+def probe_threshold(setup: RunSetup, log_params: LogParams, readout: Readout, contributions: tuple[float, float],
                     key_id: int) -> float:
     """Psychometric threshold of a readout (a fresh probe, spec §13.2)."""
     key = jax.random.fold_in(jax.random.fold_in(setup.eval_key, REGRESSION_PROBES), key_id)
@@ -146,8 +148,8 @@ def pretrain_run(params: Parameters, base_seed: int, run_index: int, attempt: in
     k_init, k_regression = jax.random.split(streams.init_key)
     init = randomize_initialisation(params, streams.rng, k_init)
     setup = RunSetup(params, init.static, run_index, init.eta, streams.train_key, streams.eval_key, progress)
-    stage0 = train_ori_discr(0, stage0_state(init, params), setup)
-    stage1 = train_ori_discr(1, stage1_state(stage0.final, params), setup)
+    stage0 = train_ori_discr(pretraining_stage(params), stage0_state(init, params), setup)
+    stage1 = train_ori_discr(readout_stage(params), stage1_state(stage0.final, params), setup)
     final_params = {**stage1.final.untrained, **stage1.final.trained}
     threshold = last_threshold(stage1.thresholds or stage0.thresholds)
     num_cells = params.readout.readout_grid_size[1] ** 2

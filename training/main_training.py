@@ -27,6 +27,7 @@ from study.layout import TRAINING_PIECES, TRAINING_RESULTS, TRAINING_RESULTS_VAL
 from training.compilation_cache import prepare_process
 from training.loss import stage2_loss_constants
 from training.model import build_static, zero_kappas
+from training.readout import Readout
 from training.results_io import (
     ResultsFileError,
     atomic_write_csv,
@@ -39,8 +40,8 @@ from training.results_io import (
 )
 from training.run_common import run_streams, trained_keys
 from training.run_state import Stage2Start, read_regression_readout, read_stage2_start
+from training.stages import training_stage
 from training.training_functions import RunSetup, StageFailedError, StageState, train_ori_discr
-from training.trials import Readout
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,8 @@ def stage2_state(start: Stage2Start, params: Parameters, readout: Readout, thres
 
 
 def loads_regression_readout(params: Parameters) -> bool:
-    """Whether stage 2 starts from the §14.4 regression readout instead of the stage-1 readout.
+    """Whether stage 2 starts from the readout fitted by logistic regression after stage 1 instead of the
+    stage-1 SGD readout.
 
     Only with opt_readout_before_training. The reference never read that flag (TrainedSSNPars.honour_opt_readout
     False); then only the mixed readout loads its regression readout, since the 25 stage-1 weights cannot
@@ -98,7 +100,7 @@ def train_run(params: Parameters, pretraining_dir: Path, run_index: int, base_se
     streams = run_streams(base_seed, run_index)
     static = build_static(start.orimap, start.gE, start.gI, params)
     setup = RunSetup(params, static, run_index, start.eta, streams.train_key, streams.eval_key, progress)
-    result = train_ori_discr(2, stage2_state(start, params, readout, threshold), setup, contributions)
+    result = train_ori_discr(training_stage(params), stage2_state(start, params, readout, threshold), setup)
     columns = training_columns()
     return (pd.DataFrame(result.rows).reindex(columns=columns),
             pd.DataFrame(result.val_rows).reindex(columns=val_columns(columns, params.training.test_offsets)))

@@ -1,14 +1,20 @@
 """Forward model: images -> Gabor projection -> middle SSN -> superficial SSN (spec §5-§7).
 
-Trained quantities travel as a dictionary of log-parameters (spec §11); per-run constants (filters,
-distances, orientation map) as a :class:`ModelStatic` pytree, so one compiled function serves every run.
-Structural constants come from the hashable :class:`parameters.Parameters`, passed as a static argument.
+Trained quantities travel as a dictionary of log-parameters (:data:`LogParams`); per-run constants (filters,
+distances, orientation map, Gabor gains) as a :class:`ModelStatic` pytree, so one compiled function serves
+every run. Structural constants come from the hashable :class:`parameters.Parameters`, passed as a static
+argument.
+
+A layer's fixed point is found by a solver, the Euler relaxation (:func:`relax`), and its gradient is
+attached by an adjoint (:data:`UNROLLED`, :data:`IMPLICIT`, :data:`AUTO` or :data:`FORWARD`), the two
+chosen separately as in Diffrax; :func:`resolve_adjoint` is the one rule that turns the configured
+``ConvPars.gradient_mode`` into the adjoint that runs.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import NamedTuple, TypeAlias
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +34,19 @@ from training.util_gabor import (
 Array = jnp.ndarray
 J_NAMES: tuple[str, ...] = ("EE", "EI", "IE", "II")
 J_SIGNS: dict[str, float] = {"EE": 1.0, "EI": -1.0, "IE": 1.0, "II": -1.0}
+
+LogParams: TypeAlias = dict[str, Array]
+"""The SSN parameters in the form SGD trains them, keyed by name (float32 arrays):
+
+* ``log_J_{EE,EI,IE,II}_{m,s}`` (scalars): log|J| of the middle (m) and superficial (s) connection strengths;
+  the signs are fixed (:data:`J_SIGNS`).
+* ``cE_m``, ``cI_m`` and, unless SSNPars.couple_c_ms, ``cE_s``, ``cI_s`` (scalars): baseline inputs.
+* ``log_f_E``, ``log_f_I`` (scalars): log feedforward gains from the middle to the superficial layer.
+* ``kappa_Jsup`` (2, 2, 2), ``kappa_Jmid`` (2, 2), ``kappa_f`` (2,): raw orientation-dependent modulations
+  (tanh-squashed when used); zero outside stage 2, and missing ones count as zero.
+
+A stage splits it into a trained and an untrained part, each a ``LogParams`` holding some of these keys.
+"""
 
 
 # ------------------------------------------------------------------------------------ per-run constants
@@ -81,14 +100,14 @@ def with_gains(static: ModelStatic, gE: float, gI: float) -> ModelStatic:
     return static._replace(gains=jnp.asarray([gE, gI], dtype=jnp.float32))
 
 
-# -------------------------------------------------------------------------------------- parameters (§11)
-def signed_J(log_params: dict, layer: str) -> Array:
+# ---------------------------------------------------------------------------------- trained parameters
+def signed_J(log_params: LogParams, layer: str) -> Array:
     """Signed 2x2 J of a layer ('m' or 's') from log|J| entries, [post][pre]."""
     values = [J_SIGNS[name] * jnp.exp(log_params[f"log_J_{name}_{layer}"]) for name in J_NAMES]
     return jnp.stack(values).reshape(2, 2)
 
 
-def baselines(log_params: dict, ssn: SSNPars) -> tuple[Array, Array]:
+def baselines(log_params: LogParams, ssn: SSNPars) -> tuple[Array, Array]:
     """Baselines (cE, cI) of the middle and the superficial layer (coupled: the middle values twice)."""
     c_mid = jnp.stack([log_params["cE_m"], log_params["cI_m"]])
     if ssn.couple_c_ms:
@@ -96,7 +115,7 @@ def baselines(log_params: dict, ssn: SSNPars) -> tuple[Array, Array]:
     return c_mid, jnp.stack([log_params["cE_s"], log_params["cI_s"]])
 
 
-def zero_kappas() -> dict[str, Array]:
+def zero_kappas() -> LogParams:
     """Raw kappas that switch every kappa modulation off."""
     return {"kappa_Jsup": jnp.zeros((2, 2, 2)), "kappa_Jmid": jnp.zeros((2, 2)), "kappa_f": jnp.zeros(2)}
 
@@ -107,7 +126,7 @@ def constant_to_vec(cE: Array, cI: Array, num_grid: int, phases: int = 1) -> Arr
     return jnp.broadcast_to(vec, (phases, 2, num_grid)) if phases > 1 else vec.ravel()
 
 
-# ----------------------------------------------------------------------------------- Euler solver (§6.5)
+# ------------------------------------------------------------------------------ solver: Euler relaxation
 class FixedPoint(NamedTuple):
     """Final Euler state of a layer, its convergence penalty and whether it has settled."""
 
@@ -204,12 +223,45 @@ def settled_state(trace: Array, conv: ConvPars) -> Array:
     return no_penalty & ((last <= conv.settle_floor) | (tail <= conv.settle_tol))
 
 
-def _relax(layer: SSN_mid | SSN_sup, parts: tuple[Array, ...], conv: ConvPars):
+def relax(layer: SSN_mid | SSN_sup, parts: tuple[Array, ...], conv: ConvPars) -> tuple[tuple[Array, ...], Array, Array]:
+    """The solver: rates of each part after the Euler loop, the penalty max(0, avg_dx - 1) and the settled flag.
+
+    Gradients flow through every step unless the caller stops them (the adjoints below decide).
+    """
     rates, trace = euler_trace(layer, parts, conv)
     avg_dx = jnp.mean(trace) / conv.xtol
     # A diverged state (inf or nan rates) can leave a trace of zeros; it is no fixed point.
     finite = functools.reduce(jnp.logical_and, [jnp.all(jnp.isfinite(r)) for r in rates])
     return rates, jnp.maximum(0.0, avg_dx - 1.0), settled_state(trace, conv) & finite
+
+
+# -------------------------------------------------------------- adjoints: how gradients pass a fixed point
+UNROLLED = "unrolled"
+"""Reverse mode through every Euler step: the gradient of the computed final state, exact at every state."""
+IMPLICIT = "implicit"
+"""Implicit-function-theorem gradient at the final state, taken as the fixed point r = k[W r + h]^n: one
+adjoint solve (I - D W)ᵀ λ = g instead of storing the loop. Exact only where the state has settled; the
+convergence penalty dx is then treated as a constant."""
+AUTO = "auto"
+"""IMPLICIT for a batch whose every stimulus has settled (:func:`settled_state`), UNROLLED otherwise: exact
+everywhere, and cheap where training spends most steps."""
+FORWARD = "forward"
+"""No gradient through the fixed points: the plain forward pass (frozen responses, readout-only steps)."""
+ADJOINTS: tuple[str, ...] = (UNROLLED, IMPLICIT, AUTO, FORWARD)
+
+
+def resolve_adjoint(mode: str, settled: bool | None = None) -> str:
+    """The adjoint that a gradient mode gives: the one rule behind every choice of adjoint.
+
+    UNROLLED, IMPLICIT and FORWARD are themselves. AUTO is IMPLICIT for a batch known to have settled
+    (``settled`` True) and UNROLLED otherwise, including where nothing is known (``settled`` None, e.g. a
+    lone stimulus evaluated on its own, where the unrolled gradient is always exact).
+    """
+    if mode not in ADJOINTS:
+        raise ValueError(f"unknown adjoint {mode!r}; expected one of {ADJOINTS}")
+    if mode != AUTO:
+        return mode
+    return IMPLICIT if settled else UNROLLED
 
 
 def _implicit_fixed_point(layer: SSN_mid | SSN_sup, h: Array, r_star: Array) -> Array:
@@ -242,17 +294,19 @@ def _implicit_batch_bwd(residuals, g):
 _implicit_fixed_points.defvjp(_implicit_fwd, _implicit_batch_bwd)
 
 
-def stimulus_adjoint(mode: str) -> str:
-    """How one stimulus on its own passes gradients: 'auto' decides per batch, so alone it is exact."""
-    return "implicit" if mode == "implicit" else "unrolled"
+def relax_with(adjoint: str, layer: SSN_mid | SSN_sup, parts: tuple[Array, ...],
+               conv: ConvPars) -> tuple[tuple[Array, ...], Array, Array]:
+    """:func:`relax`, differentiable only under the UNROLLED adjoint (the others attach their own gradient)."""
+    if adjoint == UNROLLED:
+        return relax(layer, parts, conv)
+    return relax(jax.lax.stop_gradient(layer), jax.lax.stop_gradient(parts), conv)
 
 
 def layer_fixed_point(layer: SSN_mid | SSN_sup, h: Array, conv: ConvPars, adjoint: str) -> FixedPoint:
-    """Fixed point of one layer for input h, with gradients through the loop or implicit ('adjoint')."""
-    if adjoint == "implicit":
-        (r_star,), dx, settled = _relax(jax.lax.stop_gradient(layer), (jax.lax.stop_gradient(h),), conv)
-        return FixedPoint(_implicit_fixed_point(layer, h, r_star), dx, settled)
-    (r,), dx, settled = _relax(layer, (h,), conv)
+    """Fixed point of one layer for input h, its gradient by ``adjoint`` (UNROLLED, IMPLICIT or FORWARD)."""
+    (r,), dx, settled = relax_with(adjoint, layer, (h,), conv)
+    if adjoint == IMPLICIT:
+        r = _implicit_fixed_point(layer, h, r)
     return FixedPoint(r, dx, settled)
 
 
@@ -263,7 +317,7 @@ def obtain_fixed_point(layer: SSN_mid | SSN_sup, h: Array, conv: ConvPars) -> tu
     stimulus) differentiates through every Euler step; 'implicit' uses the implicit function theorem at
     the final state, r = k[W r + h]^n, and treats dx as a constant.
     """
-    fixed_point = layer_fixed_point(layer, h, conv, stimulus_adjoint(conv.gradient_mode))
+    fixed_point = layer_fixed_point(layer, h, conv, resolve_adjoint(conv.gradient_mode))
     return fixed_point.r, fixed_point.dx
 
 
@@ -282,25 +336,23 @@ def middle_layer_response(ssn: SSN_mid, b: Array, gains: Array, c_mid: Array, ph
     so one of them gets |u| + c and the other its baseline c alone. The baseline circuits of a grid point
     are the same for every stimulus (an unbatched part under vmap); rates and dx are unchanged.
     """
-    fixed_point = middle_fixed_point(ssn, b, gains, c_mid, phases, conv, stimulus_adjoint(conv.gradient_mode))
+    fixed_point = middle_fixed_point(ssn, b, gains, c_mid, phases, conv, resolve_adjoint(conv.gradient_mode))
     return fixed_point.r, fixed_point.dx
 
 
 def middle_fixed_point(ssn: SSN_mid, b: Array, gains: Array, c_mid: Array, phases: int, conv: ConvPars,
                        adjoint: str) -> FixedPoint:
-    """:func:`middle_layer_response` with its settled flag and an explicit adjoint."""
+    """:func:`middle_layer_response` with its settled flag, its gradient by ``adjoint`` (not AUTO)."""
     base = b.reshape(2, -1)
     magnitude = jnp.abs(base) if phases == 4 else jnp.maximum(base, 0.0)
     active = gains[:, None, None] * magnitude[None] + c_mid[:, None, None]  # type-major (2, 2, Nx²)
     parts = (active, jnp.broadcast_to(c_mid[:, None, None], (2, 1, base.shape[1]))) if phases == 4 else (active,)
-    if adjoint == "implicit":
-        rates, dx, settled = _relax(jax.lax.stop_gradient(ssn), jax.lax.stop_gradient(parts), conv)
-        r_star = assemble_middle_rates(rates, base, phases)
+    rates, dx, settled = relax_with(adjoint, ssn, parts, conv)
+    r = assemble_middle_rates(rates, base, phases)
+    if adjoint == IMPLICIT:
         h = middle_drive_input(b, gains, c_mid, phases)
-        r = jnp.swapaxes(_implicit_fixed_point(ssn, jnp.swapaxes(h, 0, 1), jnp.swapaxes(r_star, 0, 1)), 0, 1)
-        return FixedPoint(r, dx, settled)
-    rates, dx, settled = _relax(ssn, parts, conv)
-    return FixedPoint(assemble_middle_rates(rates, base, phases), dx, settled)
+        r = jnp.swapaxes(_implicit_fixed_point(ssn, jnp.swapaxes(h, 0, 1), jnp.swapaxes(r, 0, 1)), 0, 1)
+    return FixedPoint(r, dx, settled)
 
 
 def assemble_middle_rates(rates: tuple[Array, ...], base: Array, phases: int) -> Array:
@@ -370,9 +422,11 @@ class Layers(NamedTuple):
     c_sup: Array
     ff_gain: Array
     """Feedforward gain per superficial cell (2, Nx²): f_t·exp(feedforward_kappa_exponent)."""
+    gains: Array
+    """Gabor gains (gE, gI) of the middle layer's input, the run's constants (:attr:`ModelStatic.gains`)."""
 
 
-def build_layers(log_params: dict, static: ModelStatic, params: Parameters) -> Layers:
+def build_layers(log_params: LogParams, static: ModelStatic, params: Parameters) -> Layers:
     """Both SSN layers from log-parameters (missing kappas count as zero)."""
     ssn = params.ssn
     kappas = {**zero_kappas(), **{k: v for k, v in log_params.items() if k.startswith("kappa")}}
@@ -382,7 +436,7 @@ def build_layers(log_params: dict, static: ModelStatic, params: Parameters) -> L
     f = jnp.exp(jnp.stack([log_params["log_f_E"], log_params["log_f_I"]]))
     ff_gain = f[:, None] * jnp.exp(feedforward_kappa_exponent(kappas["kappa_f"], static.d_ref, ssn))
     c_mid, c_sup = baselines(log_params, ssn)
-    return Layers(mid=mid, sup=sup, c_mid=c_mid, c_sup=c_sup, ff_gain=ff_gain)
+    return Layers(mid=mid, sup=sup, c_mid=c_mid, c_sup=c_sup, ff_gain=ff_gain, gains=static.gains)
 
 
 def feedforward_kappa_exponent(kappa_f: Array, d_ref: Array, ssn: SSNPars) -> Array:
@@ -436,63 +490,72 @@ def superficial_input(layers: Layers, r_mid: Array) -> Array:
     return (layers.ff_gain * R[..., None, :] + layers.c_sup[:, None]).reshape(R.shape[:-1] + (-1,))
 
 
-def evaluate_model_response(layers: Layers, b: Array, gains: Array, params: Parameters) -> Response:
-    """Both layers' fixed points for one stimulus given its base projection b (2·Nx²,)."""
-    return stimulus_response(layers, b, gains, params, stimulus_adjoint(params.conv.gradient_mode))
+def evaluate_model_response(layers: Layers, b: Array, params: Parameters) -> Response:
+    """Both layers' fixed points for one stimulus given its base projection b (2·Nx²,).
+
+    Gradients pass the fixed points by ``params.conv.gradient_mode`` as resolved for a lone stimulus
+    (:func:`resolve_adjoint`: 'auto' is the unrolled gradient, exact at every state).
+    """
+    return stimulus_response(layers, b, params, resolve_adjoint(params.conv.gradient_mode))
 
 
-def stimulus_response(layers: Layers, b: Array, gains: Array, params: Parameters, adjoint: str) -> Response:
-    """:func:`evaluate_model_response` with an explicit adjoint ('unrolled' or 'implicit')."""
-    u = middle_input(b, gains, params.ssn.phases)
-    mid = middle_fixed_point(layers.mid, b, gains, layers.c_mid, params.ssn.phases, params.conv, adjoint)
+def stimulus_response(layers: Layers, b: Array, params: Parameters, adjoint: str) -> Response:
+    """:func:`evaluate_model_response` with an explicit adjoint (UNROLLED, IMPLICIT or FORWARD)."""
+    u = middle_input(b, layers.gains, params.ssn.phases)
+    mid = middle_fixed_point(layers.mid, b, layers.gains, layers.c_mid, params.ssn.phases, params.conv, adjoint)
     sup = layer_fixed_point(layers.sup, superficial_input(layers, mid.r), params.conv, adjoint)
     return Response(r_mid=mid.r, r_sup=sup.r, dx_mid=mid.dx, dx_sup=sup.dx, u=u, settled=mid.settled & sup.settled)
 
 
-def frozen_responses(layers: Layers, b: Array, gains: Array, params: Parameters) -> Response:
-    """Responses to a batch of base projections (B, 2·Nx²) with no gradient: the plain forward pass."""
-    layers, b = jax.lax.stop_gradient((layers, b))
-    return jax.vmap(stimulus_response, in_axes=(None, 0, None, None, None))(layers, b, gains, params, "unrolled")
+def _unrolled_responses(layers: Layers, b: Array, params: Parameters) -> Response:
+    return jax.vmap(stimulus_response, in_axes=(None, 0, None, None))(layers, b, params, UNROLLED)
 
 
-def evaluate_model_response_batch(layers: Layers, b: Array, gains: Array, params: Parameters,
-                                  adjoint: str | None = None, frozen: Response | None = None) -> Response:
+def frozen_responses(layers: Layers, b: Array, params: Parameters) -> Response:
+    """Responses to a batch of base projections (B, 2·Nx²) with no gradient: the FORWARD adjoint."""
+    return _unrolled_responses(*jax.lax.stop_gradient((layers, b)), params)
+
+
+def evaluate_model_response_batch(layers: Layers, b: Array, params: Parameters, adjoint: str | None = None,
+                                  frozen: Response | None = None) -> Response:
     """:func:`evaluate_model_response` over a batch of base projections (B, 2·Nx²).
 
-    ``adjoint`` (default: ``params.conv.gradient_mode``) chooses how gradients pass the fixed points:
-    'unrolled' through every Euler step; 'implicit' by the implicit function theorem at the final states,
-    attached to the whole batch at once (:func:`_implicit_fixed_points`); 'auto' the implicit gradient if
-    every stimulus of the batch has settled and otherwise the unrolled one, which is then exact at every
-    state. Values are the same in every mode. ``frozen`` may pass in the batch's
-    :func:`frozen_responses` when the caller has them already (a training step decides its adjoint on them).
+    ``adjoint`` (default: ``params.conv.gradient_mode``) is how gradients pass the fixed points:
+    UNROLLED through every Euler step; IMPLICIT by the implicit function theorem at the final states,
+    attached to the whole batch at once (:func:`_implicit_fixed_points`); AUTO resolved on the batch's
+    settled flags (:func:`resolve_adjoint`); FORWARD none. Values are the same for every adjoint.
+    ``frozen`` may pass in the batch's :func:`frozen_responses` when the caller has them already (a
+    training step decides its adjoint on them).
     """
     adjoint = adjoint or params.conv.gradient_mode
-    if adjoint == "unrolled":
-        return jax.vmap(stimulus_response, in_axes=(None, 0, None, None, None))(layers, b, gains, params, "unrolled")
+    if adjoint == UNROLLED:
+        return _unrolled_responses(layers, b, params)
     if frozen is None:
-        frozen = frozen_responses(layers, b, gains, params)
-    if adjoint == "implicit":
-        return _attach_implicit_gradients(layers, b, gains, params, frozen)
-    # 'auto' inside a traced computation: both branches are compiled and the one selected runs.
-    return jax.lax.cond(jnp.all(frozen.settled),
-                        lambda: _attach_implicit_gradients(layers, b, gains, params, frozen),
-                        lambda: evaluate_model_response_batch(layers, b, gains, params, "unrolled"))  # fmt: skip
+        frozen = frozen_responses(layers, b, params)
+    if adjoint == FORWARD:
+        return frozen
+    if adjoint == IMPLICIT:
+        return _attach_implicit_gradients(layers, b, params, frozen)
+    # AUTO inside a traced computation: both adjoints are compiled and the settled flags select one at run time.
+    return jax.lax.cond(
+        jnp.all(frozen.settled),
+        lambda: evaluate_model_response_batch(layers, b, params, resolve_adjoint(adjoint, settled=True), frozen),
+        lambda: evaluate_model_response_batch(layers, b, params, resolve_adjoint(adjoint, settled=False)))
 
 
-def _attach_implicit_gradients(layers: Layers, b: Array, gains: Array, params: Parameters,
-                               frozen: Response) -> Response:
+def _attach_implicit_gradients(layers: Layers, b: Array, params: Parameters, frozen: Response) -> Response:
     """The frozen responses with the implicit-function gradients of both layers' fixed points attached."""
     phases = params.ssn.phases
-    u = jax.vmap(middle_input, in_axes=(0, None, None))(b, gains, phases)
-    h_mid = jax.vmap(middle_drive_input, in_axes=(0, None, None, None))(b, gains, layers.c_mid, phases)
+    u = jax.vmap(middle_input, in_axes=(0, None, None))(b, layers.gains, phases)
+    h_mid = jax.vmap(middle_drive_input, in_axes=(0, None, None, None))(b, layers.gains, layers.c_mid, phases)
     r_mid = jnp.swapaxes(_implicit_fixed_points(layers.mid, jnp.swapaxes(h_mid, 1, 2),
                                                 jnp.swapaxes(frozen.r_mid, 1, 2)), 1, 2)  # fmt: skip
     r_sup = _implicit_fixed_points(layers.sup, superficial_input(layers, r_mid), frozen.r_sup)
     return frozen._replace(r_mid=r_mid, r_sup=r_sup, u=u)
 
 
-def response_to_images(log_params: dict, static: ModelStatic, images: Array, params: Parameters,
+def response_to_images(log_params: LogParams, static: ModelStatic, images: Array, params: Parameters,
                        noise_z: Array | None = None) -> Response:
     """Convenience: build the layers and evaluate a batch of flattened images (B, Npx²)."""
     layers = build_layers(log_params, static, params)
-    return evaluate_model_response_batch(layers, base_projection(images, static, noise_z), static.gains, params)
+    return evaluate_model_response_batch(layers, base_projection(images, static, noise_z), params)

@@ -95,7 +95,11 @@ DEFAULT_STAIRCASE = StaircaseSettings()
 def staircase_update(
     offset: float, state: StaircaseState, batch_acc: float, settings: StaircaseSettings = DEFAULT_STAIRCASE
 ) -> tuple[float, StaircaseState]:
-    """Next offset and state after one batch: 3-down/1-up or the legacy rule of §13.5 (``settings.rule``)."""
+    """Next offset and state after one batch (``settings.rule``); a success is a batch accuracy of at least
+    ``settings.threshold``. A failure raises the offset by one step (up to the ceiling). '3down1up' lowers it by
+    one step (down to the floor) after three successes in a row, then counts again from zero; 'legacy' (the
+    reference) lowers it at every success that follows at least three successes since the last failure, with
+    no floor."""
     if math.isnan(batch_acc):
         raise ValueError("staircase_update: batch accuracy is NaN")
     if batch_acc < settings.threshold:

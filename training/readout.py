@@ -1,6 +1,13 @@
-"""Readout of the layers: cell selection, layer mixing, readout noise and the sigmoid decision (spec §8)."""
+"""Readout of the layers: the readout weights, layer mixing, readout noise and the sigmoid decision (spec §8).
+
+The decision compares reference and target: p = (1 - 2 eps)·σ(w·(x_ref - x_target) + b) + eps is the
+probability that the reference orientation exceeds the target's, where x are the (noisy) rates of the
+readout cells.
+"""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +15,17 @@ import jax.numpy as jnp
 from training.model import Response
 
 Array = jnp.ndarray
+
+SUPERFICIAL_ONLY: tuple[float, float] = (1.0, 0.0)
+"""Readout mix (superficial, middle) of stages 0 and 1: superficial E rates only. ReadoutPars.readout_contributions
+sets the mix of stage 2 alone."""
+
+
+class Readout(NamedTuple):
+    """Readout weights w (one per feature) and bias b of the sigmoid decision."""
+
+    w: Array
+    b: Array
 
 
 def readout_features(response: Response, indices: Array, contributions: tuple[float, float]) -> Array:

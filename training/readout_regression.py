@@ -12,9 +12,9 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from parameters import Parameters
-from training.model import ModelStatic
-from training.readout import add_readout_noise
-from training.trials import Readout, general_task_batch, readout_cells, readout_noise, responses_to_batch
+from training.model import LogParams, ModelStatic
+from training.readout import Readout, add_readout_noise
+from training.trials import general_task_batch, readout_cells, readout_noise, responses_to_batch
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class RegressionData(NamedTuple):
 
 
 @partial(jax.jit, static_argnames=("params", "num_trials", "num_cells", "shuffle_labels"))
-def _feature_chunk(log_params: dict, static: ModelStatic, key: Array, params: Parameters, num_trials: int,
+def _feature_chunk(log_params: LogParams, static: ModelStatic, key: Array, params: Parameters, num_trials: int,
                    num_cells: int, shuffle_labels: bool) -> tuple[Array, Array, Array]:
     k_batch, k_images, k_noise_sup, k_noise_mid = jax.random.split(key, 4)
     batch = general_task_batch(k_batch, num_trials, params.pretraining, shuffle_labels)
@@ -47,7 +47,7 @@ def _feature_chunk(log_params: dict, static: ModelStatic, key: Array, params: Pa
     return features[0], features[1], batch.label
 
 
-def regression_data(log_params: dict, static: ModelStatic, key: Array, params: Parameters, num_trials: int,
+def regression_data(log_params: LogParams, static: ModelStatic, key: Array, params: Parameters, num_trials: int,
                     num_cells: int, shuffle_labels: bool = False) -> RegressionData:
     """Features of num_trials general-task trials, simulated params.pretraining.regression_chunk at a time."""
     chunk = min(params.pretraining.regression_chunk, num_trials)

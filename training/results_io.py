@@ -137,7 +137,7 @@ ORIMAP_COLUMNS: tuple[str, ...] = tuple(orimap_columns())
 
 # ------------------------------------------------------------------------------------------- kappa columns
 def kappa_columns(kappa_Jsup: Any, kappa_Jmid: Any, kappa_f: Any) -> dict[str, float]:
-    """Raw κ values keyed by their §17 column names (full precision)."""
+    """Raw κ values keyed by their CSV column names (kappa_Jsup_XY_pre/post, kappa_Jmid_XY, kappa_f_E/I)."""
     sup, mid, f = _as_shape(kappa_Jsup, (2, 2, 2)), _as_shape(kappa_Jmid, (2, 2)), _as_shape(kappa_f, (2,))
     row: dict[str, float] = {}
     for half, name in ((0, "pre"), (1, "post")):

@@ -7,6 +7,8 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
+from training.model import LogParams
+
 INIT_STREAM, TRAIN_STREAM, EVAL_STREAM = range(3)
 """Indices folded into a run attempt's root key for its three JAX streams."""
 
@@ -35,6 +37,6 @@ def trained_keys(names: tuple[str, ...]) -> set[str]:
     return {f"log_{n}" if n.startswith(("J_", "f_")) else n for n in names}
 
 
-def stage_trained(log_params: dict, names: tuple[str, ...]) -> dict:
+def stage_trained(log_params: LogParams, names: tuple[str, ...]) -> LogParams:
     """The entries of a log-parameter dictionary that a list of trained names refers to."""
     return {k: v for k, v in log_params.items() if k in trained_keys(names)}

@@ -28,7 +28,8 @@ import pandas as pd
 
 from parameters import Parameters
 from study.layout import StudyLayout
-from training.model import zero_kappas
+from training.model import LogParams, zero_kappas
+from training.readout import Readout
 from training.results_io import (
     SSN_COLUMNS,
     ResultsFileError,
@@ -36,7 +37,6 @@ from training.results_io import (
     read_results_csv,
     ssn_state_from_row,
 )
-from training.trials import Readout
 from training.util_gabor import readout_indices
 
 logger = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ class RunTables:
 class Stage2Start(NamedTuple):
     """What stage 2 of a run starts from: the end of its pretraining and the run's constants."""
 
-    log_params: dict
+    log_params: LogParams
     readout: Readout
     threshold: float
     mean_rates: dict

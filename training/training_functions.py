@@ -1,9 +1,9 @@
-"""The SGD stages (spec §13): a plain loop of small steps around the compiled pieces of ``evaluation``.
+"""The SGD loop of a stage: a plain loop of small steps around the compiled pieces of ``evaluation``.
 
-``train_ori_discr`` runs one stage of one run and returns its log rows and final state. Rows record the
-parameters used at each step (before its update); a stage's final state is that of its last row, which
-is also what the next stage reloads from the files (spec §18.28, kept for fidelity): the update computed
-at a stage's last step is not applied.
+``train_ori_discr`` runs one :class:`training.stages.Stage` of one run and returns its log rows and final
+state. Rows record the parameters used at each step (before its update); a stage's final state is that of
+its last row, which is also what the next stage reloads from the files: the update computed at a stage's
+last step is not applied (as in the reference implementation, spec §18.28).
 """
 
 from __future__ import annotations
@@ -21,29 +21,19 @@ import optax
 from tqdm.auto import tqdm
 
 from parameters import Parameters
-from training.evaluation import (
-    StageSpec,
-    StepMetrics,
-    fine_task_test,
-    merge_params,
-    psychometric_accuracies,
-    sgd_gradients,
-)
+from training.evaluation import StepMetrics, fine_task_test, merge_params, psychometric_accuracies, sgd_gradients
 from training.loss import LossConstants, default_loss_constants
-from training.model import ModelStatic
+from training.model import LogParams, ModelStatic
 from training.psychometrics import (
-    StaircaseSettings,
     StaircaseState,
     fine_accuracy_below_chance,
     fit_threshold,
     probe_accuracy_falls,
-    stage0_should_stop,
-    stage1_should_stop,
-    stage2_should_stop,
     staircase_update,
 )
+from training.readout import Readout
 from training.results_io import format_offset, kappa_columns, ssn_columns
-from training.trials import Readout
+from training.stages import Stage
 from training.util_gabor import readout_indices
 
 logger = logging.getLogger(__name__)
@@ -81,9 +71,9 @@ class RunSetup:
 class StageState:
     """Parameters a stage starts from; the stage returns its final state in the same form."""
 
-    trained: dict
+    trained: LogParams
     """Log-parameters trained in this stage."""
-    untrained: dict
+    untrained: LogParams
     """The other log-parameters (kappas included)."""
     readout: Readout
     offset: float = 4.0
@@ -142,14 +132,13 @@ def readout_row(readout: Readout, indices: np.ndarray) -> dict:
     return row
 
 
-def parameter_row(log_params: dict, params: Parameters, stage: int, readout: Readout) -> dict:
-    """SSN parameter columns; kappas in stage 2, readout weights in stages 0 and 1."""
+def parameter_row(log_params: LogParams, readout: Readout, stage: Stage, params: Parameters) -> dict:
+    """SSN parameter columns, then the kappas or the readout weights (:attr:`Stage.logs_kappas`)."""
     row = ssn_columns(log_params, coupled=params.ssn.couple_c_ms)
-    if stage == 2:
+    if stage.logs_kappas:
         row.update(kappa_columns(log_params["kappa_Jsup"], log_params["kappa_Jmid"], log_params["kappa_f"]))
     else:
-        size = params.readout.readout_grid_size[0 if stage == 0 else 1]
-        row.update(readout_row(readout, readout_indices(params.grid.gridsize_Nx, size)))
+        row.update(readout_row(readout, readout_indices(params.grid.gridsize_Nx, stage.readout_side)))
     return row
 
 
@@ -163,52 +152,34 @@ def probe_columns(accuracies: np.ndarray, params: Parameters) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- the pieces
-def stage_spec(stage: int, params: Parameters, contributions: tuple[float, float]) -> StageSpec:
-    """Batch size, task and trained dictionaries of a stage."""
-    if stage == 0:
-        p = params.pretraining
-        return StageSpec(p.batch_size, True, p.shuffle_labels, contributions, True, True)
-    if stage == 1:
-        return StageSpec(params.pretraining.stage1_batch_size, False, False, contributions, False, True)
-    t = params.training
-    return StageSpec(t.batch_size, t.general_task, t.shuffle_labels, contributions, True, False)
-
-
-def step_keys(setup: RunSetup, stage: int, step: int) -> tuple[Array, Array]:
+def step_keys(setup: RunSetup, stage: Stage, step: int) -> tuple[Array, Array]:
     """Training and evaluation keys of one step (independent of everything else that runs)."""
-    train = jax.random.fold_in(jax.random.fold_in(setup.train_key, stage), step)
-    evaluation = jax.random.fold_in(jax.random.fold_in(setup.eval_key, stage), step)
+    train = jax.random.fold_in(jax.random.fold_in(setup.train_key, stage.number), step)
+    evaluation = jax.random.fold_in(jax.random.fold_in(setup.eval_key, stage.number), step)
     return train, evaluation
 
 
-def fine_readout(readout: Readout, stage: int, params: Parameters) -> Readout:
-    """Readout for fine-task tests: in stage 0 the 81 weights restricted to the central block."""
-    if stage != 0:
-        return readout
-    central = readout_indices(params.grid.gridsize_Nx, params.readout.readout_grid_size[1])
-    return Readout(readout.w[central], readout.b)
-
-
-def run_probe(log_params: dict, readout: Readout, setup: RunSetup, key: Array, constants: LossConstants,
+def run_probe(log_params: LogParams, readout: Readout, setup: RunSetup, key: Array, constants: LossConstants,
               contributions: tuple[float, float]) -> np.ndarray:
-    """Probe accuracies (repeats, offsets)."""
+    """Probe accuracies (repeats, offsets) of a readout with the given mix (superficial, middle)."""
     accuracies = psychometric_accuracies(log_params, readout, setup.static, key, constants, setup.params,
                                          contributions)  # fmt: skip
     return np.asarray(accuracies, dtype=np.float64)
 
 
-def run_validation(log_params: dict, readout: Readout, setup: RunSetup, key: Array, offset: float,
-                   constants: LossConstants, contributions: tuple[float, float]) -> dict:
-    """val_acc, val_loss at the current offset and accs_125 (spec §13.6, TrainingPars.accs_125_probe)."""
+def run_validation(log_params: LogParams, readout: Readout, stage: Stage, setup: RunSetup, key: Array,
+                   offset: float, constants: LossConstants) -> dict:
+    """val_acc and val_loss on fresh fine-task trials at the current offset, and accs_125: the accuracy on
+    the probe of TrainingPars.accs_125_probe (see :func:`accs_125_trials`), spec §13.6."""
     p = setup.params
     trials = p.training.validation_trials
     acc, loss = fine_task_test(log_params, readout, setup.static, jax.random.fold_in(key, VALIDATION),
                                jnp.float32(offset), jnp.float32(p.stimuli.ref_ori), constants, p, trials,
-                               contributions)  # fmt: skip
+                               stage.contributions)  # fmt: skip
     ref_125, offset_125 = accs_125_trials(offset, p)
     acc_125, _ = fine_task_test(log_params, readout, setup.static, jax.random.fold_in(key, PROBE_125),
                                 jnp.float32(offset_125), jnp.float32(ref_125), constants, p, trials,
-                                contributions)  # fmt: skip
+                                stage.contributions)  # fmt: skip
     return {"val_acc": float(acc), "val_loss": float(loss), "accs_125": float(acc_125)}
 
 
@@ -223,15 +194,16 @@ def accs_125_trials(offset: float, params: Parameters) -> tuple[float, float]:
     return params.stimuli.ref_ori, params.stimuli.untrained_ori
 
 
-def flip_applies(log: StageLog, log_params: dict, readout: Readout, setup: RunSetup, key: Array,
-                 constants: LossConstants, contributions: tuple[float, float]) -> bool:
-    """Stage-0 flip rule; the 300-trial test runs only when the probe slope already qualifies."""
+def flip_applies(log: StageLog, log_params: LogParams, readout: Readout, stage: Stage, setup: RunSetup,
+                 key: Array, constants: LossConstants) -> bool:
+    """The flip rule of :attr:`Stage.flip_test_trials`: the latest probe's accuracy falls with the offset
+    and a fine-task test is below chance. The test runs only when the probe slope already qualifies."""
     p = setup.params
-    if p.pretraining.shuffle_labels or not log.probe_means or not probe_accuracy_falls(log.probe_means[-1]):
+    if stage.flip_test_trials is None or not log.probe_means or not probe_accuracy_falls(log.probe_means[-1]):
         return False
     acc, _ = fine_task_test(log_params, readout, setup.static, jax.random.fold_in(key, FLIP_TEST),
                             jnp.float32(p.stimuli.offset), jnp.float32(p.stimuli.ref_ori), constants, p,
-                            p.pretraining.flip_test_trials, contributions)  # fmt: skip
+                            stage.flip_test_trials, stage.contributions)  # fmt: skip
     return fine_accuracy_below_chance(float(acc))  # the probe half was checked above
 
 
@@ -250,31 +222,6 @@ def flip_readout(readout: Readout, readout_opt_state: optax.OptState, params: Pa
     new_state = jax.tree_util.tree_map(negate_mu, readout_opt_state,
                                        is_leaf=lambda s: isinstance(s, optax.ScaleByAdamState))  # fmt: skip
     return flipped, new_state
-
-
-def is_probe_step(stage: int, step: int, params: Parameters) -> bool:
-    """Accuracy-check steps: every acc_check_freq-th step of the stage, and the last step of stage 2 (so that
-    a post-training threshold always exists, whatever SGD_steps is)."""
-    if stage < 2:
-        return step % params.pretraining.acc_check_freq == 0
-    return step % params.training.acc_check_freq == 0 or step == params.training.SGD_steps - 1
-
-
-def should_stop(stage: int, step: int, log: StageLog, metrics: StepMetrics, params: Parameters) -> bool:
-    """The early-stopping rule of the stage (spec §13.3-§13.5)."""
-    if stage == 0:
-        return stage0_should_stop(log.thresholds, step, float(metrics.loss_terms["bce"]),
-                                  float(metrics.loss_terms["total"]), params.pretraining.shuffle_labels,
-                                  params.pretraining)  # fmt: skip
-    if stage == 1:
-        return stage1_should_stop(log.batch_accs, log.thresholds, step, params.pretraining)
-    return is_probe_step(2, step, params) and stage2_should_stop(log.probe_means, step, params.training)
-
-
-def max_steps(stage: int, params: Parameters) -> int:
-    """Step limit of a stage."""
-    return {0: params.pretraining.SGD_steps, 1: params.pretraining.stage1_SGD_steps,
-            2: params.training.SGD_steps}[stage]  # fmt: skip
 
 
 def log_gradient_paths(run_index: int, stage: int, rows: list[dict], trains_ssn: bool = True) -> None:
@@ -309,72 +256,70 @@ def report_progress(run_index: int, stage: int, step: int, total: int, log: Stag
 
 
 # ------------------------------------------------------------------------------------------ the stage loop
-def train_ori_discr(stage: int, state: StageState, setup: RunSetup,
-                    contributions: tuple[float, float] = (1.0, 0.0)) -> StageResult:
-    """Run SGD stage 0, 1 or 2 from ``state``; raise :class:`StageFailedError` on a NaN loss."""
+def train_ori_discr(stage: Stage, state: StageState, setup: RunSetup) -> StageResult:
+    """Run the SGD ``stage`` from ``state``; raise :class:`StageFailedError` on a NaN loss."""
     params = setup.params
-    spec = stage_spec(stage, params, contributions)
     constants = state.constants if state.constants is not None else default_loss_constants(params.loss)
     optimizer = optax.adam(setup.eta)
     trained, readout, offset = state.trained, state.readout, state.offset
     ssn_opt, readout_opt = optimizer.init(trained), optimizer.init(readout)
-    staircase = StaircaseSettings.from_parameters(params.training, params.stimuli)
     stair_state = StaircaseState()
     log = StageLog()
-    steps = tqdm(range(max_steps(stage, params)), desc=f"run {setup.run_index} stage {stage}", leave=False,
+    steps = tqdm(range(stage.max_steps), desc=f"run {setup.run_index} stage {stage.number}", leave=False,
                  disable=not setup.progress)  # fmt: skip
     for step in steps:
         train_key, eval_key = step_keys(setup, stage, step)
         clock = time.perf_counter()
-        metrics, ssn_grads, readout_grads, unrolled = sgd_gradients(
-            trained, readout, state.untrained, setup.static, train_key, jnp.float32(offset), constants, params, spec)
+        metrics, ssn_grads, readout_grads, unrolled = sgd_gradients(trained, readout, state.untrained, setup.static,
+                                                                    train_key, jnp.float32(offset), constants, params,
+                                                                    stage.step)  # fmt: skip
         if not math.isfinite(float(metrics.loss_terms["total"])):
-            raise StageFailedError(f"run {setup.run_index}: NaN loss in stage {stage} at step {step}")
+            raise StageFailedError(f"run {setup.run_index}: NaN loss in stage {stage.number} at step {step}")
         log_params = merge_params(trained, state.untrained)
-        test_readout = fine_readout(readout, stage, params)
-        row = {"run_index": setup.run_index, "stage": stage, "SGD_steps": step, **metrics_columns(metrics),
-               "gradient_unrolled": int(unrolled), **parameter_row(log_params, params, stage, readout)}  # fmt: skip
-        if stage == 2:
+        test_readout = stage.test_readout(readout)
+        row = {"run_index": setup.run_index, "stage": stage.number, "SGD_steps": step, **metrics_columns(metrics),
+               "gradient_unrolled": int(unrolled), **parameter_row(log_params, readout, stage, params)}  # fmt: skip
+        if stage.staircase is not None:
             row["staircase_offset"] = offset
         log.batch_accs.append(float(metrics.acc))
         probe = None
         clock = log.tick("sgd", clock)
-        if is_probe_step(stage, step, params):
+        if stage.is_probe_step(step):
             probe = run_probe(log_params, test_readout, setup, jax.random.fold_in(eval_key, PROBE), constants,
-                              contributions)  # fmt: skip
+                              stage.contributions)  # fmt: skip
             clock = log.tick("probe", clock)
             means = probe.mean(axis=0)
             log.probe_means.append(means)
             log.thresholds.append(fit_threshold(params.training.test_offsets, means, params.training.acc_th))
             row["psychometric_offset"] = log.thresholds[-1]
-        if stage == 2:
-            offset, stair_state = staircase_update(offset, stair_state, float(metrics.acc), staircase)
-        if step % params.training.validation_freq == 0:
-            row.update(run_validation(log_params, test_readout, setup, eval_key, offset, constants, contributions))
+        if stage.staircase is not None:
+            offset, stair_state = staircase_update(offset, stair_state, float(metrics.acc), stage.staircase)
+        if stage.is_validation_step(step):
+            row.update(run_validation(log_params, test_readout, stage, setup, eval_key, offset, constants))
             clock = log.tick("validation", clock)
         log.rows.append(row)
         recorded = (trained, readout)
         if probe is not None:
             log.val_rows.append({**row, **probe_columns(probe, params)})
-        if should_stop(stage, step, log, metrics, params):
+        if stage.stop(stage, step, log, metrics):
             break
-        report_progress(setup.run_index, stage, step, max_steps(stage, params), log)
-        flip = stage == 0 and flip_applies(log, log_params, test_readout, setup, eval_key, constants, contributions)
+        report_progress(setup.run_index, stage.number, step, stage.max_steps, log)
+        flip = flip_applies(log, log_params, test_readout, stage, setup, eval_key, constants)
         clock = log.tick("validation", clock)
         if flip:
             readout, readout_opt = flip_readout(readout, readout_opt, params)
-            logger.info("run %d: readout flipped at stage-0 step %d", setup.run_index, step)
+            logger.info("run %d: readout flipped at stage-%d step %d", setup.run_index, stage.number, step)
             continue
-        if spec.train_ssn:
+        if stage.trains_ssn:
             updates, ssn_opt = optimizer.update(ssn_grads, ssn_opt, trained)
             trained = optax.apply_updates(trained, updates)
-        if spec.train_readout:
+        if stage.trains_readout:
             updates, readout_opt = optimizer.update(readout_grads, readout_opt, readout)
             readout = optax.apply_updates(readout, updates)
         log.tick("sgd", clock)
     logger.info("run %d stage %d: %d steps; seconds in SGD %.1f, probes %.1f, validation %.1f", setup.run_index,
-                stage, len(log.rows), log.seconds["sgd"], log.seconds["probe"], log.seconds["validation"])
-    log_gradient_paths(setup.run_index, stage, log.rows, spec.train_ssn)
+                stage.number, len(log.rows), log.seconds["sgd"], log.seconds["probe"], log.seconds["validation"])
+    log_gradient_paths(setup.run_index, stage.number, log.rows, stage.trains_ssn)
     final = StageState(trained=recorded[0], untrained=state.untrained, readout=recorded[1], offset=offset,
                        constants=constants)  # fmt: skip
     return StageResult(rows=log.rows, val_rows=log.val_rows, final=final, thresholds=log.thresholds,

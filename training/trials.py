@@ -16,6 +16,7 @@ import numpy as np
 from parameters import Parameters, PretrainingPars
 from training.loss import LossConstants, trial_losses
 from training.model import (
+    LogParams,
     ModelStatic,
     Response,
     base_projection,
@@ -25,7 +26,7 @@ from training.model import (
     frozen_responses,
     projected_noise,
 )
-from training.readout import add_readout_noise, predicted_label, readout_features, sigmoid_output
+from training.readout import Readout, add_readout_noise, predicted_label, readout_features, sigmoid_output
 from training.util_gabor import ImageGeometry, grating_images, image_geometry, readout_indices
 
 Array = jnp.ndarray
@@ -43,13 +44,6 @@ class TrialBatch(NamedTuple):
     """Jitter added to both images of a pair, degrees."""
     label: Array
     """1 where the reference orientation exceeds the target orientation."""
-
-
-class Readout(NamedTuple):
-    """Readout weights and bias."""
-
-    w: Array
-    b: Array
 
 
 @functools.lru_cache(maxsize=8)
@@ -162,7 +156,7 @@ def readout_noise(key: Array, batch_size: int, num_weights: int, params: Paramet
             std * jax.random.normal(k_target, (batch_size, num_weights)))  # fmt: skip
 
 
-def evaluate_trials(log_params: dict, readout: Readout, static: ModelStatic, batch: TrialBatch, key: Array,
+def evaluate_trials(log_params: LogParams, readout: Readout, static: ModelStatic, batch: TrialBatch, key: Array,
                     params: Parameters, constants: LossConstants, contributions: tuple[float, float],
                     adjoint: str | None = None, frozen: Response | None = None) -> TrialOutputs:
     """Simulate a batch of pairs and compute decisions and per-trial loss terms.
@@ -187,23 +181,23 @@ def evaluate_trials(log_params: dict, readout: Readout, static: ModelStatic, bat
     return TrialOutputs(p=p, correct=correct, terms=terms, ref_stats=ref_stats)
 
 
-def frozen_trial_responses(log_params: dict, static: ModelStatic, batch: TrialBatch, key: Array,
+def frozen_trial_responses(log_params: LogParams, static: ModelStatic, batch: TrialBatch, key: Array,
                            params: Parameters) -> Response:
     """Responses to the reference images then the target images that :func:`evaluate_trials` simulates for
     the same batch and key, without gradients (a step decides how to differentiate on them)."""
     _, k_images = jax.random.split(key)
     b_ref, b_target = pair_projections(k_images, batch, static, params)
     layers = build_layers(log_params, static, params)
-    return frozen_responses(layers, jnp.concatenate([b_ref, b_target]), static.gains, params)
+    return frozen_responses(layers, jnp.concatenate([b_ref, b_target]), params)
 
 
-def responses_to_batch(log_params: dict, static: ModelStatic, batch: TrialBatch, key: Array, params: Parameters,
+def responses_to_batch(log_params: LogParams, static: ModelStatic, batch: TrialBatch, key: Array, params: Parameters,
                        adjoint: str | None = None, frozen: Response | None = None) -> tuple[Response, Response]:
     """Noisy responses of both layers to the reference and the target images of a batch."""
     b_ref, b_target = pair_projections(key, batch, static, params)
     layers = build_layers(log_params, static, params)
     batch_size = batch.label.shape[0]
-    both = evaluate_model_response_batch(layers, jnp.concatenate([b_ref, b_target]), static.gains, params,
+    both = evaluate_model_response_batch(layers, jnp.concatenate([b_ref, b_target]), params,
                                          adjoint, frozen)  # fmt: skip
     return (jax.tree_util.tree_map(lambda x: x[:batch_size], both),
             jax.tree_util.tree_map(lambda x: x[batch_size:], both))  # fmt: skip

@@ -161,7 +161,7 @@ def grating_images(ori: Any, jitter: Any, geometry: ImageGeometry, stimuli: Stim
     carrier = xp.einsum("...pk,...qk->...pq", rows, cols)
     luminance = stimuli.gray * (1 + stimuli.grating_contrast * carrier)
     luminance = xp.where(xp.asarray(geometry.outside), stimuli.gray, luminance)
-    weight = xp.asarray(geometry.alpha) / 256.0  # 256 although white is 255: kept for fidelity (§18.16)
+    weight = xp.asarray(geometry.alpha) / 256.0  # 256 although white is 255: as the reference does (spec §18.16)
     image = xp.floor(weight * luminance + (1 - weight) * stimuli.gray)
     return stimuli.pixel_scale * image.reshape(image.shape[:-2] + (-1,))
 

@@ -1,0 +1,75 @@
+"""The stages as values: what each one trains, when it probes and which hooks it carries; the adjoint rule."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from parameters import build_parameters
+from training.model import AUTO, FORWARD, IMPLICIT, UNROLLED, resolve_adjoint
+from training.readout import SUPERFICIAL_ONLY, Readout
+from training.stages import build_stage, pretraining_stage, readout_stage, training_stage
+
+
+def test_each_stage_trains_what_its_description_says(params):
+    s0, s1, s2 = pretraining_stage(params), readout_stage(params), training_stage(params)
+    assert [s.number for s in (s0, s1, s2)] == [0, 1, 2]
+    assert (s0.step.general_task, s0.trains_ssn, s0.trains_readout) == (True, True, True)
+    assert (s1.step.general_task, s1.trains_ssn, s1.trains_readout) == (False, False, True)
+    assert (s2.step.general_task, s2.trains_ssn, s2.trains_readout) == (params.training.general_task, True, False)
+    assert s0.contributions == s1.contributions == SUPERFICIAL_ONLY
+    assert s2.contributions == params.readout.readout_contributions
+    assert (s0.step.batch_size, s1.step.batch_size, s2.step.batch_size) == (
+        params.pretraining.batch_size, params.pretraining.stage1_batch_size, params.training.batch_size)
+    assert (s0.max_steps, s1.max_steps, s2.max_steps) == (
+        params.pretraining.SGD_steps, params.pretraining.stage1_SGD_steps, params.training.SGD_steps)
+    assert [build_stage(n, params) for n in range(3)] == [s0, s1, s2]
+
+
+def test_hooks_belong_to_their_stage(params):
+    s0, s1, s2 = pretraining_stage(params), readout_stage(params), training_stage(params)
+    assert s0.staircase is None and s1.staircase is None and s2.staircase is not None
+    assert (s0.logs_kappas, s1.logs_kappas, s2.logs_kappas) == (False, False, True)
+    assert s1.flip_test_trials is None and s2.flip_test_trials is None
+    true_labels = build_parameters({"PretrainingPars": {"shuffle_labels": False}})
+    shuffled = build_parameters({"PretrainingPars": {"shuffle_labels": True}})
+    assert pretraining_stage(true_labels).flip_test_trials == true_labels.pretraining.flip_test_trials
+    assert pretraining_stage(shuffled).flip_test_trials is None  # shuffled labels: no flip rule
+    assert pretraining_stage(shuffled).step.shuffle_labels
+
+
+def test_probe_schedule(params):
+    s0, s2 = pretraining_stage(params), training_stage(params)
+    every = params.pretraining.acc_check_freq
+    assert [s0.is_probe_step(k) for k in range(2 * every)] == [k % every == 0 for k in range(2 * every)]
+    last = params.training.SGD_steps - 1
+    assert s2.is_probe_step(last) and s2.is_probe_step(0)  # stage 2 also probes its last step
+    assert not s0.probe_at_last_step
+
+
+def test_stage0_tests_its_readout_on_the_central_block(params):
+    import jax.numpy as jnp
+
+    s0, s1 = pretraining_stage(params), readout_stage(params)
+    readout = Readout(jnp.arange(81.0), jnp.float32(1.0))
+    central = s0.test_readout(readout)
+    assert central.w.shape == (params.readout.readout_grid_size[1] ** 2,)
+    assert float(central.w[0]) == 20.0  # first cell of the central 5x5 block of the 9x9 grid
+    assert s1.test_readout(readout) is readout
+
+
+def test_the_adjoint_rule():
+    assert resolve_adjoint(UNROLLED) == UNROLLED
+    assert resolve_adjoint(IMPLICIT, settled=False) == IMPLICIT
+    assert resolve_adjoint(FORWARD) == FORWARD
+    assert resolve_adjoint(AUTO, settled=True) == IMPLICIT
+    assert resolve_adjoint(AUTO, settled=False) == UNROLLED
+    assert resolve_adjoint(AUTO) == UNROLLED  # a lone stimulus: nothing known about a batch
+    with pytest.raises(ValueError):
+        resolve_adjoint("adjoint")
+
+
+def test_a_stage_is_immutable(params):
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        pretraining_stage(params).max_steps = 1

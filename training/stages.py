@@ -1,0 +1,184 @@
+"""The three SGD stages as values: what each one trains, on which task, when it probes, when it stops.
+
+* Stage 0 (pretraining): the general task (pairs 5-20 degrees apart at any orientation); trains the
+  pretrained SSN parameters and a readout over the whole readout grid; may flip its readout's sign.
+* Stage 1 (readout): the fine task around the reference orientation; trains the readout only, restricted
+  to the central block.
+* Stage 2 (training): the fine task at an offset set by a staircase; trains the configuration's SSN
+  parameters (kappas included) and not the readout.
+
+:func:`build_stage` makes the :class:`Stage` of a number from :class:`parameters.Parameters` once; the
+training loop (:func:`training.training_functions.train_ori_discr`) reads its fields and has no
+stage-specific branches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from parameters import Parameters, PretrainingPars, TrainingPars
+from training.evaluation import StepMetrics, StepSpec
+from training.psychometrics import StaircaseSettings, stage0_should_stop, stage1_should_stop, stage2_should_stop
+from training.readout import SUPERFICIAL_ONLY, Readout
+from training.util_gabor import readout_indices
+
+if TYPE_CHECKING:
+    from training.training_functions import StageLog
+
+PRETRAINING, READOUT, TRAINING = 0, 1, 2
+"""Stage numbers (the CSV ``stage`` column)."""
+
+
+# ------------------------------------------------------------------------------------------ stop rules
+class StopRule(Protocol):
+    """Whether a stage stops after recording ``step`` (the step's update is then not applied)."""
+
+    def __call__(self, stage: Stage, step: int, log: StageLog, metrics: StepMetrics) -> bool: ...
+
+
+@dataclass(frozen=True)
+class ThresholdSettles:
+    """Stage 0: stop once the last two psychometric thresholds lie inside PretrainingPars.offset_threshold.
+
+    With shuffled labels no threshold can settle: stop instead once the binary cross-entropy exceeds 95 %
+    of the total loss. Neither applies before step min_acc_check_ind or before three thresholds exist.
+    """
+
+    pars: PretrainingPars
+
+    def __call__(self, stage: Stage, step: int, log: StageLog, metrics: StepMetrics) -> bool:
+        return stage0_should_stop(log.thresholds, step, float(metrics.loss_terms["bce"]),
+                                  float(metrics.loss_terms["total"]), stage.step.shuffle_labels,
+                                  self.pars)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ReadoutLearned:
+    """Stage 1: stop once the recent batch accuracy exceeds stage1_acc_threshold and the latest threshold is
+    below 10 degrees."""
+
+    pars: PretrainingPars
+
+    def __call__(self, stage: Stage, step: int, log: StageLog, metrics: StepMetrics) -> bool:
+        return stage1_should_stop(log.batch_accs, log.thresholds, step, self.pars)
+
+
+@dataclass(frozen=True)
+class AccuracyPlateaus:
+    """Stage 2: at a probe step after min_stop_step, stop once the probe accuracy at every plateau offset
+    has stopped changing (Mann-Whitney test of the last window of probes against the one before)."""
+
+    pars: TrainingPars
+
+    def __call__(self, stage: Stage, step: int, log: StageLog, metrics: StepMetrics) -> bool:
+        return stage.is_probe_step(step) and stage2_should_stop(log.probe_means, step, self.pars)
+
+
+# --------------------------------------------------------------------------------------------- the stage
+@dataclass(frozen=True, kw_only=True)
+class Stage:
+    """One SGD stage, built once from the parameters (see the module docstring for the three)."""
+
+    number: int
+    """0, 1 or 2: the CSV ``stage`` column and the index of the stage's random streams."""
+    step: StepSpec
+    """What one SGD step computes: batch size, task, label shuffling, readout mix, what is trained."""
+    max_steps: int
+    probe_every: int
+    """The psychometric probe runs at every step that is a multiple of this."""
+    probe_at_last_step: bool
+    """Also probe at step max_steps - 1, so that a final threshold always exists."""
+    validate_every: int
+    """Validation (accuracy and loss at the current offset, and the accs_125 probe) every this many steps."""
+    stop: StopRule
+    readout_side: int
+    """Side of the square block of grid points the stage's readout weights cover."""
+    test_cells: tuple[int, ...] | None = None
+    """Readout weights the fine-task tests use (None: all). Stage 0 trains a readout over the whole grid on
+    the general task and tests it on the central block only."""
+    flip_test_trials: int | None = None
+    """The flip rule (stage 0 with true labels): when the probe accuracy falls with the offset and a test
+    of this many fine-task trials is below chance, negate the central readout weights and the bias."""
+    staircase: StaircaseSettings | None = None
+    """The offset staircase (stage 2): the fine-task offset follows the batch accuracy."""
+    logs_kappas: bool = False
+    """Rows record the kappas (stage 2, which trains them) instead of the readout weights."""
+
+    @property
+    def trains_ssn(self) -> bool:
+        """The stage updates SSN parameters."""
+        return self.step.trains_ssn
+
+    @property
+    def trains_readout(self) -> bool:
+        """The stage updates the readout."""
+        return self.step.trains_readout
+
+    @property
+    def contributions(self) -> tuple[float, float]:
+        """Readout mix (superficial, middle) of the stage."""
+        return self.step.contributions
+
+    def is_probe_step(self, step: int) -> bool:
+        """Whether the psychometric probe runs at ``step``."""
+        return step % self.probe_every == 0 or (self.probe_at_last_step and step == self.max_steps - 1)
+
+    def is_validation_step(self, step: int) -> bool:
+        """Whether the validation runs at ``step``."""
+        return step % self.validate_every == 0
+
+    def test_readout(self, readout: Readout) -> Readout:
+        """The readout the fine-task tests use (:attr:`test_cells`)."""
+        if self.test_cells is None:
+            return readout
+        return Readout(readout.w[np.asarray(self.test_cells)], readout.b)
+
+
+def central_cells(params: Parameters) -> tuple[int, ...]:
+    """Grid indices of the central readout block (ReadoutPars.readout_grid_size[1] on a side)."""
+    return tuple(int(i) for i in readout_indices(params.grid.gridsize_Nx, params.readout.readout_grid_size[1]))
+
+
+def pretraining_stage(params: Parameters) -> Stage:
+    """Stage 0: general task, trains the pretrained SSN parameters and the whole-grid readout."""
+    p = params.pretraining
+    step = StepSpec(batch_size=p.batch_size, general_task=True, shuffle_labels=p.shuffle_labels,
+                    contributions=SUPERFICIAL_ONLY, trains_ssn=True, trains_readout=True)  # fmt: skip
+    return Stage(number=PRETRAINING, step=step, max_steps=p.SGD_steps, probe_every=p.acc_check_freq,
+                 probe_at_last_step=False, validate_every=params.training.validation_freq, stop=ThresholdSettles(p),
+                 readout_side=params.readout.readout_grid_size[0], test_cells=central_cells(params),
+                 flip_test_trials=None if p.shuffle_labels else p.flip_test_trials)  # fmt: skip
+
+
+def readout_stage(params: Parameters) -> Stage:
+    """Stage 1: fine task, trains the central-block readout only."""
+    p = params.pretraining
+    step = StepSpec(batch_size=p.stage1_batch_size, general_task=False, shuffle_labels=False,
+                    contributions=SUPERFICIAL_ONLY, trains_ssn=False, trains_readout=True)  # fmt: skip
+    return Stage(number=READOUT, step=step, max_steps=p.stage1_SGD_steps, probe_every=p.acc_check_freq,
+                 probe_at_last_step=False, validate_every=params.training.validation_freq, stop=ReadoutLearned(p),
+                 readout_side=params.readout.readout_grid_size[1])  # fmt: skip
+
+
+def training_stage(params: Parameters) -> Stage:
+    """Stage 2: fine task (or the general one, TrainingPars.general_task) at the staircase offset; trains
+    the configuration's SSN parameters with the readout mix of ReadoutPars.readout_contributions."""
+    t = params.training
+    step = StepSpec(batch_size=t.batch_size, general_task=t.general_task, shuffle_labels=t.shuffle_labels,
+                    contributions=params.readout.readout_contributions, trains_ssn=True,
+                    trains_readout=False)  # fmt: skip
+    return Stage(number=TRAINING, step=step, max_steps=t.SGD_steps, probe_every=t.acc_check_freq,
+                 probe_at_last_step=True, validate_every=t.validation_freq, stop=AccuracyPlateaus(t),
+                 readout_side=params.readout.readout_grid_size[1],
+                 staircase=StaircaseSettings.from_parameters(t, params.stimuli), logs_kappas=True)  # fmt: skip
+
+
+STAGE_BUILDERS = {PRETRAINING: pretraining_stage, READOUT: readout_stage, TRAINING: training_stage}
+
+
+def build_stage(number: int, params: Parameters) -> Stage:
+    """The stage of a number (0, 1 or 2)."""
+    return STAGE_BUILDERS[number](params)
