@@ -1,4 +1,5 @@
-"""Summary PDF per configuration and the ``report.html`` of a results folder (binding decision 6).
+"""Summary PDF per configuration and the ``report.html`` of a results folder (instead of the reference's LaTeX PDF;
+ANALYSIS.md binding decision 6).
 
 No LaTeX: the PDF is written with matplotlib ``PdfPages`` (a cover with the configuration, preset, runs, date,
 note and contents, then one page per figure with its title and caption) and its bookmarks, one per figure,
