@@ -289,7 +289,7 @@ def test_slope_change_table_and_wrapping() -> None:
     assert len(table) == 810 and np.allclose(table["dslope"], 0.02)
     assert np.allclose(table["x"], -65.0)  # 170 - 55 = 115 -> -65
     orimap = pd.DataFrame([{"run_index": 4, **{str(g): 10.0 for g in range(81)}}])
-    table_om = af.slope_change_table(features, 1, 2, 125.0, orimap)
+    table_om = af.slope_change_table(features, 1, 2, 125.0, LAYOUT, orimap)
     assert np.allclose(table_om["x"], 65.0)  # 10 - 125 = -115 -> 65
 
 
