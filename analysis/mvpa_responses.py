@@ -5,7 +5,8 @@ settings of the snapshot's parameters (annular grating centred on the grid, phas
 i.i.d. Gaussian pixel noise of std ``StimuliPars.std``. Pixel noise enters the model only through the
 linear Gabor filters, so it is drawn directly in filter space (``draw_projected_noise``: exact in
 distribution). Randomness comes from an explicit JAX key per (run, stage, orientation), derived from the
-seed by ``fold_in`` (B11), so results do not depend on the chunk size or on the call order. Steps 3-9
+seed by ``fold_in`` (explicit seeding instead of the global numpy RNG, ANALYSIS.md B11), so results do
+not depend on the chunk size or on the call order. Steps 3-9
 (readout noise, smoothing, voxel patterns, PCA, MVPA, Mahalanobis) are ``mvpa_mahal_for_run``, fed with a
 numpy Generator seeded with (seed, run index).
 
@@ -27,9 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from analysis import analysis_functions as af
+from analysis.cells import CellLayout, TaskOrientations
+from analysis.decoding import RunScores, mvpa_mahal_for_run
 from analysis.snapshots import Snapshot
-from analysis.tuning_curves import check_layout
 from parameters import Parameters
 from training.model import (
     ModelStatic,
@@ -52,7 +53,7 @@ ResponseCache = MutableMapping[tuple[int, int, int, int], tuple[np.ndarray, np.n
 
 @dataclass(frozen=True)
 class MvpaSettings:
-    """What the MVPA and Mahalanobis scores of a run depend on (ANALYSIS.md §5, §10 defaults)."""
+    """What the MVPA and Mahalanobis scores of a run depend on (ANALYSIS.md §5; defaults: its constants, §10)."""
 
     trials: int = 200
     """Noisy trials per (stage, orientation); at least 22 (leave-one-out Mahalanobis with up to 20 PCs)."""
@@ -63,7 +64,8 @@ class MvpaSettings:
     readout_noise: bool = True
     """Add readout-like noise 0.2·ξ·sqrt(softplus(r)) before smoothing."""
     normalise: bool = True
-    """Divide each (stage, orientation) block by its own std (B7: removes gain effects)."""
+    """Divide each (stage, orientation) block by its own std (this removes gain effects of learning, hence
+    switchable; ANALYSIS.md B7)."""
     noise_std: float = 1.0
     """Std of the post-filter voxel noise."""
     n_splits: int = 10
@@ -130,10 +132,9 @@ def _chunked_responses(
 
 
 def mvpa_responses(
-    snapshot: Snapshot, n_trials: int, seed: int, oris: Sequence[float] = af.MVPA_ORIS, chunk_size: int = DEFAULT_CHUNK
+    snapshot: Snapshot, n_trials: int, seed: int, oris: Sequence[float], chunk_size: int = DEFAULT_CHUNK
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mid (O, T, 648) and sup (O, T, 162) rates to T noisy training stimuli per orientation of a snapshot."""
-    check_layout(snapshot.params)
     log_params = {k: jnp.asarray(v) for k, v in snapshot.log_params.items()}
     b = jnp.concatenate(
         [
@@ -172,7 +173,8 @@ def run_mvpa_responses(
         if shared and key in cache:
             pairs.append(cache[key])
             continue
-        pairs.append(mvpa_responses(snap, n_trials, seed, af.MVPA_ORIS, chunk_size))
+        oris = TaskOrientations.from_parameters(snap.params).mvpa
+        pairs.append(mvpa_responses(snap, n_trials, seed, oris, chunk_size))
         if shared:
             cache[key] = pairs[-1]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
@@ -180,16 +182,20 @@ def run_mvpa_responses(
 
 def mvpa_scores_for_run(
     snapshots: Sequence[Snapshot], settings: MvpaSettings = MvpaSettings(), cache: ResponseCache | None = None
-) -> af.RunScores:
-    """§5 for one run: noisy responses of each stage snapshot, then voxel patterns, PCA, MVPA, Mahalanobis."""
+) -> RunScores:
+    """The MVPA and Mahalanobis analysis (ANALYSIS.md §5) of one run: noisy responses of each stage snapshot,
+    then voxel patterns, PCA, MVPA, Mahalanobis."""
     start = time.perf_counter()
     r_mid, r_sup = run_mvpa_responses(snapshots, settings.trials, settings.seed, settings.chunk_size, cache)
     simulated = time.perf_counter()
     run_index = snapshots[0].run_index
-    scores = af.mvpa_mahal_for_run(
+    params = snapshots[0].params
+    scores = mvpa_mahal_for_run(
         r_mid,
         r_sup,
         run_generator(settings.seed, run_index),
+        CellLayout.from_parameters(params),
+        TaskOrientations.from_parameters(params).mvpa,
         stages=[snap.stage for snap in snapshots],
         sigma_filter=settings.sigma_filter,
         readout_noise=settings.readout_noise,

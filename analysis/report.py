@@ -1,4 +1,5 @@
-"""Summary PDF per configuration and the ``report.html`` of a results folder (binding decision 6).
+"""Summary PDF per configuration and the ``report.html`` of a results folder (instead of the reference's LaTeX PDF;
+ANALYSIS.md binding decision 6).
 
 No LaTeX: the PDF is written with matplotlib ``PdfPages`` (a cover with the configuration, preset, runs, date,
 note and contents, then one page per figure with its title and caption) and its bookmarks, one per figure,
@@ -31,6 +32,7 @@ import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
+from study.layout import ENVIRONMENT, REPORT
 from training.results_io import atomic_open
 
 logger = logging.getLogger(__name__)
@@ -185,7 +187,7 @@ def read_study_settings(root: Path, confs: Sequence[str], runs: int) -> StudySet
     """Settings of a results folder from environment.json, parameters.py and note.txt (each optional)."""
     env: dict = {}
     with contextlib.suppress(OSError, ValueError):  # a folder written by hand has no environment.json
-        env = json.loads((root / "environment.json").read_text(encoding="utf-8"))
+        env = json.loads((root / ENVIRONMENT).read_text(encoding="utf-8"))
     study = env.get("study") if isinstance(env.get("study"), dict) else {}
     preset = _module_constant(root / "parameters.py", "PRESET") or env.get("preset") or study.get("preset")
     seed = env.get("base_seed", study.get("base_seed"))
@@ -546,7 +548,7 @@ def write_report_html(
         f"</title><style>{CSS}</style></head><body><h1>Report: {html.escape(root.name)}</h1>"
         f'<nav id="contents"><h2>Contents</h2><ul>{contents}</ul></nav>' + "\n".join(body) + "</body></html>"
     )
-    out = root / "report.html"
+    out = root / REPORT
     with atomic_open(out, "w") as fh:
         fh.write(page)
     return out

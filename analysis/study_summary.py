@@ -24,11 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from study.layout import HEADLINE, STUDY_STATS, STUDY_SUMMARY  # noqa: F401  (used as ss.STUDY_SUMMARY etc.)
 from training.psychometrics import NO_THRESHOLD
-
-STUDY_SUMMARY = "study_summary.csv"
-STUDY_STATS = "study_stats.csv"
-HEADLINE = "headline.png"
 
 WEIGHTS: tuple[str, ...] = tuple(f"J_{k}_{x}" for x in ("m", "s") for k in ("EE", "IE", "EI", "II"))
 """The eight recurrent weights (change of |J|: the sign of each J is fixed, so J and |J| change alike)."""

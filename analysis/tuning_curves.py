@@ -13,7 +13,7 @@ the visual position of the probed grid point g (grid position in mm / magnificat
   (tested) at a small fraction of the cost.
 
 The result is an array (n_orientations, 810) in the documented cell order (mid 162p+81t+g, then sup
-648+81t+g), which :func:`write_tuning_curves` turns into the CSV rows of §3.
+648+81t+g), which :func:`write_tuning_curves` turns into the tuning-curve CSV rows (ANALYSIS.md §3).
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from analysis import analysis_functions as af
+from analysis.cells import CellLayout
 from analysis.snapshots import Snapshot
+from analysis.tuning_curve_files import tuning_curve_frame, write_tuning_curves_csv
+from analysis.tuning_features import TC_ORIENTATIONS
 from parameters import Parameters
 from training.model import (
     ModelStatic,
@@ -47,16 +49,16 @@ from training.util_gabor import grating_images, grid_positions_deg, image_geomet
 logger = logging.getLogger(__name__)
 
 Array = jnp.ndarray
-N_PHASES = af.N_PHASES
+TC_PHASES = 4
+"""Middle-layer phases the tuning-curve stimuli are built for: the grating of phase index p has phase p·π/2,
+which matches the cell's own filter only when the filters are the 4 phases 0, π/2, π, 3π/2."""
 
 
-def check_layout(params: Parameters) -> None:
-    """The analysis files assume a 9x9 grid and 4 middle-layer phases (810 cells)."""
-    if params.grid.gridsize_Nx**2 != af.N_GRID or params.ssn.phases != N_PHASES:
-        raise ValueError(
-            f"the analysis needs a {af.GRID_SIDE}x{af.GRID_SIDE} grid and {N_PHASES} phases, got "
-            f"gridsize_Nx={params.grid.gridsize_Nx}, phases={params.ssn.phases}"
-        )
+def check_layout(params: Parameters) -> CellLayout:
+    """The cell layout of params, checked to have the 4 middle-layer phases the tuning-curve stimuli assume."""
+    if params.ssn.phases != TC_PHASES:
+        raise ValueError(f"tuning curves need {TC_PHASES} middle-layer phases, got phases={params.ssn.phases}")
+    return CellLayout.from_parameters(params)
 
 
 def _centres(params: Parameters) -> tuple[Array, Array]:
@@ -89,7 +91,7 @@ def phase0_responses(log_params: dict, static: ModelStatic, oris: Array, params:
         return resp.r_mid, resp.r_sup
 
     r_mid, r_sup = jax.lax.map(simulate, b.reshape(n_grid // row, row, n_oris, b.shape[-1]))
-    r_mid = r_mid.reshape(n_grid, n_oris, N_PHASES, 2, n_grid)
+    r_mid = r_mid.reshape(n_grid, n_oris, params.ssn.phases, 2, n_grid)
     r_sup = r_sup.reshape(n_grid, n_oris, 2, n_grid)
     g = jnp.arange(n_grid)
     mid = r_mid[g, :, 0, :, g]  # (G, O, 2): phase 0, type t, the stimulus's own grid point
@@ -118,44 +120,46 @@ def middle_phase_responses(
     n_trials = b.shape[0] * b.shape[1] * b.shape[2]
     grid_of_trial = jnp.broadcast_to(jnp.arange(n_grid)[None, :, None], b.shape[:3]).ravel()
     columns = dataclasses.replace(layers.mid, W=layers.mid.W[:, :, grid_of_trial])
-    u = middle_input(jnp.moveaxis(b.reshape(n_trials, 2), 1, 0).ravel(), static.gains, N_PHASES)
+    u = middle_input(jnp.moveaxis(b.reshape(n_trials, 2), 1, 0).ravel(), static.gains, params.ssn.phases)
     h = jnp.maximum(u, 0.0) + layers.c_mid[None, :, None]  # (4, 2, trials): every phase slot of each circuit
     r, _ = middle_layer_fixed_point(columns, h, params.conv)
-    r = r.reshape(N_PHASES, 2, len(phases), n_grid, -1)
+    r = r.reshape(params.ssn.phases, 2, len(phases), n_grid, -1)
     return jnp.stack([jnp.moveaxis(r[p, :, i], 0, -1) for i, p in enumerate(phases)])
 
 
-def snapshot_tuning_curves(snapshot: Snapshot, oris: Sequence[float] = af.TC_ORIENTATIONS) -> np.ndarray:
-    """Tuning curves (len(oris), 810) of a snapshot, columns in the documented cell order (§0.3)."""
-    check_layout(snapshot.params)
+def snapshot_tuning_curves(snapshot: Snapshot, oris: Sequence[float] = TC_ORIENTATIONS) -> np.ndarray:
+    """Tuning curves (len(oris), 810) of a snapshot, columns in the cell order of
+    :mod:`analysis.cells` (mid cells by phase, type, grid point, then sup cells; ANALYSIS.md §0.3)."""
+    layout = check_layout(snapshot.params)
     oris_arr = jnp.asarray(np.asarray(oris, dtype=np.float32))
     log_params = {k: jnp.asarray(v) for k, v in snapshot.log_params.items()}
     mid0, sup = phase0_responses(log_params, snapshot.static, oris_arr, snapshot.params)
     mid_rest = middle_phase_responses(log_params, snapshot.static, oris_arr, snapshot.params)
     mid = jnp.concatenate([mid0[None], mid_rest])  # (4, G, O, 2)
-    mid = jnp.transpose(mid, (2, 0, 3, 1)).reshape(len(oris), af.N_MID)  # (O, p, t, g)
-    sup = jnp.transpose(sup, (1, 2, 0)).reshape(len(oris), af.N_SUP)  # (O, t, g)
+    mid = jnp.transpose(mid, (2, 0, 3, 1)).reshape(len(oris), layout.n_mid)  # (O, p, t, g)
+    sup = jnp.transpose(sup, (1, 2, 0)).reshape(len(oris), layout.n_sup)  # (O, t, g)
     return np.asarray(jnp.concatenate([mid, sup], axis=1), dtype=np.float64)
 
 
-def tuning_curve_blocks(snapshots: Iterable[Snapshot], oris: Sequence[float] = af.TC_ORIENTATIONS) -> pd.DataFrame:
+def tuning_curve_blocks(snapshots: Iterable[Snapshot], oris: Sequence[float] = TC_ORIENTATIONS) -> pd.DataFrame:
     """Tuning-curve CSV rows (run_index, training_stage, 810 cells) of several snapshots, in order."""
     frames = []
     for snap in snapshots:
         start = time.perf_counter()
         curves = snapshot_tuning_curves(snap, oris)
         logger.info("tuning curves of run %d stage %d: %.1f s", snap.run_index, snap.stage, time.perf_counter() - start)
-        frames.append(af.tuning_curve_frame(snap.run_index, snap.stage, curves))
+        frames.append(tuning_curve_frame(snap.run_index, snap.stage, curves, CellLayout.from_parameters(snap.params)))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def write_tuning_curves(
-    snapshots: Iterable[Snapshot], path: str | Path, oris: Sequence[float] = af.TC_ORIENTATIONS, append: bool = True
+    snapshots: Iterable[Snapshot], path: str | Path, oris: Sequence[float] = TC_ORIENTATIONS, append: bool = True
 ) -> Path:
-    """Compute and write (append by default) the §3 CSV rows of each snapshot, one write per snapshot."""
+    """Compute and write (append by default) the tuning-curve CSV rows (ANALYSIS.md §3) of each snapshot, one
+    write per snapshot."""
     path = Path(path)
     for snap in snapshots:
         frame = tuning_curve_blocks([snap], oris)
-        af.write_tuning_curves_csv(frame, path, append=append)
+        write_tuning_curves_csv(frame, path, append=append)
         append = True
     return path

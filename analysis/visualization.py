@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,25 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from analysis import analysis_functions as af
+from analysis.cells import (
+    DEFAULT_ORIENTATIONS,
+    LAYER_NAMES,
+    CellLayout,
+    TaskOrientations,
+    cell_info,
+    cell_names,
+)
+from analysis.changes import change_column, run_relative_changes
+from analysis.statistics import (
+    lowess_by_side,
+    param_offset_correlations,
+    pearson_finite,
+    significance_color,
+    sliding_mann_whitney,
+    slope_change_table,
+)
 from analysis.study_summary import measured
+from analysis.tuning_features import TC_ORIENTATIONS, feature_matrix
 from training.psychometrics import NO_THRESHOLD
 from training.results_io import atomic_savefig
 
@@ -143,7 +161,7 @@ def _change_bars(ax: Axes, changes: pd.Series, cols: Sequence[str], title: str) 
 
 @_styled
 def plot_training_run(run_df: pd.DataFrame, path: str | Path, run_index: int | None = None) -> Path:
-    """F1: 3x5 traces of one run (pretraining + training rows, see af.run_table) against SGD step."""
+    """F1: 3x5 traces of one run (pretraining + training rows, see analysis.changes.run_table) against SGD step."""
     fig, ax = _figure(3, 5, (4.0, 3.0))
     x = np.arange(len(run_df))
     stage = run_df["stage"].to_numpy() if "stage" in run_df.columns else np.zeros(len(run_df))
@@ -184,7 +202,7 @@ def plot_training_run(run_df: pd.DataFrame, path: str | Path, run_index: int | N
     for prefix, a in kappa_groups:
         _lines(a, x, run_df, [c for c in run_df.columns if c.startswith(prefix)], how="tanh")
         a.set(title=f"tanh({prefix})", ylabel="tanh(κ)")
-    changes = af.run_relative_changes(run_df, "train")
+    changes = run_relative_changes(run_df, "train")
     j_cols = [f"J_{k}_{lay}" for lay in ("m", "s") for k in ("EE", "EI", "IE", "II")]
     _change_bars(ax[2, 1], changes, j_cols, "Training change: J")
     _change_bars(
@@ -295,7 +313,7 @@ def plot_pre_post_bars(
     ylim: tuple[float, float] | None = None,
     ncols: int = 4,
 ) -> Path:
-    """F2: Pre (first training row) vs Post (last row) values of af.pre_post_values output, one panel each
+    """F2: Pre (first training row) vs Post (last row) values of analysis.changes.pre_post_values output, one panel each
     (one dot per run, joined; coloured marks: medians; y-range from the data unless ylim is given)."""
     nrows = int(np.ceil(len(panels) / ncols))
     fig, ax = _figure(nrows, ncols, (3.0, 3.0))
@@ -426,7 +444,7 @@ PARAM_LABELS = {
 
 def _change_label(rel_changes: pd.DataFrame, name: str) -> str:
     """Axis label of a parameter's change with its unit."""
-    col = af.change_column(rel_changes, name)
+    col = change_column(rel_changes, name)
     base = PARAM_LABELS.get(name, name)
     return f"Δtanh({base}) (abs.)" if col.startswith("d_") else f"Δ{base} (%)"
 
@@ -481,7 +499,7 @@ def plot_param_offset_correlations(
 ) -> Path:
     """F4: one regplot per parameter of the target's change (y) against the parameter's change (x); with fewer
     than MIN_CORRELATION_RUNS runs the figure is one note instead of empty panels."""
-    n_runs = int(np.isfinite(pd.to_numeric(rel_changes.get(af.change_column(rel_changes, target))
+    n_runs = int(np.isfinite(pd.to_numeric(rel_changes.get(change_column(rel_changes, target))
                                            if _has_change(rel_changes, target) else pd.Series(dtype=float),
                                            errors="coerce")).sum())  # fmt: skip
     if n_runs < MIN_CORRELATION_RUNS:
@@ -489,14 +507,14 @@ def plot_param_offset_correlations(
                             f"needs at least {MIN_CORRELATION_RUNS}.")  # fmt: skip
     nrows = int(np.ceil(len(params) / ncols))
     fig, ax = _figure(nrows, ncols, (3.4, 3.2))
-    corr = af.param_offset_correlations(rel_changes, target, params).set_index("parameter")
-    y = rel_changes[af.change_column(rel_changes, target)].to_numpy(float)
+    corr = param_offset_correlations(rel_changes, target, params).set_index("parameter")
+    y = rel_changes[change_column(rel_changes, target)].to_numpy(float)
     for a, name in zip(ax.flat, params, strict=False):
         if name not in corr.index or not np.isfinite(rel_changes[corr.loc[name, "column"]]).any():
             _no_data(a, name)
             continue
         r, p = corr.loc[name, "r"], corr.loc[name, "p"]
-        color = af.significance_color(r, p)
+        color = significance_color(r, p)
         _regplot(a, rel_changes[corr.loc[name, "column"]].to_numpy(float), y, color)
         a.set_title(f"r={r:.2f}, p={p:.3f}", color=color)
         a.set(xlabel=_change_label(rel_changes, name), ylabel=f"Δ{target} (%)")
@@ -519,16 +537,22 @@ def plot_all_param_offset_correlations(rel_changes: pd.DataFrame, fig_dir: str |
 # ------------------------------------------------------------------------------------------------------
 # F5 example tuning curves
 # ------------------------------------------------------------------------------------------------------
-def example_cells() -> list[int]:
-    """Off-centre (grid 10) and centre (grid 40) cell of every group: mid E/I at phases 0-3, then sup E/I."""
-    bases = [162 * p + 81 * t for p in range(4) for t in range(2)] + [648, 729]
-    return [b + g for b in bases for g in (10, 40)]
+def example_grid_points(layout: CellLayout) -> tuple[int, int]:
+    """An off-centre grid point (row 1, column 1: grid point 10 of a 9x9 grid) and the centre one (40)."""
+    return (layout.grid_side + 1, layout.centre_grid_point)
 
 
-def _cell_title(cell: int) -> str:
+def example_cells(layout: CellLayout) -> list[int]:
+    """Off-centre and centre cell of every group: mid E/I at every phase, then sup E/I."""
+    groups = [layout.mid_index(p, t, 0) for p in range(layout.phases) for t in range(2)]
+    groups += [layout.sup_index(t, 0) for t in range(2)]
+    return [base + g for base in groups for g in example_grid_points(layout)]
+
+
+def _cell_title(cell: int, layout: CellLayout) -> str:
     """Short panel title of a cell index."""
-    info = af.cell_info().iloc[cell]
-    where = "centre" if info["grid"] == 40 else f"grid {info['grid']}"
+    info = cell_info(layout).iloc[cell]
+    where = "centre" if info["grid"] == layout.centre_grid_point else f"grid {info['grid']}"
     phase = f" Ph{info['phase']}" if info["layer"] == "mid" else ""
     return f"{info['layer']} {info['type']}{phase}, {where}"
 
@@ -542,12 +566,14 @@ def plot_example_tuning_curves(
     tc_df: pd.DataFrame,
     path: str | Path,
     cells: Sequence[int] | None = None,
-    oris: Sequence[float] = af.TC_ORIENTATIONS,
+    oris: Sequence[float] = TC_ORIENTATIONS,
     max_runs: int = 5,
+    *,
+    layout: CellLayout,
 ) -> Path:
     """F5: tuning curves (x in degrees) of example cells (columns) for the first runs (rows), all stages."""
-    cells = example_cells() if cells is None else list(cells)
-    names = af.cell_names()
+    cells = example_cells(layout) if cells is None else list(cells)
+    names = cell_names(layout)
     runs = list(dict.fromkeys(tc_df["run_index"].astype(int)))[:max_runs]
     ncols = min(TC_COLUMNS, len(cells))
     per_run = int(np.ceil(len(cells) / ncols))  # a run's cells wrap into rows of ncols panels
@@ -563,7 +589,7 @@ def plot_example_tuning_curves(
                 if len(block) == len(oris):
                     a.plot(oris, block[names[cell]].to_numpy(float), lw=widths[stage], label=f"stage {stage}")
             a.set_xticks([0, 90, 180, 270, 360])
-            a.set_title(f"run {run}: {_cell_title(cell)}", fontsize=9)
+            a.set_title(f"run {run}: {_cell_title(cell, layout)}", fontsize=9)
             if j % ncols == 0:
                 a.set_ylabel("rate (Hz)")
             if i == len(runs) - 1 and j // ncols == per_run - 1:
@@ -587,7 +613,17 @@ TC_SCATTER_FEATURES: list[tuple[str, str]] = [
     ("mean", "Mean rate (Hz)"),
     ("slope_hm", "Slope at half max (1/deg)"),
 ]
-PHASE_LABELS = ["mid phase 0", "mid phase π/2", "mid phase π", "mid phase 3π/2", "sup"]
+
+
+def phase_labels(layout: CellLayout) -> list[str]:
+    """Legend labels of the colour-by-phase blocks: each middle-layer phase (k·2π/phases), then sup."""
+    labels = []
+    for p in range(layout.phases):
+        f = Fraction(2 * p, layout.phases)
+        numerator = "" if f.numerator == 1 else str(f.numerator)
+        denominator = "" if f.denominator == 1 else f"/{f.denominator}"
+        labels.append("mid phase 0" if f == 0 else f"mid phase {numerator}π{denominator}")
+    return [*labels, "sup"]
 
 
 def feature_pairs(
@@ -595,14 +631,15 @@ def feature_pairs(
     feature: str,
     pre_stage: int,
     post_stage: int,
+    layout: CellLayout,
     orimap: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Long table run_index, cell, layer, type, phase, pref_ori, pre, post of one feature."""
-    pre = af.feature_matrix(features_df, feature, pre_stage)
-    post = af.feature_matrix(features_df, feature, post_stage)
+    pre = feature_matrix(features_df, feature, pre_stage)
+    post = feature_matrix(features_df, feature, post_stage)
     runs = pre.index.intersection(post.index)
-    pref = _pref_matrix(features_df, pre_stage, runs, orimap)
-    info = af.cell_info()
+    pref = _pref_matrix(features_df, pre_stage, runs, layout, orimap)
+    info = cell_info(layout)
     frames = []
     for i, run in enumerate(runs):
         f = info[["cell", "layer", "type", "phase"]].assign(run_index=int(run), pref_ori=pref[i])
@@ -611,16 +648,16 @@ def feature_pairs(
 
 
 def _pref_matrix(
-    features_df: pd.DataFrame, stage: int, runs: pd.Index, orimap: pd.DataFrame | None
+    features_df: pd.DataFrame, stage: int, runs: pd.Index, layout: CellLayout, orimap: pd.DataFrame | None
 ) -> np.ndarray:
-    """(runs x 810) preferred orientations: tuning-curve pref_ori at stage, or the orimap if given."""
+    """(runs x cells) preferred orientations: tuning-curve pref_ori at stage, or the orimap if given."""
     if orimap is None:
-        return af.feature_matrix(features_df, "pref_ori", stage).reindex(runs).to_numpy(float)
+        return feature_matrix(features_df, "pref_ori", stage).reindex(runs).to_numpy(float)
     om = orimap.set_index(orimap["run_index"].astype(int)).drop(columns="run_index").reindex(runs)
-    return om.to_numpy(float)[:, np.arange(af.N_CELLS) % af.N_GRID]
+    return om.to_numpy(float)[:, layout.grid_of_cells()]
 
 
-def _scatter_panel(ax: Axes, d: pd.DataFrame, color_by: str) -> Any:
+def _scatter_panel(ax: Axes, d: pd.DataFrame, color_by: str, layout: CellLayout) -> Any:
     """Post vs pre scatter of one layer, E and I separately, coloured by color_by; returns a mappable."""
     mappable = None
     for cell_type, marker in (("E", "o"), ("I", "^")):
@@ -640,8 +677,8 @@ def _scatter_panel(ax: Axes, d: pd.DataFrame, color_by: str) -> Any:
                 capsize=3,
             )
         elif color_by == "phase":
-            for k, label in enumerate(PHASE_LABELS):
-                block = s[s["phase"] == k] if k < 4 else s[s["layer"] == "sup"]
+            for k, label in enumerate(phase_labels(layout)):
+                block = s[s["phase"] == k] if k < layout.phases else s[s["layer"] == "sup"]
                 if len(block):
                     ax.scatter(block["pre"], block["post"], color=f"C{k}", label=label, **kw)
         else:
@@ -666,6 +703,8 @@ def plot_tc_feature_scatter(
     post_stage: int,
     color_by: str = "type",
     orimap: pd.DataFrame | None = None,
+    *,
+    layout: CellLayout,
 ) -> Path:
     """F6: 2x5 post-vs-pre scatter of tuning features (rows mid, sup), coloured by color_by."""
     if color_by not in ("type", "run_index", "pref_ori", "phase"):
@@ -673,10 +712,10 @@ def plot_tc_feature_scatter(
     fig, ax = _figure(2, len(TC_SCATTER_FEATURES), (3.3, 3.2))
     mappable = None
     for j, (feature, label) in enumerate(TC_SCATTER_FEATURES):
-        pairs = feature_pairs(features_df, feature, pre_stage, post_stage, orimap)
-        for i, layer in enumerate(af.LAYER_NAMES):
+        pairs = feature_pairs(features_df, feature, pre_stage, post_stage, layout, orimap)
+        for i, layer in enumerate(LAYER_NAMES):
             a = ax[i, j]
-            mappable = _scatter_panel(a, pairs[pairs["layer"] == layer], color_by) or mappable
+            mappable = _scatter_panel(a, pairs[pairs["layer"] == layer], color_by, layout) or mappable
             _identity_line(a)
             a.set(
                 title=f"{label.split(' (')[0]}, {layer}",
@@ -695,17 +734,17 @@ def plot_tc_feature_scatter(
 # ------------------------------------------------------------------------------------------------------
 # F7 slope changes (Schoups-style)
 # ------------------------------------------------------------------------------------------------------
-def _slope_subset(table: pd.DataFrame, layer: str) -> pd.DataFrame:
-    """Mid: phases 0 and π only; sup: all cells."""
+def _slope_subset(table: pd.DataFrame, layer: str, layout: CellLayout) -> pd.DataFrame:
+    """Mid: phases 0 and π only (phase indices 0 and phases/2); sup: all cells."""
     sel = table[table["layer"] == layer]
-    return sel[sel["phase"].isin([0, 2])] if layer == "mid" else sel
+    return sel[sel["phase"].isin([0, layout.phases // 2])] if layer == "mid" else sel
 
 
 def _lowess_lines(ax: Axes, d: pd.DataFrame, colors: Mapping[str, str], frac: float, label: str) -> None:
     """LOWESS curves (x<0 and x>0 separately) per cell type."""
     for cell_type, color in colors.items():
         s = d[d["type"] == cell_type]
-        for side, fit in af.lowess_by_side(s["x"], s["dslope"], frac).items():
+        for side, fit in lowess_by_side(s["x"], s["dslope"], frac).items():
             if len(fit):
                 ax.plot(
                     fit[:, 0],
@@ -726,16 +765,22 @@ def plot_slope_changes(
     frac: float = 0.15,
     window: float = 10.0,
     step: float = 0.2,
+    *,
+    layout: CellLayout,
+    orientations: TaskOrientations = DEFAULT_ORIENTATIONS,
 ) -> Path:
-    """F7: Δ|slope| at 55 and 125 against preferred − θ, LOWESS fits and sliding Mann-Whitney p-values."""
-    t55 = af.slope_change_table(features_df, pre_stage, post_stage, af.TRAINED_ORI, orimap)
-    t125 = af.slope_change_table(features_df, pre_stage, post_stage, af.UNTRAINED_ORI, orimap)
+    """F7: Δ|slope| at the trained (55) and untrained (125) orientation against preferred − θ, LOWESS fits
+    and sliding Mann-Whitney p-values."""
+    trained, untrained = orientations.slopes
+    t55 = slope_change_table(features_df, pre_stage, post_stage, trained, layout, orimap)
+    t125 = slope_change_table(features_df, pre_stage, post_stage, untrained, layout, orimap)
+    n55, n125 = f"{trained:g}", f"{untrained:g}"
     dark = {"E": "darkred", "I": "darkblue"}
     light = {"E": "tab:red", "I": "tab:blue"}
     fig, ax = _figure(2, 4, (3.6, 3.2))
-    for i, layer in enumerate(af.LAYER_NAMES):
-        d55, d125 = _slope_subset(t55, layer), _slope_subset(t125, layer)
-        for a, d, colors, name in ((ax[i, 0], d55, dark, "55"), (ax[i, 1], d125, light, "125")):
+    for i, layer in enumerate(LAYER_NAMES):
+        d55, d125 = _slope_subset(t55, layer, layout), _slope_subset(t125, layer, layout)
+        for a, d, colors, name in ((ax[i, 0], d55, dark, n55), (ax[i, 1], d125, light, n125)):
             for cell_type, color in colors.items():
                 s = d[d["type"] == cell_type]
                 a.scatter(s["x"], s["dslope"], s=6, alpha=0.3, color=color)
@@ -745,14 +790,14 @@ def plot_slope_changes(
                 xlabel=f"preferred − {name} (deg)",
                 ylabel="Δ|slope| (1/deg)",
             )
-        _lowess_lines(ax[i, 2], d55, dark, frac, "55")
-        _lowess_lines(ax[i, 2], d125, light, frac, "125")
+        _lowess_lines(ax[i, 2], d55, dark, frac, n55)
+        _lowess_lines(ax[i, 2], d125, light, frac, n125)
         ax[i, 2].set(
-            title=f"Δslope(55), Δslope(125), {layer}", xlabel="preferred − θ (deg)", ylabel="Δ|slope| (1/deg)"
+            title=f"Δslope({n55}), Δslope({n125}), {layer}", xlabel="preferred − θ (deg)", ylabel="Δ|slope| (1/deg)"
         )
         for cell_type, color in light.items():
             e55, e125 = d55[d55["type"] == cell_type], d125[d125["type"] == cell_type]
-            mw = af.sliding_mann_whitney(e55["x"], e55["dslope"], e125["x"], e125["dslope"], window, step)
+            mw = sliding_mann_whitney(e55["x"], e55["dslope"], e125["x"], e125["dslope"], window, step)
             ax[i, 3].plot(mw["centre"], mw["p"], color=color, label=cell_type)
         ax[i, 3].axhline(0.05, color="k", ls="--", lw=1)
         ax[i, 3].set(
@@ -781,15 +826,15 @@ def _triangle_edge(fig: Figure, rect: Sequence[float], data: pd.DataFrame, xcol:
     """One edge of the triangle: regplot of ycol against xcol, annotated with r and p."""
     a = fig.add_axes(rect)
     x, y = data[xcol].to_numpy(float), data[ycol].to_numpy(float)
-    r, p, n = af.pearson_finite(x, y)
+    r, p, n = pearson_finite(x, y)
     _regplot(a, x, y, "tab:gray", "orange")
-    a.set_title(f"r={r:.2f}, p={p:.3f} (n={n})", color=af.significance_color(r, p), fontsize=10)
+    a.set_title(f"r={r:.2f}, p={p:.3f} (n={n})", color=significance_color(r, p), fontsize=10)
     a.set(xlabel=TRIANGLE_LABELS[xcol], ylabel=TRIANGLE_LABELS[ycol])
 
 
 @_styled
 def plot_corr_triangle(data: pd.DataFrame, path: str | Path, title: str) -> Path:
-    """F8: ΔMVPA, ΔE/I ratio and Δthreshold nodes with a regplot per edge (af.triangle_data)."""
+    """F8: ΔMVPA, ΔE/I ratio and Δthreshold nodes with a regplot per edge (analysis.statistics.triangle_data)."""
     fig = Figure(figsize=(10, 9))
     FigureCanvasAgg(fig)
     back = fig.add_axes((0, 0, 1, 1))
@@ -840,23 +885,28 @@ CHANCE = 0.5
 SCORE_LABELS = {"mvpa": "MVPA accuracy (fraction correct)", "mahal": "Mahalanobis distance (a.u.)"}
 
 
-def _score_wide(scores: pd.DataFrame, layer: int, pre: int, post: int) -> pd.DataFrame:
-    """(runs x [(ori, stage)]) scores of one layer for the 55/125 pre/post boxes."""
+def _score_wide(scores: pd.DataFrame, layer: int, pre: int, post: int, oris: Sequence[float]) -> pd.DataFrame:
+    """(runs x [(ori, stage)]) scores of one layer for the trained/untrained pre/post boxes."""
     sel = scores[(scores["layer"] == layer) & scores["stage"].isin([pre, post])].astype({"ori": float})
     wide = sel.pivot_table(index="run_index", columns=["ori", "stage"], values="score", dropna=False)
-    cols = [(o, s) for o in af.MVPA_ORIS[:2] for s in (pre, post)]
+    cols = [(o, s) for o in oris for s in (pre, post)]
     return wide.reindex(columns=pd.MultiIndex.from_tuples(cols))
 
 
 @_styled
 def plot_scores_boxes(
-    scores: pd.DataFrame, path: str | Path, kind: str = "mvpa", pre_stage: int = 1, post_stage: int = 2
+    scores: pd.DataFrame,
+    path: str | Path,
+    kind: str = "mvpa",
+    pre_stage: int = 1,
+    post_stage: int = 2,
+    orientations: TaskOrientations = DEFAULT_ORIENTATIONS,
 ) -> Path:
     """F9a: per layer, boxes of 55 pre/post and 125 pre/post with a gray line per run (pre to post)."""
     fig, ax = _figure(1, 2, (4.6, 4.0))
-    for li, layer in enumerate(af.LAYER_NAMES):
+    for li, layer in enumerate(LAYER_NAMES):
         a = ax[0, li]
-        wide = _score_wide(scores, li, pre_stage, post_stage)
+        wide = _score_wide(scores, li, pre_stage, post_stage, orientations.slopes)
         vals = wide.to_numpy(float)
         data = [v[np.isfinite(v)] for v in vals.T]
         box = a.boxplot(data, positions=range(4), patch_artist=True, medianprops={"color": "k"}, widths=0.5)
@@ -868,7 +918,7 @@ def plot_scores_boxes(
         if kind == "mvpa":
             a.axhline(CHANCE, color="k", ls="--", lw=1, label="chance")
             a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
-        a.set_xticks(range(4), ["55 pre", "55 post", "125 pre", "125 post"])
+        a.set_xticks(range(4), [f"{o:g} {t}" for o in orientations.slopes for t in ("pre", "post")])
         a.set(title=f"Layer {layer}", ylabel=SCORE_LABELS[kind], xlabel="orientation (deg), stage")
     name = "MVPA decoding accuracy (vs 0°)" if kind == "mvpa" else "Mahalanobis distance to 0°"
     fig.suptitle(f"{name}: pre = stage {pre_stage}, post = stage {post_stage}")
@@ -882,11 +932,12 @@ def plot_mvpa_paper_bars(
     pre_stage: int = 1,
     post_stage: int = 2,
     ylim: tuple[float, float] = (50.0, 90.0),
+    orientations: TaskOrientations = DEFAULT_ORIENTATIONS,
 ) -> Path:
     """F9b: Ke et al.-style bars (100 x mean, SEM error bars) of superficial and middle pre/post MVPA."""
     fig, ax = _figure(1, 2, (4.2, 4.0))
     lo, hi = ylim
-    for a, ori, name in zip(ax[0], af.MVPA_ORIS[:2], ("Trained", "Untrained"), strict=True):
+    for a, ori, name in zip(ax[0], orientations.slopes, ("Trained", "Untrained"), strict=True):
         for layer, x0 in ((1, 0.0), (0, 2.5)):
             for dx, stage, color, label in (
                 (0, pre_stage, PRE_COLOR, "pre"),

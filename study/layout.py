@@ -81,6 +81,28 @@ EXCLUDED_DETAILS = "excluded_runs_details.csv"
 COMPLETE_SUFFIX = "_complete"
 """Run exclusion keeps each unfiltered per-run file as ``<stem>_complete.csv``."""
 
+# --------------------------------------------------------------------------------------- analysis outputs
+PRETRAINING_TC = "pretraining_tuning_curves.csv"
+PRETRAINING_FEATURES = "pretraining_tuning_curve_features.csv"
+CONF_TC = "tuning_curves.csv"
+CONF_FEATURES = "tuning_curve_features.csv"
+REL_PRETRAIN = "rel_changes_pretrain.csv"
+REL_TRAIN = "rel_changes_train.csv"
+SCORE_TABLES: tuple[str, ...] = ("MVPA_scores", "Mahal_scores", "Mahal_details", "LMI")
+"""Stems of the score CSV files of a configuration (``<stem>.csv``)."""
+MVPA_SETTINGS = "MVPA_settings.json"
+STATS_PAIRED = "stats_paired_tests.csv"
+STATS_ANOVA = "stats_rm_anova.csv"
+STATS_CORR = "stats_param_offset_correlations.csv"
+STATS_TRIANGLES = "stats_corr_triangles.csv"
+STUDY_SUMMARY = "study_summary.csv"
+STUDY_STATS = "study_stats.csv"
+HEADLINE = "headline.png"
+PRETRAINING_FIGURES = "pretraining_figures"
+FIGURES = "figures"
+PER_RUN = "per_run"
+SUMMARY_PDF = "summary.pdf"
+
 
 def complete_copy(name: str) -> str:
     """The name of the unfiltered copy of a per-run file: ``orimap.csv`` -> ``orimap_complete.csv``."""

@@ -7,6 +7,11 @@ import pandas as pd
 import pytest
 
 from analysis import analysis_functions as af
+from analysis.cells import CellLayout
+from parameters import Parameters
+
+LAYOUT = CellLayout.from_parameters(Parameters())
+"""The cell layout of the default parameters (9x9 grid, 4 phases: 810 cells)."""
 
 ORIS = np.arange(0.0, 360.0, 5.0)
 
@@ -23,11 +28,11 @@ def von_mises_slope(theta: float, pref: float, kappa: float = 2.0) -> float:
 
 
 def test_cell_names_follow_index_formula() -> None:
-    names = af.cell_names()
-    assert len(names) == af.N_CELLS == 810
+    names = af.cell_names(LAYOUT)
+    assert len(names) == LAYOUT.n_cells == 810
     assert names[162 * 2 + 81 * 1 + 4] == "G5_I_Ph2_M"
     assert names[648 + 81 * 0 + 80] == "G81_E_S"
-    info = af.cell_info()
+    info = af.cell_info(LAYOUT)
     assert info.loc[162 * 3 + 81 + 40, ["layer", "type", "phase", "grid"]].tolist() == ["mid", "I", 3, 40]
     assert info.loc[729 + 10, ["layer", "type", "phase", "grid"]].tolist() == ["sup", "I", -1, 10]
 
@@ -127,11 +132,11 @@ def make_tc_df(runs: list[int], stages: list[int], rng: np.random.Generator) -> 
     """Synthetic tuning-curve CSV layout: von Mises curves with random preferences and amplitudes."""
     frames = []
     for run in runs:
-        prefs = rng.uniform(0, 180, af.N_CELLS)
+        prefs = rng.uniform(0, 180, LAYOUT.n_cells)
         for stage in stages:
             amp = 1.0 + 0.5 * stage
             curves = amp * von_mises(ORIS[:, None], prefs[None, :])
-            frames.append(af.tuning_curve_frame(run, stage, curves))
+            frames.append(af.tuning_curve_frame(run, stage, curves, LAYOUT))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -140,7 +145,7 @@ def test_features_table_layout_and_values() -> None:
     tc_df = make_tc_df([3, 7], [0, 1], rng)
     table = af.tuning_curve_features_table(tc_df, stages=[1])
     assert list(table.columns[:3]) == ["run_index", "stage", "feature"]
-    assert list(table.columns[3:]) == af.cell_names()
+    assert list(table.columns[3:]) == af.cell_names(LAYOUT)
     assert len(table) == 2 * 10
     assert table["feature"].tolist()[:10] == af.feature_names()
     assert set(table["run_index"]) == {3, 7} and set(table["stage"]) == {1}
@@ -155,7 +160,7 @@ def test_tuning_curve_csv_with_and_without_header(tmp_path) -> None:
     no_header = tmp_path / "tc_noheader.csv"
     tc_df.to_csv(no_header, header=False, index=False, float_format="%.4f")
     for path in (with_header, no_header):
-        back = af.read_tuning_curves_csv(path)
+        back = af.read_tuning_curves_csv(path, LAYOUT)
         assert list(back.columns) == list(tc_df.columns)
         assert back["run_index"].dtype.kind == "i"
         assert np.allclose(back.iloc[:, 2:].to_numpy(), tc_df.iloc[:, 2:].to_numpy(), atol=1e-4)

@@ -15,6 +15,11 @@ from pypdf import PdfReader
 from analysis import analysis_functions as af
 from analysis import report
 from analysis import visualization as vis
+from analysis.cells import CellLayout
+from parameters import Parameters
+
+LAYOUT = CellLayout.from_parameters(Parameters())
+"""The cell layout of the default parameters (9x9 grid, 4 phases: 810 cells)."""
 
 ORIS = np.arange(0.0, 360.0, 5.0)
 RUNS = (0, 1, 2, 3)
@@ -65,11 +70,11 @@ def tc_and_features() -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(1)
     frames = []
     for run in (0, 1):
-        prefs = rng.uniform(0, 180, af.N_CELLS)
+        prefs = rng.uniform(0, 180, LAYOUT.n_cells)
         for stage in (0, 1, 2):
-            kappa = 1.5 + 0.3 * stage + 0.2 * rng.standard_normal(af.N_CELLS)
+            kappa = 1.5 + 0.3 * stage + 0.2 * rng.standard_normal(LAYOUT.n_cells)
             curves = (2 + stage) * np.exp(kappa * np.cos(np.deg2rad(2 * (ORIS[:, None] - prefs))))
-            frames.append(af.tuning_curve_frame(run, stage, curves))
+            frames.append(af.tuning_curve_frame(run, stage, curves, LAYOUT))
     tc_df = pd.concat(frames, ignore_index=True)
     return tc_df, af.tuning_curve_features_table(tc_df, [0, 1, 2])
 
@@ -128,9 +133,9 @@ def test_f4_param_offset_correlations(logs, tmp_path) -> None:
 
 def test_f5_example_tuning_curves(tc_and_features, tmp_path) -> None:
     tc_df, _ = tc_and_features
-    cells = vis.example_cells()
+    cells = vis.example_cells(LAYOUT)
     assert len(cells) == 20 and cells[:2] == [10, 40] and cells[-2:] == [739, 769]
-    assert_png(vis.plot_example_tuning_curves(tc_df, tmp_path / "tc_fig.png"))
+    assert_png(vis.plot_example_tuning_curves(tc_df, tmp_path / "tc_fig.png", layout=LAYOUT))
 
 
 @pytest.mark.parametrize("color_by", ["type", "run_index", "pref_ori", "phase"])
@@ -140,13 +145,13 @@ def test_f6_feature_scatter(tc_and_features, tmp_path, color_by: str) -> None:
     if color_by == "pref_ori":  # colour by the orimap instead of the measured preference
         orimap = pd.DataFrame([{"run_index": r, **{str(g): 2.0 * g for g in range(81)}} for r in (0, 1)])
     path = tmp_path / f"tc_features_train_color_by_{color_by}.png"
-    assert_png(vis.plot_tc_feature_scatter(features, path, 1, 2, color_by, orimap=orimap))
+    assert_png(vis.plot_tc_feature_scatter(features, path, 1, 2, color_by, orimap=orimap, layout=LAYOUT))
 
 
 def test_f7_slope_changes(tc_and_features, tmp_path) -> None:
     _, features = tc_and_features
     assert_png(
-        vis.plot_slope_changes(features, tmp_path / "tc_slope_train_color_by_type.png", 1, 2, step=1.0)
+        vis.plot_slope_changes(features, tmp_path / "tc_slope_train_color_by_type.png", 1, 2, step=1.0, layout=LAYOUT)
     )
 
 

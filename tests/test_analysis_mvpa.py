@@ -8,6 +8,11 @@ import pytest
 from scipy.signal import convolve2d
 
 from analysis import analysis_functions as af
+from analysis.cells import CellLayout
+from parameters import Parameters
+
+LAYOUT = CellLayout.from_parameters(Parameters())
+"""The cell layout of the default parameters (9x9 grid, 4 phases: 810 cells)."""
 
 
 def direct_mahal(ref: np.ndarray, Y: np.ndarray) -> np.ndarray:
@@ -57,9 +62,9 @@ def test_smoothing_matrix_equals_zero_padded_convolution() -> None:
     rng = np.random.default_rng(3)
     maps = rng.standard_normal((5, 9, 9))
     expected = np.stack([convolve2d(m, kernel, mode="same", boundary="fill") for m in maps])
-    got = maps.reshape(5, 81) @ af.smoothing_matrix(2.0).T
+    got = maps.reshape(5, 81) @ af.smoothing_matrix(2.0, LAYOUT.grid_side).T
     assert np.allclose(got.reshape(5, 9, 9), expected)
-    assert np.array_equal(af.smoothing_matrix(0.0), np.eye(81))
+    assert np.array_equal(af.smoothing_matrix(0.0, LAYOUT.grid_side), np.eye(81))
 
 
 def test_voxel_patterns_mixing_crop_and_normalisation() -> None:
@@ -71,18 +76,18 @@ def test_voxel_patterns_mixing_crop_and_normalisation() -> None:
     r_sup[:, 81:] = 1.0  # I cells
     rng = np.random.default_rng(0)
     raw = af.voxel_patterns(
-        r_mid, r_sup, rng, sigma_filter=0.0, readout_noise=False, normalise=False, noise_std=0.0
+        r_mid, r_sup, rng, LAYOUT, sigma_filter=0.0, readout_noise=False, normalise=False, noise_std=0.0
     )
     assert raw["mid"].shape == (T, 25) and raw["sup"].shape == (T, 25)
     assert np.allclose(raw["mid"], 4 * 0.8) and np.allclose(raw["sup"], 0.2)
     r_mid2 = r_mid * np.arange(1, 649)[None, :] / 648.0
     smooth = af.voxel_patterns(
-        r_mid2, r_sup, rng, sigma_filter=2.0, readout_noise=False, normalise=False, noise_std=0.0
+        r_mid2, r_sup, rng, LAYOUT, sigma_filter=2.0, readout_noise=False, normalise=False, noise_std=0.0
     )
     normed = af.voxel_patterns(
-        r_mid2, r_sup, rng, sigma_filter=2.0, readout_noise=False, normalise=True, noise_std=0.0
+        r_mid2, r_sup, rng, LAYOUT, sigma_filter=2.0, readout_noise=False, normalise=True, noise_std=0.0
     )
-    full = r_mid2.reshape(T, 4, 2, 81) @ af.smoothing_matrix(2.0).T
+    full = r_mid2.reshape(T, 4, 2, 81) @ af.smoothing_matrix(2.0, LAYOUT.grid_side).T
     full = (0.8 * full[:, :, 0] + 0.2 * full[:, :, 1]).sum(axis=1)
     assert np.allclose(normed["mid"], smooth["mid"] / full.std())
 
@@ -90,9 +95,9 @@ def test_voxel_patterns_mixing_crop_and_normalisation() -> None:
 def test_voxel_patterns_randomness_is_explicit() -> None:
     rng_data = np.random.default_rng(5)
     r_mid, r_sup = rng_data.random((10, 648)), rng_data.random((10, 162))
-    a = af.voxel_patterns(r_mid, r_sup, np.random.default_rng(9))
-    b = af.voxel_patterns(r_mid, r_sup, np.random.default_rng(9))
-    c = af.voxel_patterns(r_mid, r_sup, np.random.default_rng(10))
+    a = af.voxel_patterns(r_mid, r_sup, np.random.default_rng(9), LAYOUT)
+    b = af.voxel_patterns(r_mid, r_sup, np.random.default_rng(9), LAYOUT)
+    c = af.voxel_patterns(r_mid, r_sup, np.random.default_rng(10), LAYOUT)
     assert np.array_equal(a["mid"], b["mid"]) and not np.array_equal(a["mid"], c["mid"])
 
 
@@ -131,8 +136,8 @@ def make_responses(rng: np.random.Generator, T: int = 30) -> tuple[np.ndarray, n
 
 def test_mvpa_mahal_for_run_and_long_frames() -> None:
     r_mid, r_sup = make_responses(np.random.default_rng(7))
-    res = af.mvpa_mahal_for_run(r_mid, r_sup, np.random.default_rng(0), normalise=False, n_splits=4)
-    again = af.mvpa_mahal_for_run(r_mid, r_sup, np.random.default_rng(0), normalise=False, n_splits=4)
+    res = af.mvpa_mahal_for_run(r_mid, r_sup, np.random.default_rng(0), LAYOUT, normalise=False, n_splits=4)
+    again = af.mvpa_mahal_for_run(r_mid, r_sup, np.random.default_rng(0), LAYOUT, normalise=False, n_splits=4)
     assert np.array_equal(res.mvpa, again.mvpa) and np.array_equal(res.mahal, again.mahal)
     assert res.mvpa.shape == res.mahal.shape == (2, 3, 2)
     assert np.all(res.n_components >= 2)
@@ -160,14 +165,14 @@ def test_mvpa_mahal_for_run_and_long_frames() -> None:
 def test_nan_layer_gives_nan_scores() -> None:
     r_mid, r_sup = make_responses(np.random.default_rng(8), T=25)
     r_sup[1, 0, 3, 5] = np.nan
-    res = af.mvpa_mahal_for_run(r_mid, r_sup, np.random.default_rng(0), n_splits=2)
+    res = af.mvpa_mahal_for_run(r_mid, r_sup, np.random.default_rng(0), LAYOUT, n_splits=2)
     assert np.isnan(res.mvpa[1]).all() and np.isnan(res.mahal[1]).all() and np.isnan(res.n_components[1])
     assert np.isfinite(res.mvpa[0]).all() and np.isfinite(res.mahal[0]).all()
 
 
 def test_write_scores_csvs(tmp_path) -> None:
     r_mid, r_sup = make_responses(np.random.default_rng(9), T=25)
-    res = af.mvpa_mahal_for_run(r_mid, r_sup, np.random.default_rng(0), n_splits=2)
+    res = af.mvpa_mahal_for_run(r_mid, r_sup, np.random.default_rng(0), LAYOUT, n_splits=2)
     paths = af.write_scores_csvs({31: res}, tmp_path / "conf_baseline")
     assert set(paths) == {"LMI", "Mahal_details", "Mahal_scores", "MVPA_scores"}
     mvpa = pd.read_csv(paths["MVPA_scores"])

@@ -21,10 +21,11 @@ import pytest
 
 from analysis import analysis_functions as af
 from analysis import main_analysis as ma
+from analysis.cells import CellLayout
 from analysis.mvpa_responses import MvpaSettings, mvpa_scores_for_run, run_mvpa_responses
 from analysis.snapshots import Snapshot, SnapshotLoader
 from analysis.tuning_curves import snapshot_tuning_curves
-from parameters import build_parameters
+from parameters import Parameters, build_parameters
 from tests.conftest import write_parameters_file
 from training.model import base_projection, build_layers, build_static, evaluate_model_response_batch
 from training.results_io import (
@@ -38,6 +39,9 @@ from training.results_io import (
     training_columns,
 )
 from training.util_gabor import grating_images, grid_positions_deg, image_geometry, make_uniform_orimap
+
+LAYOUT = CellLayout.from_parameters(Parameters())
+"""The cell layout of the default parameters (9x9 grid, 4 phases: 810 cells)."""
 
 CONF = "conf_baseline"
 FAST = {"ConvPars": {"Tmax": 100.0}}
@@ -93,7 +97,7 @@ def direct_rates(snapshot: Snapshot, g: int, ori: float, phase_index: int) -> tu
 
 
 def test_tuning_curves_shape_and_cell_order_match_direct_simulation(snapshot, curves) -> None:
-    assert curves.shape == (len(ORIS), af.N_CELLS) and np.isfinite(curves).all()
+    assert curves.shape == (len(ORIS), LAYOUT.n_cells) and np.isfinite(curves).all()
     for g, o, p in ((40, 11, 0), (10, 3, 1), (70, 50, 2), (5, 71, 3), (80, 36, 0)):
         mid, sup = direct_rates(snapshot, g, ORIS[o], p)
         for t in (0, 1):
@@ -115,7 +119,7 @@ def test_tuning_curves_have_the_grating_symmetries(curves) -> None:
 def test_mvpa_responses_shapes_and_reproducibility(snapshot) -> None:
     snaps = [dataclasses.replace(snapshot, stage=s) for s in (1, 2)]
     r_mid, r_sup = run_mvpa_responses(snaps, 6, seed=5)
-    assert r_mid.shape == (2, 3, 6, af.N_MID) and r_sup.shape == (2, 3, 6, af.N_SUP)
+    assert r_mid.shape == (2, 3, 6, LAYOUT.n_mid) and r_sup.shape == (2, 3, 6, LAYOUT.n_sup)
     again = run_mvpa_responses(snaps, 6, seed=5, chunk_size=4)
     np.testing.assert_array_equal(again[0], r_mid)
     np.testing.assert_allclose(again[1], r_sup, rtol=1e-4)
@@ -262,13 +266,13 @@ def test_pipeline_excludes_the_stuck_run_everywhere(synthetic) -> None:
 def test_pipeline_tables_have_the_documented_layout(synthetic) -> None:
     root = synthetic
     pre_tc = af.read_tuning_curves_csv(root / "pretraining_tuning_curves.csv")
-    assert list(pre_tc.columns) == ["run_index", "training_stage", *af.cell_names()]
+    assert list(pre_tc.columns) == ["run_index", "training_stage", *af.cell_names(LAYOUT)]
     blocks = pre_tc.groupby(["run_index", "training_stage"]).size()
     assert blocks.to_dict() == {(r, s): len(ORIS) for r in range(3) for s in (0, 1)}
     loader = SnapshotLoader(root)
     direct = snapshot_tuning_curves(loader.snapshot(1, 0), ORIS)
     block = pre_tc[(pre_tc["run_index"] == 1) & (pre_tc["training_stage"] == 0)]
-    np.testing.assert_allclose(block[af.cell_names()].to_numpy(), direct, atol=6e-5)  # 4 decimals
+    np.testing.assert_allclose(block[af.cell_names(LAYOUT)].to_numpy(), direct, atol=6e-5)  # 4 decimals
     feats = pd.read_csv(root / "pretraining_tuning_curve_features.csv")
     assert feats.groupby(["run_index", "stage"]).size().to_dict() == {(r, s): 10 for r in range(3) for s in (0, 1)}
     assert feats["feature"].iloc[:10].tolist() == af.feature_names()

@@ -10,6 +10,11 @@ import pytest
 from scipy import stats
 
 from analysis import analysis_functions as af
+from analysis.cells import CellLayout
+from parameters import Parameters
+
+LAYOUT = CellLayout.from_parameters(Parameters())
+"""The cell layout of the default parameters (9x9 grid, 4 phases: 810 cells)."""
 
 NAN = math.nan
 
@@ -274,17 +279,17 @@ def test_lowess_by_side_drops_zero_and_nan() -> None:
 
 
 def test_slope_change_table_and_wrapping() -> None:
-    cells = af.cell_names()
+    cells = af.cell_names(LAYOUT)
     rows = []
     for stage, slope in ((1, 0.01), (2, 0.03)):
         for feature, value in (("slope_55", -slope), ("slope_125", slope), ("pref_ori", 170.0)):
             rows.append({"run_index": 4, "stage": stage, "feature": feature, **dict.fromkeys(cells, value)})
     features = pd.DataFrame(rows)
-    table = af.slope_change_table(features, 1, 2, 55.0)
+    table = af.slope_change_table(features, 1, 2, 55.0, LAYOUT)
     assert len(table) == 810 and np.allclose(table["dslope"], 0.02)
     assert np.allclose(table["x"], -65.0)  # 170 - 55 = 115 -> -65
     orimap = pd.DataFrame([{"run_index": 4, **{str(g): 10.0 for g in range(81)}}])
-    table_om = af.slope_change_table(features, 1, 2, 125.0, orimap)
+    table_om = af.slope_change_table(features, 1, 2, 125.0, LAYOUT, orimap)
     assert np.allclose(table_om["x"], 65.0)  # 10 - 125 = -115 -> 65
 
 

@@ -20,10 +20,14 @@ from matplotlib.figure import Figure
 import main
 from analysis import analysis_functions as af
 from analysis import report
+from analysis.cells import CellLayout
 from analysis.main_analysis import read_complete_tuning_curves
 from parameters import ParameterError, Parameters, build_parameters
 from study import layout, logs, records
 from training import results_io as rio
+
+LAYOUT = CellLayout.from_parameters(Parameters())
+"""The cell layout of the default parameters (9x9 grid, 4 phases: 810 cells)."""
 
 
 def _figure() -> Figure:
@@ -98,7 +102,7 @@ def test_report_html_and_exclusion_details_are_atomic(tmp_path: Path) -> None:
 def test_recovered_tuning_curve_file_is_byte_identical(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     n_oris = 3
-    blocks = [af.tuning_curve_frame(run, 0, rng.random((n_oris, af.N_CELLS)) * 7) for run in range(3)]
+    blocks = [af.tuning_curve_frame(run, 0, rng.random((n_oris, LAYOUT.n_cells)) * 7, LAYOUT) for run in range(3)]
     clean, broken = tmp_path / "clean.csv", tmp_path / "broken.csv"
     for block in blocks[:2]:
         af.write_tuning_curves_csv(block, clean, append=True)
