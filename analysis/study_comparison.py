@@ -121,28 +121,30 @@ def study_settings(folder: Path) -> dict:
 
 def load_study(folder: Path, label: str | None = None) -> StudyData:
     """Read one analysed study folder (the analysis' stats part must have run)."""
+    from study import layout
+
     rio = _results_io()
     settings = study_settings(folder)
-    summary = _read(folder / "study_summary.csv", ["median", "q25", "q75"])
+    summary = _read(folder / layout.STUDY_SUMMARY, ["median", "q25", "q75"])
     confs = tuple(dict.fromkeys(summary["configuration"].astype(str)))
-    complete = folder / "pretraining_results_complete.csv"
-    pretraining = _read(complete if complete.is_file() else folder / rio.PRETRAINING_RESULTS,
+    complete = folder / layout.complete_copy(layout.PRETRAINING_RESULTS)
+    pretraining = _read(complete if complete.is_file() else folder / layout.PRETRAINING_RESULTS,
                         ["run_index", "stage", "loss_dx_max", "gradient_unrolled", "loss_all",
                          "psychometric_offset"])  # fmt: skip
     excluded = rio.read_excluded_runs(folder)
     thresholds = rio.final_pretraining_thresholds(pretraining)
     training, changes, analysis_excluded = {}, {}, {}
     for conf in confs:
-        training[conf] = _read(folder / conf / "training_results.csv",
+        training[conf] = _read(folder / conf / layout.TRAINING_RESULTS,
                                ["run_index", "stage", "loss_dx_max", "gradient_unrolled", "loss_all"])  # fmt: skip
-        dropped = read_index_list(folder / conf / "excluded_runs.csv")
-        rc = _read(folder / conf / "rel_changes_train.csv", ["run_index"])
+        dropped = read_index_list(folder / conf / layout.EXCLUDED_CONF)
+        rc = _read(folder / conf / layout.REL_TRAIN, ["run_index"])
         changes[conf] = rc[~rc["run_index"].astype(int).isin(dropped)].reset_index(drop=True)
         analysis_excluded[conf] = dropped
     return StudyData(
         folder=folder, label=label or str(settings["preset"]), preset=str(settings["preset"]),
         base_seed=int(settings.get("base_seed", 0)), runs_started=int(settings.get("runs", len(thresholds))),
-        configurations=confs, summary=summary, stats=_read(folder / "study_stats.csv", ["p"]),
+        configurations=confs, summary=summary, stats=_read(folder / layout.STUDY_STATS, ["p"]),
         pretraining=pretraining, pretraining_excluded={int(r): float(thresholds.get(r, math.nan)) for r in excluded},
         training=training, changes=changes, analysis_excluded=analysis_excluded,
     )  # fmt: skip

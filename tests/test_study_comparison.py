@@ -167,14 +167,14 @@ def test_cli_help_needs_no_heavy_modules() -> None:
 def test_quick_studies_of_both_presets_compare_end_to_end(tmp_path) -> None:
     """The docs/results.md comparison at a tiny size: a study per preset through main.py (training, the whole
     analysis), then the comparison command; checks that the tables and figure are produced, not the science."""
-    from tests.test_main import TINY
+    from study.quick import END_TO_END_OVERRIDES
 
     folders = []
     for preset in ("reference", "corrected"):
         root = tmp_path / preset
-        done = subprocess.run([sys.executable, "main.py", "--quick", "--preset", preset, "--overrides-json",
-                               json.dumps(TINY), "--results-root", str(root)], cwd=REPO, capture_output=True,
-                              text=True, timeout=1500)  # fmt: skip
+        argv = [sys.executable, "main.py", "--quick", "--preset", preset, "--overrides-json",
+                json.dumps(END_TO_END_OVERRIDES), "--results-root", str(root)]  # fmt: skip
+        done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=1500)
         assert done.returncode == 0, done.stderr[-3000:]
         (folder,) = list(root.iterdir())
         folders.append(folder)
