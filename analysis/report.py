@@ -32,7 +32,7 @@ import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
-from study.layout import ENVIRONMENT, REPORT
+from study.layout import ENVIRONMENT, NOTE, PARAMETERS, REPORT
 from training.results_io import atomic_open
 
 logger = logging.getLogger(__name__)
@@ -189,9 +189,9 @@ def read_study_settings(root: Path, confs: Sequence[str], runs: int) -> StudySet
     with contextlib.suppress(OSError, ValueError):  # a folder written by hand has no environment.json
         env = json.loads((root / ENVIRONMENT).read_text(encoding="utf-8"))
     study = env.get("study") if isinstance(env.get("study"), dict) else {}
-    preset = _module_constant(root / "parameters.py", "PRESET") or env.get("preset") or study.get("preset")
+    preset = _module_constant(root / PARAMETERS, "PRESET") or env.get("preset") or study.get("preset")
     seed = env.get("base_seed", study.get("base_seed"))
-    note_path = root / "note.txt"
+    note_path = root / NOTE
     note = note_path.read_text(encoding="utf-8").strip() if note_path.is_file() else ""
     return StudySettings(
         name=root.name, preset=str(preset) if preset else None, runs=runs,
