@@ -18,6 +18,7 @@ targets declared before it):
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,9 @@ from pathlib import Path
 from training.results_io import is_complete_output
 
 logger = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL = 15.0
+"""Seconds between two progress lines of a long part."""
 
 
 def _always() -> bool:
@@ -127,6 +131,12 @@ class Scheduler:
             self.rebuilt.add(target)
 
     def run_part(self, part: str, overwrite: bool) -> None:
-        """Every target of one part, in declaration order."""
-        for target in self.of_part(part):
+        """Every target of one part, in declaration order, with a progress line at most every
+        PROGRESS_INTERVAL seconds (the figure part runs for minutes)."""
+        targets = self.of_part(part)
+        last = time.monotonic()
+        for i, target in enumerate(targets, start=1):
+            if time.monotonic() - last >= PROGRESS_INTERVAL:
+                logger.info("part %s: %d of %d outputs (%s)", part, i, len(targets), target.name)
+                last = time.monotonic()
             self.run_target(target, overwrite)

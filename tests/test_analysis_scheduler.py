@@ -76,3 +76,17 @@ def test_incremental_ready_and_fallible_targets(tmp_path: Path) -> None:
     assert calls == ["r", "f"]  # called although its file is missing; wrote nothing, so it is not "rebuilt"
     assert resumable not in s.rebuilt
     assert len(s.failed) == 1 and "no data" in s.failed[0]
+
+
+def test_a_long_part_reports_progress(tmp_path, caplog, monkeypatch) -> None:
+    import logging
+
+    from analysis import scheduler as sched
+
+    monkeypatch.setattr(sched, "PROGRESS_INTERVAL", 0.0)
+    s = sched.Scheduler(("figures",))
+    for i in range(3):
+        s.add(f"fig{i}", "figures", tmp_path / f"f{i}.png", lambda i=i: (tmp_path / f"f{i}.png").write_bytes(b"x"))
+    with caplog.at_level(logging.INFO, logger="analysis.scheduler"):
+        s.run_part("figures", overwrite=False)
+    assert "part figures: 3 of 3 outputs (fig2)" in caplog.text
