@@ -107,11 +107,11 @@ def read_index_list(path: Path) -> list[int]:
 
 def study_settings(folder: Path) -> dict:
     """The ``study`` settings of environment.json (preset, runs, configurations, base seed)."""
-    import util
+    from study import records
 
     try:
-        record = util.read_environment_record(folder)
-    except util.ResultsFolderError as error:  # reported like any other unusable results file
+        record = records.read_environment_record(folder)
+    except records.ResultsFolderError as error:  # reported like any other unusable results file
         raise _results_io().ResultsFileError(str(error)) from error
     settings = record.get("study")
     if not isinstance(settings, dict) or "preset" not in settings:
