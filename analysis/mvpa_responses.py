@@ -33,6 +33,7 @@ from analysis.decoding import RunScores, mvpa_mahal_for_run
 from analysis.snapshots import Snapshot
 from parameters import Parameters
 from training.model import (
+    FORWARD,
     ModelStatic,
     base_projection,
     build_layers,
@@ -109,7 +110,7 @@ def noisy_projections(key: Array, static: ModelStatic, ori: Array, params: Param
 def layer_responses(log_params: dict, static: ModelStatic, b: Array, params: Parameters) -> tuple[Array, Array]:
     """Steady-state rates of all mid (B, 648) and sup (B, 162) cells for base projections b (B, 2·Nx²)."""
     layers = build_layers(log_params, static, params)
-    resp = evaluate_model_response_batch(layers, b, params)
+    resp = evaluate_model_response_batch(layers, b, params, FORWARD)
     return resp.r_mid.reshape(b.shape[0], -1), resp.r_sup
 
 

@@ -37,6 +37,7 @@ from analysis.tuning_curve_files import tuning_curve_frame, write_tuning_curves_
 from analysis.tuning_features import TC_ORIENTATIONS
 from parameters import Parameters
 from training.model import (
+    FORWARD,
     ModelStatic,
     base_projection,
     build_layers,
@@ -87,7 +88,7 @@ def phase0_responses(log_params: dict, static: ModelStatic, oris: Array, params:
     n_oris, row = oris.shape[0], params.grid.gridsize_Nx
 
     def simulate(rows_b):  # one grid row of stimulus centres at a time: a cache-friendly batch size
-        resp = evaluate_model_response_batch(layers, rows_b.reshape(-1, rows_b.shape[-1]), params)
+        resp = evaluate_model_response_batch(layers, rows_b.reshape(-1, rows_b.shape[-1]), params, FORWARD)
         return resp.r_mid, resp.r_sup
 
     r_mid, r_sup = jax.lax.map(simulate, b.reshape(n_grid // row, row, n_oris, b.shape[-1]))

@@ -180,3 +180,37 @@ def test_the_csv_records_the_path_each_step_took(params, tmp_path, monkeypatch):
         recorded += read_results_csv(path)["gradient_unrolled"].astype(int).tolist()
     assert recorded == taken
     assert set(recorded) == {0, 1}
+
+
+
+def test_evaluations_without_a_gradient_relax_each_batch_once(golden_setup, params, monkeypatch):
+    """Probes, validations and regression features take no gradient, so they must not pay for AUTO's run-time
+    choice of adjoint: under vmap (the probe's repeats) that choice runs both adjoints' forward passes, which
+    doubled the cost of every probe. Each traces the Euler loop once, as a forward-only evaluation does."""
+    from training import model
+    from training.evaluation import fine_task_test, psychometric_accuracies
+    from training.readout_regression import _feature_chunk
+
+    relaxations = []
+    unrolled = model._unrolled_responses
+    monkeypatch.setattr(model, "_unrolled_responses", lambda *args: relaxations.append(1) or unrolled(*args))
+    log_params, readout, static = golden_setup
+    constants = default_loss_constants(params.loss)
+    calls = {  # the undecorated functions, so that each call is traced afresh
+        "probe": lambda: psychometric_accuracies.__wrapped__(log_params, readout, static, KEY, constants, params,
+                                                             (1.0, 0.0)),  # fmt: skip
+        "validation": lambda: fine_task_test.__wrapped__(log_params, readout, static, KEY, jnp.float32(4.0),
+                                                         jnp.float32(55.0), constants, params, 6,
+                                                         (1.0, 0.0)),  # fmt: skip
+        "regression": lambda: _feature_chunk.__wrapped__(log_params, static, KEY, params, 6, 25, False),
+    }
+    assert params.conv.gradient_mode == "auto"
+    for name, call in calls.items():
+        relaxations.clear()
+        jax.make_jaxpr(call)()
+        assert len(relaxations) == 1, name
+    # the spy sees AUTO's second relaxation where a caller does not ask for the forward-only evaluation
+    relaxations.clear()
+    jax.make_jaxpr(lambda: model.evaluate_model_response_batch(
+        model.build_layers(log_params, static, params), jnp.zeros((2, 2 * params.grid.gridsize_Nx ** 2)), params))()
+    assert len(relaxations) == 2

@@ -156,7 +156,7 @@ def fine_task_test(log_params: LogParams, readout: Readout, static: ModelStatic,
     """Accuracy and mean total loss on fresh fine-task trials (true labels) at one offset and reference."""
     k_batch, k_trials = jax.random.split(key)
     batch = fine_task_batch(k_batch, num_trials, offset, params, ref_ori=ref_ori)
-    out = evaluate_trials(log_params, readout, static, batch, k_trials, params, constants, contributions)
+    out = evaluate_trials(log_params, readout, static, batch, k_trials, params, constants, contributions, FORWARD)
     return jnp.mean(out.correct), jnp.mean(out.terms["total"])
 
 
@@ -174,7 +174,8 @@ def psychometric_accuracies(log_params: LogParams, readout: Readout, static: Mod
     def one_repeat(repeat_key):
         k_batch, k_trials = jax.random.split(repeat_key)
         batch = fine_task_batch(k_batch, per_repeat, trial_offsets, params)
-        out = evaluate_trials(log_params, readout, static, batch, k_trials, params, constants, contributions)
+        out = evaluate_trials(log_params, readout, static, batch, k_trials, params, constants, contributions,
+                              FORWARD)  # fmt: skip
         return jnp.mean(out.correct.reshape(offsets.shape[0], training.probe_trials), axis=1)
 
     return jax.vmap(one_repeat)(jax.random.split(key, training.probe_repeats))

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from parameters import Parameters, RandomizePars
-from training.model import LogParams, ModelStatic, build_static, with_gains
+from training.model import FORWARD, LogParams, ModelStatic, build_static, with_gains
 from training.readout import Readout
 from training.readout_regression import fit_logistic_readout, regression_data, rescale_readout
 from training.trials import TrialBatch, fine_task_batch, general_task_batch, responses_to_batch
@@ -84,7 +84,7 @@ def reference_summary(log_params: LogParams, static: ModelStatic, key: Array, fi
     """Rate statistics and dx of the reference images of both probe batches."""
     summary = {}
     for name, batch, k in (("fine", fine, 0), ("general", general, 1)):
-        ref, _ = responses_to_batch(log_params, static, batch, jax.random.fold_in(key, k), params)
+        ref, _ = responses_to_batch(log_params, static, batch, jax.random.fold_in(key, k), params, FORWARD)
         finite = {"finite_mid": jnp.all(jnp.isfinite(ref.r_mid)), "finite_sup": jnp.all(jnp.isfinite(ref.r_sup))}
         stats = ref.rate_stats(params.ssn.sup_I_stats_drop_last)
         summary[name] = {**stats, "dx_mid": ref.dx_mid, "dx_sup": ref.dx_sup, **finite}

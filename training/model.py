@@ -525,7 +525,9 @@ def evaluate_model_response_batch(layers: Layers, b: Array, params: Parameters, 
     attached to the whole batch at once (:func:`_implicit_fixed_points`); AUTO resolved on the batch's
     settled flags (:func:`resolve_adjoint`); FORWARD none. Values are the same for every adjoint.
     ``frozen`` may pass in the batch's :func:`frozen_responses` when the caller has them already (a
-    training step decides its adjoint on them).
+    training step decides its adjoint on them). A caller that takes no gradient (probes, validations,
+    regressions, the analysis) passes FORWARD: AUTO's run-time choice relaxes an unsettled batch a second
+    time, and under ``vmap`` (where both branches of a ``cond`` run) every batch.
     """
     adjoint = adjoint or params.conv.gradient_mode
     if adjoint == UNROLLED:

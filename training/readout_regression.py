@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from parameters import Parameters
-from training.model import LogParams, ModelStatic
+from training.model import FORWARD, LogParams, ModelStatic
 from training.readout import Readout, add_readout_noise
 from training.trials import general_task_batch, readout_cells, readout_noise, responses_to_batch
 
@@ -36,7 +36,7 @@ def _feature_chunk(log_params: LogParams, static: ModelStatic, key: Array, param
                    num_cells: int, shuffle_labels: bool) -> tuple[Array, Array, Array]:
     k_batch, k_images, k_noise_sup, k_noise_mid = jax.random.split(key, 4)
     batch = general_task_batch(k_batch, num_trials, params.pretraining, shuffle_labels)
-    ref, target = responses_to_batch(log_params, static, batch, k_images, params)
+    ref, target = responses_to_batch(log_params, static, batch, k_images, params, FORWARD)
     indices = readout_cells(params, num_cells)
     features = []
     for noise_key, layer in ((k_noise_sup, "sup_E"), (k_noise_mid, "mid_output")):
