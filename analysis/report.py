@@ -32,7 +32,7 @@ import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
-from study.layout import ENVIRONMENT, NOTE, PARAMETERS, REPORT
+from study.layout import ENVIRONMENT, NOTE, PARAMETERS, PRETRAINING_RESULTS, REPORT, complete_copy
 from training.results_io import atomic_open
 
 logger = logging.getLogger(__name__)
@@ -164,6 +164,10 @@ class StudySettings:
     code_version: str | None
     note: str
     created: str | None
+    runs_started: int | None = None
+    """Pretraining runs of the study (None when not recorded)."""
+    pretraining_excluded: dict[int, float] = field(default_factory=dict)
+    """Runs excluded after pretraining (original indices) and their final pretraining thresholds, degrees."""
 
 
 def _module_constant(path: Path, name: str) -> str | None:
@@ -193,11 +197,28 @@ def read_study_settings(root: Path, confs: Sequence[str], runs: int) -> StudySet
     seed = env.get("base_seed", study.get("base_seed"))
     note_path = root / NOTE
     note = note_path.read_text(encoding="utf-8").strip() if note_path.is_file() else ""
+    started = study.get("runs")
     return StudySettings(
         name=root.name, preset=str(preset) if preset else None, runs=runs,
         seed=int(seed) if seed is not None else None, configurations=tuple(confs),
         code_version=env.get("code_version"), note=note, created=env.get("created"),
+        runs_started=int(started) if isinstance(started, int) else None,
+        pretraining_excluded=pretraining_exclusions(root),
     )  # fmt: skip
+
+
+def pretraining_exclusions(root: Path) -> dict[int, float]:
+    """Runs excluded after pretraining with their final thresholds; empty where the folder does not say."""
+    from training import results_io
+
+    try:
+        excluded = results_io.read_excluded_runs(root)
+        complete = root / complete_copy(PRETRAINING_RESULTS)
+        pretraining = results_io.read_results_csv(complete if complete.is_file() else root / PRETRAINING_RESULTS)
+        thresholds = results_io.final_pretraining_thresholds(pretraining)
+    except (results_io.ResultsFileError, OSError, KeyError, ValueError):
+        return {}  # a folder written by hand, or one whose pretraining was reused from elsewhere
+    return {int(r): float(thresholds.get(r, np.nan)) for r in excluded}
 
 
 @dataclass
@@ -355,7 +376,7 @@ def settings_html(settings: StudySettings) -> str:
     rows = [
         ("Study", html.escape(settings.name)),
         ("Preset", html.escape(settings.preset or "not recorded")),
-        ("Runs", str(settings.runs)),
+        ("Runs", runs_line(settings)),
         ("Base seed", str(settings.seed) if settings.seed is not None else "not recorded"),
         ("Configurations", html.escape(", ".join(settings.configurations))),
         ("Code version", html.escape(settings.code_version or "not recorded")),
@@ -365,13 +386,34 @@ def settings_html(settings: StudySettings) -> str:
     return _table(("Setting", "Value"), rows)
 
 
-def runs_html(confs: Sequence[ConfigurationReport]) -> str:
-    """Runs kept and excluded per configuration, with the reasons."""
+def runs_line(settings: StudySettings) -> str:
+    """Runs started, excluded after pretraining and trained in stage 2."""
+    if settings.runs_started is None and not settings.pretraining_excluded:
+        return str(settings.runs)
+    started = settings.runs_started if settings.runs_started is not None else "?"
+    return (f"{started} pretrained; {len(settings.pretraining_excluded)} excluded after pretraining; "
+            f"{settings.runs} trained in stage 2")  # fmt: skip
+
+
+def pretraining_exclusions_html(settings: StudySettings) -> str:
+    """One paragraph naming the runs excluded after pretraining and their final thresholds."""
+    if not settings.pretraining_excluded:
+        return ""
+    runs = "; ".join(f"run {r}: {_fmt(t)}°" for r, t in sorted(settings.pretraining_excluded.items()))
+    return (f"<p>Excluded after pretraining (final psychometric threshold outside the accepted range; 180° = not "
+            f"measurable; pretraining run indices): {html.escape(runs)}. Stage 2 numbers the kept runs "
+            f"0, 1, ... in their original order.</p>")  # fmt: skip
+
+
+def runs_html(confs: Sequence[ConfigurationReport], settings: StudySettings | None = None) -> str:
+    """Runs excluded after pretraining, then runs kept and excluded per configuration, with the reasons."""
     rows = []
     for c in confs:
         excluded = "; ".join(f"run {r}: {html.escape(why)}" for r, why in sorted(c.excluded.items())) or "none"
         rows.append((html.escape(c.name), str(len(c.runs)), str(len(c.retained)), str(len(c.excluded)), excluded))
-    return _table(("Configuration", "Runs", "Kept", "Excluded", "Excluded runs and reasons"), rows, (1, 2, 3))
+    table = _table(("Configuration", "Runs in stage 2", "Kept", "Excluded", "Excluded runs and reasons"), rows,
+                   (1, 2, 3))  # fmt: skip
+    return (pretraining_exclusions_html(settings) if settings else "") + table
 
 
 KEY_COMPARISONS: tuple[str, ...] = (
@@ -523,7 +565,7 @@ def write_report_html(
     pdfs = pdfs or {}
     toc = [("settings", "Study settings"), ("runs", "Runs kept and excluded")]
     body = [f'<h2 id="settings">Study settings</h2>{settings_html(settings)}',
-            f'<h2 id="runs">Runs kept and excluded</h2>{runs_html(confs)}']  # fmt: skip
+            f'<h2 id="runs">Runs kept and excluded</h2>{runs_html(confs, settings)}']  # fmt: skip
     if headline is not None and headline.is_file():
         toc.append(("headline", "Headline figure"))
         body.append('<h2 id="headline">Headline</h2>' + _figure_html(headline.resolve(), caption_for(headline), root,

@@ -94,7 +94,8 @@ def _save(fig: Figure, path: str | Path) -> Path:
     """Save the figure as PNG (creating folders), release its artists and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_savefig(fig, path, dpi=DPI)  # a kill mid-write must not leave a truncated PNG that looks done
+    # atomic: a kill mid-write must not leave a truncated PNG that looks done; tight: no label cut at an edge
+    atomic_savefig(fig, path, dpi=DPI, bbox_inches="tight")
     fig.clear()
     return path
 

@@ -234,3 +234,19 @@ def test_report_reads_the_preset_and_seed_when_recorded(tmp_path) -> None:
     (tmp_path / "environment.json").write_text('{"base_seed": 5, "code_version": "abc123"}')
     settings = report.read_study_settings(tmp_path, ["conf_baseline"], 3)
     assert (settings.preset, settings.seed, settings.code_version, settings.runs) == ("corrected", 5, "abc123", 3)
+
+
+def test_report_names_the_runs_excluded_after_pretraining(tmp_path) -> None:
+    """The report counts the runs that never reached stage 2 and says why (their final threshold)."""
+    (tmp_path / "environment.json").write_text('{"study": {"runs": 4, "preset": "reference"}}')
+    (tmp_path / "excluded_runs_from_pretraining.csv").write_text("1\n3\n")
+    rows = [(run, stage, offset) for run, offsets in ((0, (9.0, 8.0)), (1, (30.0, 2.5)), (2, (12.0, 6.0)),
+                                                      (3, (180.0, 180.0))) for stage, offset in enumerate(offsets)]
+    pd.DataFrame(rows, columns=["run_index", "stage", "psychometric_offset"]).to_csv(
+        tmp_path / "pretraining_results.csv", index=False)
+    settings = report.read_study_settings(tmp_path, ["conf_baseline"], 2)
+    assert settings.runs_started == 4 and settings.pretraining_excluded == {1: 2.5, 3: 180.0}
+    conf = report.ConfigurationReport("conf_baseline", [0, 1], {})
+    text = report.write_report_html(tmp_path, settings, [conf], []).read_text()
+    assert "4 pretrained; 2 excluded after pretraining; 2 trained in stage 2" in text
+    assert "run 1: 2.5°; run 3: 180°" in text
