@@ -32,7 +32,7 @@ import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
-from study.layout import ENVIRONMENT, NOTE, PARAMETERS, PRETRAINING_RESULTS, REPORT, complete_copy
+from study.layout import ENVIRONMENT, EXCLUDED_RUNS, NOTE, PARAMETERS, REPORT
 from training.results_io import atomic_open
 
 logger = logging.getLogger(__name__)
@@ -208,17 +208,21 @@ def read_study_settings(root: Path, confs: Sequence[str], runs: int) -> StudySet
 
 
 def pretraining_exclusions(root: Path) -> dict[int, float]:
-    """Runs excluded after pretraining with their final thresholds; empty where the folder does not say."""
+    """Runs excluded after pretraining with their final thresholds; empty where the folder has no such record.
+
+    A folder whose pretraining was reused from another (``--skip-pretraining``) or written by hand has no
+    exclusion list: nothing to report. A list or pretraining file that exists but cannot be read is logged,
+    so the report's silence about exclusions never hides a damaged file.
+    """
     from training import results_io
 
+    if not (root / EXCLUDED_RUNS).is_file():
+        return {}
     try:
-        excluded = results_io.read_excluded_runs(root)
-        complete = root / complete_copy(PRETRAINING_RESULTS)
-        pretraining = results_io.read_results_csv(complete if complete.is_file() else root / PRETRAINING_RESULTS)
-        thresholds = results_io.final_pretraining_thresholds(pretraining)
-    except (results_io.ResultsFileError, OSError, KeyError, ValueError):
-        return {}  # a folder written by hand, or one whose pretraining was reused from elsewhere
-    return {int(r): float(thresholds.get(r, np.nan)) for r in excluded}
+        return results_io.excluded_runs_with_thresholds(root, results_io.read_all_pretraining_results(root))
+    except (results_io.ResultsFileError, KeyError, ValueError) as error:
+        logger.warning("report: runs excluded after pretraining not listed: %s", error)
+        return {}
 
 
 @dataclass

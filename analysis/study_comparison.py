@@ -127,12 +127,9 @@ def load_study(folder: Path, label: str | None = None) -> StudyData:
     settings = study_settings(folder)
     summary = _read(folder / layout.STUDY_SUMMARY, ["median", "q25", "q75"])
     confs = tuple(dict.fromkeys(summary["configuration"].astype(str)))
-    complete = folder / layout.complete_copy(layout.PRETRAINING_RESULTS)
-    pretraining = _read(complete if complete.is_file() else folder / layout.PRETRAINING_RESULTS,
-                        ["run_index", "stage", "loss_dx_max", "gradient_unrolled", "loss_all",
-                         "psychometric_offset"])  # fmt: skip
-    excluded = rio.read_excluded_runs(folder)
-    thresholds = rio.final_pretraining_thresholds(pretraining)
+    pretraining = rio.read_all_pretraining_results(folder, ["run_index", "stage", "loss_dx_max",
+                                                            "gradient_unrolled", "loss_all", "psychometric_offset"])
+    pretraining_excluded = rio.excluded_runs_with_thresholds(folder, pretraining)
     training, changes, analysis_excluded = {}, {}, {}
     for conf in confs:
         training[conf] = _read(folder / conf / layout.TRAINING_RESULTS,
@@ -143,9 +140,10 @@ def load_study(folder: Path, label: str | None = None) -> StudyData:
         analysis_excluded[conf] = dropped
     return StudyData(
         folder=folder, label=label or str(settings["preset"]), preset=str(settings["preset"]),
-        base_seed=int(settings.get("base_seed", 0)), runs_started=int(settings.get("runs", len(thresholds))),
+        base_seed=int(settings.get("base_seed", 0)),
+        runs_started=int(settings.get("runs", pretraining["run_index"].nunique())),
         configurations=confs, summary=summary, stats=_read(folder / layout.STUDY_STATS, ["p"]),
-        pretraining=pretraining, pretraining_excluded={int(r): float(thresholds.get(r, math.nan)) for r in excluded},
+        pretraining=pretraining, pretraining_excluded=pretraining_excluded,
         training=training, changes=changes, analysis_excluded=analysis_excluded,
     )  # fmt: skip
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import urllib.parse
 from pathlib import Path
@@ -250,3 +251,15 @@ def test_report_names_the_runs_excluded_after_pretraining(tmp_path) -> None:
     text = report.write_report_html(tmp_path, settings, [conf], []).read_text()
     assert "4 pretrained; 2 excluded after pretraining; 2 trained in stage 2" in text
     assert "run 1: 2.5°; run 3: 180°" in text
+
+
+def test_report_logs_an_exclusion_list_it_cannot_read(tmp_path, caplog) -> None:
+    """An exclusion list beside a truncated pretraining file is reported as a warning, not passed over."""
+    (tmp_path / "excluded_runs_from_pretraining.csv").write_text("1\n")
+    (tmp_path / "pretraining_results.csv").write_text("run_index,stage,psychometric_offset\n0,0,9.0\n1,0,2")
+    with caplog.at_level(logging.WARNING):
+        assert report.pretraining_exclusions(tmp_path) == {}
+    assert "pretraining_results.csv" in caplog.text and "not listed" in caplog.text
+    (tmp_path / "excluded_runs_from_pretraining.csv").unlink()
+    caplog.clear()
+    assert report.pretraining_exclusions(tmp_path) == {} and not caplog.text  # no list: nothing was excluded here

@@ -414,6 +414,16 @@ def final_pretraining_thresholds(pretraining_df: pd.DataFrame) -> pd.Series:
     return pd.Series(thresholds, dtype=np.float64, name="psychometric_offset").rename_axis("run_index")
 
 
+def read_all_pretraining_results(folder: str | os.PathLike, required_columns: Iterable[str] = ()) -> pd.DataFrame:
+    """Every run's pretraining rows: the unfiltered copy that exclusion keeps, or the plain file where none ran."""
+    complete = Path(folder) / complete_copy(PRETRAINING_RESULTS)
+    return read_results_csv(complete if complete.is_file() else Path(folder) / PRETRAINING_RESULTS, required_columns)
+
+
+def excluded_runs_with_thresholds(folder: str | os.PathLike, pretraining_df: pd.DataFrame) -> dict[int, float]:
+    """Original index -> final pretraining threshold (deg) of each run that exclusion dropped."""
+    thresholds = final_pretraining_thresholds(pretraining_df)
+    return {int(r): float(thresholds.get(r, np.nan)) for r in read_excluded_runs(folder)}
 
 
 def runs_to_exclude(thresholds: pd.Series, low: float = 5.0, high: float = 25.0) -> list[int]:
