@@ -1004,7 +1004,7 @@ def _weights_panel(ax: Axes, changes: pd.DataFrame, title: str, kinds: Sequence[
     ax.set_xticks(ticks, labels)
     ax.set_xlim(-0.6, max(ticks) + 0.6)
     ax.set(title=title, ylabel="change over stage 2 (% of |J|)")
-    ax.set_xlabel(f"J_{kinds[0]} sup vs mid: {test}", fontsize=9)
+    ax.set_xlabel(f"J_{kinds[0]} sup vs mid\n{test}", fontsize=9)  # two lines: a long p never runs into the next panel
 
 
 def _behaviour_panel(ax: Axes, wide: pd.DataFrame, title: str, test: str, quantity: str) -> None:
@@ -1028,7 +1028,7 @@ def _behaviour_panel(ax: Axes, wide: pd.DataFrame, title: str, test: str, quanti
     ax.set_xticks([0, 1], ["pre", "post"])
     ax.set_xlim(-0.5, 1.5)
     ax.set(title=title, ylabel=f"{title} (deg)")
-    ax.set_xlabel(f"post vs pre: {test}", fontsize=9)
+    ax.set_xlabel(f"post vs pre\n{test}", fontsize=9)
 
 
 @_styled

@@ -19,6 +19,7 @@ from analysis import analysis_functions as af
 from analysis import main_analysis as ma
 from analysis import report
 from analysis import study_summary as ss
+from analysis import visualization as vis
 from tests.test_analysis_pipeline import CONF, SMALL, write_study
 from training.results_io import atomic_write_csv
 
@@ -121,6 +122,24 @@ def test_headline_figure_is_written(study) -> None:
     image = mpimg.imread(study / ss.HEADLINE)
     assert image.shape[0] > 400 and image.shape[1] > 1000  # two rows of four panels
     assert image[..., :3].std() > 0.05
+
+
+def test_headline_test_lines_stay_apart_with_long_p_values(study, tmp_path, monkeypatch) -> None:
+    """With many runs a test prints a long p: no panel's test line may run into its neighbour's."""
+    boxes = []
+    save = vis._save
+
+    def measuring_save(fig, path):
+        fig.canvas.draw()  # lay the figure out as saving will
+        renderer = fig.canvas.get_renderer()
+        boxes.extend(ax.xaxis.label.get_window_extent(renderer) for ax in fig.axes if ax.get_xlabel())
+        return save(fig, path)
+
+    monkeypatch.setattr(vis, "_save", measuring_save)
+    monkeypatch.setattr(ss, "format_test", lambda row: "Wilcoxon n = 13, p = 0.000488, r = -1.00")
+    ma.Pipeline(ma.load_study(study, [CONF, OTHER]), SMALL, False, ()).draw_headline(tmp_path / "headline.png")
+    assert len(boxes) == 8  # two configurations x four panels
+    assert not [(i, j) for i, a in enumerate(boxes) for j, b in enumerate(boxes[:i]) if a.overlaps(b)]
 
 
 class _Links(html.parser.HTMLParser):
