@@ -17,7 +17,7 @@ def parse_analysis_args(argv: list[str] | None = None) -> argparse.Namespace:
         "relative parameter changes, MVPA and Mahalanobis scores, statistics, figures F1-F9, "
         "summary.pdf per configuration and report.html. Outputs that exist are kept.",
     )
-    parser.add_argument("results_folder", type=Path, help="results folder (holds pretraining_results.csv)")
+    parser.add_argument("results_folder", type=Path, help="results folder of a study")
     parser.add_argument(
         "--configs",
         nargs="+",

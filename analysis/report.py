@@ -33,6 +33,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from study.layout import ENVIRONMENT, EXCLUDED_RUNS, NOTE, PARAMETERS, REPORT
+from training import results_io
 from training.results_io import atomic_open
 
 logger = logging.getLogger(__name__)
@@ -168,6 +169,8 @@ class StudySettings:
     """Pretraining runs of the study (None when not recorded)."""
     pretraining_excluded: dict[int, float] = field(default_factory=dict)
     """Runs excluded after pretraining (original indices) and their final pretraining thresholds, degrees."""
+    pretraining_from: str | None = None
+    """The folder whose pretraining the study reused (``--skip-pretraining``); None for its own."""
 
 
 def _module_constant(path: Path, name: str) -> str | None:
@@ -187,39 +190,53 @@ def _module_constant(path: Path, name: str) -> str | None:
     return None
 
 
+def _environment(folder: Path) -> dict:
+    """A results folder's environment.json ({} where there is none: a folder written by hand)."""
+    with contextlib.suppress(OSError, ValueError):
+        env = json.loads((folder / ENVIRONMENT).read_text(encoding="utf-8"))
+        return env if isinstance(env, dict) else {}
+    return {}
+
+
+def _study_record(env: dict) -> dict:
+    """The study settings recorded in an environment.json ({} if absent)."""
+    return env["study"] if isinstance(env.get("study"), dict) else {}
+
+
 def read_study_settings(root: Path, confs: Sequence[str], runs: int) -> StudySettings:
     """Settings of a results folder from environment.json, parameters.py and note.txt (each optional)."""
-    env: dict = {}
-    with contextlib.suppress(OSError, ValueError):  # a folder written by hand has no environment.json
-        env = json.loads((root / ENVIRONMENT).read_text(encoding="utf-8"))
-    study = env.get("study") if isinstance(env.get("study"), dict) else {}
+    env = _environment(root)
+    study = _study_record(env)
     preset = _module_constant(root / PARAMETERS, "PRESET") or env.get("preset") or study.get("preset")
     seed = env.get("base_seed", study.get("base_seed"))
     note_path = root / NOTE
     note = note_path.read_text(encoding="utf-8").strip() if note_path.is_file() else ""
-    started = study.get("runs")
+    source = results_io.pretraining_folder(root)
+    started = _study_record(_environment(source)).get("runs")  # the runs its pretraining started
     return StudySettings(
         name=root.name, preset=str(preset) if preset else None, runs=runs,
         seed=int(seed) if seed is not None else None, configurations=tuple(confs),
         code_version=env.get("code_version"), note=note, created=env.get("created"),
         runs_started=int(started) if isinstance(started, int) else None,
         pretraining_excluded=pretraining_exclusions(root),
+        pretraining_from=None if source == root else str(source),
     )  # fmt: skip
 
 
 def pretraining_exclusions(root: Path) -> dict[int, float]:
     """Runs excluded after pretraining with their final thresholds; empty where the folder has no such record.
 
-    A folder whose pretraining was reused from another (``--skip-pretraining``) or written by hand has no
-    exclusion list: nothing to report. A list or pretraining file that exists but cannot be read is logged,
-    so the report's silence about exclusions never hides a damaged file.
+    A study that reused another folder's pretraining (``--skip-pretraining``) reports that folder's
+    exclusions, which decided its runs; a folder written by hand may have no exclusion list: nothing to
+    report. A list or pretraining file that exists but cannot be read is logged, so the report's silence
+    about exclusions never hides a damaged file.
     """
-    from training import results_io
-
-    if not (root / EXCLUDED_RUNS).is_file():
+    pretraining = results_io.pretraining_folder(root)
+    if not (pretraining / EXCLUDED_RUNS).is_file():
         return {}
     try:
-        return results_io.excluded_runs_with_thresholds(root, results_io.read_all_pretraining_results(root))
+        return results_io.excluded_runs_with_thresholds(
+            pretraining, results_io.read_all_pretraining_results(pretraining))
     except (results_io.ResultsFileError, KeyError, ValueError) as error:
         logger.warning("report: runs excluded after pretraining not listed: %s", error)
         return {}
@@ -381,6 +398,8 @@ def settings_html(settings: StudySettings) -> str:
         ("Study", html.escape(settings.name)),
         ("Preset", html.escape(settings.preset or "not recorded")),
         ("Runs", runs_line(settings)),
+        ("Pretraining", f"reused from {html.escape(settings.pretraining_from)}" if settings.pretraining_from
+                        else "this folder's"),  # fmt: skip
         ("Base seed", str(settings.seed) if settings.seed is not None else "not recorded"),
         ("Configurations", html.escape(", ".join(settings.configurations))),
         ("Code version", html.escape(settings.code_version or "not recorded")),

@@ -10,6 +10,10 @@ applies tanh; stages 0 and 1 use κ = 0); the parameters come from the file the 
 opened by its explicit path, never by probing parent folders (B20). Gabor gains come from
 ``initial_parameters.csv`` (row stage = min(1, stage), falling back to the stage-0 row, which holds the
 same gains, if the stage-1 row is missing) and the orientation map from ``orimap.csv``.
+
+A study started with ``--skip-pretraining`` holds no pretraining files: stages 0 and 1 (their tables, map,
+gains and ``parameters.py``) come from the folder its PRETRAINING_DONE.json names
+(training.results_io.pretraining_folder), stage 2 from the study itself.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import pandas as pd
 from parameters import Parameters, load_parameters_file
 from study.layout import ORIMAP, ConfigurationLayout, StudyLayout
 from training.model import ModelStatic, build_static
-from training.results_io import KAPPA_COLUMNS, SSN_COLUMNS, ResultsFileError
+from training.results_io import KAPPA_COLUMNS, SSN_COLUMNS, ResultsFileError, pretraining_folder
 from training.run_state import STAGES, RunTables, log_params_from_row, pretraining_row, run_rows
 
 logger = logging.getLogger(__name__)
@@ -74,7 +78,10 @@ class SnapshotLoader:
 
     def __init__(self, results_root: str | Path) -> None:
         self.root = Path(results_root)
-        self.tables = RunTables(self.root)
+        self.layout = StudyLayout(self.root)
+        # stages 0 and 1 come from the pretraining, which a --skip-pretraining study reads from another folder
+        self.pretraining_layout = StudyLayout(pretraining_folder(self.root))
+        self.tables = RunTables(self.pretraining_layout.root)
         self._params: dict[Path, Parameters] = {}
 
     # ---------------------------------------------------------------------------------------- tables
@@ -89,11 +96,12 @@ class SnapshotLoader:
 
     def configuration(self, conf: str) -> ConfigurationLayout:
         """The folder of a configuration."""
-        return self.tables.layout.configuration(conf)
+        return self.layout.configuration(conf)
 
     def parameters(self, stage: int, conf: str | None) -> Parameters:
         """The (cached) parameters of a snapshot's stage and configuration."""
-        path = parameters_path(self.root, stage, conf)
+        root = self.root if stage == 2 else self.pretraining_layout.root
+        path = parameters_path(root, stage, conf)
         if path not in self._params:
             self._params[path] = read_parameters(path)
         return self._params[path]

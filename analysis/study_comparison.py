@@ -127,9 +127,12 @@ def load_study(folder: Path, label: str | None = None) -> StudyData:
     settings = study_settings(folder)
     summary = _read(folder / layout.STUDY_SUMMARY, ["median", "q25", "q75"])
     confs = tuple(dict.fromkeys(summary["configuration"].astype(str)))
-    pretraining = rio.read_all_pretraining_results(folder, ["run_index", "stage", "loss_dx_max",
-                                                            "gradient_unrolled", "loss_all", "psychometric_offset"])
-    pretraining_excluded = rio.excluded_runs_with_thresholds(folder, pretraining)
+    pretraining_root = rio.pretraining_folder(folder)  # another folder's where the study reused its pretraining
+    pretraining = rio.read_all_pretraining_results(pretraining_root, ["run_index", "stage", "loss_dx_max",
+                                                                      "gradient_unrolled", "loss_all",
+                                                                      "psychometric_offset"])  # fmt: skip
+    pretraining_excluded = rio.excluded_runs_with_thresholds(pretraining_root, pretraining)
+    pretraining_settings = settings if pretraining_root == folder else study_settings(pretraining_root)
     training, changes, analysis_excluded = {}, {}, {}
     for conf in confs:
         training[conf] = _read(folder / conf / layout.TRAINING_RESULTS,
@@ -141,7 +144,7 @@ def load_study(folder: Path, label: str | None = None) -> StudyData:
     return StudyData(
         folder=folder, label=label or str(settings["preset"]), preset=str(settings["preset"]),
         base_seed=int(settings.get("base_seed", 0)),
-        runs_started=int(settings.get("runs", pretraining["run_index"].nunique())),
+        runs_started=int(pretraining_settings.get("runs", pretraining["run_index"].nunique())),
         configurations=confs, summary=summary, stats=_read(folder / layout.STUDY_STATS, ["p"]),
         pretraining=pretraining, pretraining_excluded=pretraining_excluded,
         training=training, changes=changes, analysis_excluded=analysis_excluded,

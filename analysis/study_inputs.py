@@ -18,6 +18,7 @@ from training.results_io import (
     SSN_COLUMNS,
     STEP_COLUMNS,
     ResultsFileError,
+    pretraining_folder,
     read_results_csv,
     training_columns,
 )
@@ -85,7 +86,8 @@ def load_study(results_root: Path, conf_names: Sequence[str]) -> Study:
     if not confs:
         raise ResultsFileError(f"no configuration to analyse in {root} (no */training_results.csv)")
     # every parameter and metric column the analysis reads: a missing one must stop it, not give NaNs
-    pre_df = read_results_csv(root / PRETRAINING_RESULTS, [*STEP_COLUMNS, *SSN_COLUMNS, "psychometric_offset"])
+    pre_df = read_results_csv(pretraining_folder(root) / PRETRAINING_RESULTS,
+                              [*STEP_COLUMNS, *SSN_COLUMNS, "psychometric_offset"])  # fmt: skip
     train = {c: read_results_csv(training_results_path(root, c), training_columns()) for c in confs}
     params = {c: read_parameters(configuration_parameters_path(root, c)) for c in confs}
     run_ids = pd.to_numeric(pre_df["run_index"], errors="coerce").dropna().astype(int)

@@ -8,7 +8,8 @@ Nothing else in the repository spells a results file name; code asks a layout fo
         logs/<job>.log                       one log per job
         submitit/                            submitit's own files (--executor slurm)
         PRETRAINING_DONE.json  ANALYSIS_DONE.json         study-stage markers
-        pretraining_results.csv ... excluded_runs_from_pretraining.csv   the assembled pretraining
+        pretraining_results.csv ... excluded_runs_from_pretraining.csv   the assembled pretraining (absent in a
+                                             --skip-pretraining study: PRETRAINING_DONE.json names its folder)
         pretraining_runs/run_<i>/            one pretraining job: its pieces, then DONE.json (job marker)
         excluded_runs_all.csv  excluded_runs_details.csv                 analysis exclusion lists
         <conf>/                              ConfigurationLayout(root / conf)

@@ -253,6 +253,26 @@ def test_report_names_the_runs_excluded_after_pretraining(tmp_path) -> None:
     assert "run 1: 2.5°; run 3: 180°" in text
 
 
+def test_report_of_a_study_that_reused_a_pretraining_names_that_pretraining(tmp_path) -> None:
+    """A --skip-pretraining study reports the runs its source started and excluded, and where they come from."""
+    source, study = tmp_path / "source", tmp_path / "study"
+    source.mkdir()
+    study.mkdir()
+    (source / "environment.json").write_text('{"study": {"runs": 4, "preset": "reference"}}')
+    (source / "excluded_runs_from_pretraining.csv").write_text("1\n")
+    rows = [(0, 1, 9.0), (1, 1, 2.5), (2, 1, 6.0), (3, 1, 7.0)]
+    pd.DataFrame(rows, columns=["run_index", "stage", "psychometric_offset"]).to_csv(
+        source / "pretraining_results.csv", index=False)
+    (study / "environment.json").write_text(f'{{"study": {{"runs": 3, "skip_pretraining": "{source}"}}}}')
+    (study / "PRETRAINING_DONE.json").write_text(f'{{"pretraining_folder": "{source}", "retained_runs": 3}}')
+    settings = report.read_study_settings(study, ["conf_no_horiconn"], 3)
+    assert settings.runs_started == 4 and settings.pretraining_excluded == {1: 2.5}
+    assert settings.pretraining_from == str(source)
+    assert f"reused from {source}" in report.settings_html(settings)
+    assert "4 pretrained; 1 excluded after pretraining; 3 trained in stage 2" in report.runs_line(settings)
+    assert report.read_study_settings(source, ["conf_baseline"], 3).pretraining_from is None
+
+
 def test_report_logs_an_exclusion_list_it_cannot_read(tmp_path, caplog) -> None:
     """An exclusion list beside a truncated pretraining file is reported as a warning, not passed over."""
     (tmp_path / "excluded_runs_from_pretraining.csv").write_text("1\n")

@@ -25,6 +25,7 @@ from training.results_io import (
     pretraining_columns,
     ssn_columns,
     training_columns,
+    write_marker,
 )
 from training.util_gabor import grating_images, image_geometry, make_uniform_orimap
 
@@ -208,3 +209,22 @@ def test_duplicate_orimap_rows_are_an_error(tmp_path) -> None:
     atomic_write_csv(pd.concat([df, df.iloc[:1]]), path)
     with pytest.raises(ResultsFileError, match=r"run 0 has 2 rows"):
         load_snapshot(tmp_path, 0, 0)
+
+
+def test_a_study_that_reused_a_pretraining_rebuilds_stages_0_and_1_from_it(study, tmp_path) -> None:
+    """A --skip-pretraining study has only its configurations: the pretraining tables, the map, the gains and
+    the stage-0/1 parameters come from the folder its PRETRAINING_DONE.json names."""
+    source, truth = study
+    (tmp_path / CONF).mkdir()
+    for name in ("training_results.csv", f"parameters_{CONF}.py"):
+        (tmp_path / CONF / name).write_bytes((source / CONF / name).read_bytes())
+    write_parameters_file(tmp_path / "parameters.py", {"ConvPars": {"Tmax": 300.0}})  # not the pretraining's
+    write_marker(tmp_path / "PRETRAINING_DONE.json", {"pretraining_folder": str(source), "retained_runs": 2})
+    loader = SnapshotLoader(tmp_path)
+    assert loader.run_indices() == [0, 1] and loader.training_runs(CONF) == [0]
+    for stage in (0, 1, 2):
+        mine, theirs = loader.snapshot(0, stage, CONF), load_snapshot(source, 0, stage, CONF)
+        assert_same_params(mine.log_params, theirs.log_params)
+        assert same_parameters(mine.params, theirs.params)
+        np.testing.assert_array_equal(np.asarray(mine.static.orimap), truth["orimap"][0].astype(np.float32))
+    assert same_parameters(loader.parameters(1, None), build_parameters(ROOT_OVERRIDES))

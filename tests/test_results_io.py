@@ -309,3 +309,18 @@ def test_exclusion_rejects_non_integer_run_index(tmp_path: Path) -> None:
     atomic_write_csv(pd.DataFrame({"run_index": [0.5], "0": [1.0]}), tmp_path / layout.ORIMAP)
     with pytest.raises(ResultsFileError, match="orimap.csv: run_index"):
         exclude_and_renumber(tmp_path)
+
+
+def test_pretraining_folder_is_the_studys_own_or_the_one_its_marker_names(tmp_path: Path) -> None:
+    """A --skip-pretraining study holds no pretraining files; its PRETRAINING_DONE.json names their folder."""
+    source, study = tmp_path / "source", tmp_path / "study"
+    study.mkdir()
+    assert rio.pretraining_folder(study) == study  # nothing recorded: the folder itself (errors name its files)
+    rio.write_marker(study / layout.PRETRAINING_DONE, {"pretraining_folder": str(source), "retained_runs": 2})
+    assert rio.pretraining_folder(study) == source
+    (study / layout.PRETRAINING_RESULTS).write_text("run_index,stage\n0,0\n")
+    assert rio.pretraining_folder(study) == study  # a copy of its own wins
+    (study / layout.PRETRAINING_RESULTS).unlink()
+    (study / layout.PRETRAINING_DONE).write_text("{not json")
+    with pytest.raises(ResultsFileError, match="corrupt completion marker"):
+        rio.pretraining_folder(study)

@@ -18,8 +18,9 @@ import pytest
 from analysis import main_analysis as ma
 from analysis import study_comparison as sc
 from analysis.study_summary import wilcoxon_paired
+from study.layout import StudyLayout
 from tests.test_analysis_pipeline import CONF, SMALL, write_study
-from training.results_io import atomic_write_csv
+from training.results_io import atomic_write_csv, write_marker
 
 REPO = Path(__file__).resolve().parents[1]
 OTHER = "conf_midonly_readout"
@@ -130,6 +131,28 @@ def test_ablation_contrast_is_the_paired_test_of_layer_differences(compared) -> 
     np.testing.assert_allclose(carried["median_difference"].to_numpy(), own["median_difference"].to_numpy())
 
 
+def test_a_study_that_reused_a_pretraining_is_analysed_and_compared_from_its_source(compared, tmp_path) -> None:
+    """A --skip-pretraining study holds only its configurations: the analysis and the comparison read the
+    pretraining (its tables, its exclusions, the runs it started) from the folder its marker names."""
+    source = compared[0][0]
+    reused = tmp_path / "reused"
+    for conf in (CONF, OTHER):
+        (reused / conf).mkdir(parents=True)
+        for name in ("training_results.csv", f"parameters_{conf}.py"):
+            shutil.copy(source / conf / name, reused / conf / name)
+    shutil.copy(source / "parameters.py", reused / "parameters.py")
+    study = {"preset": "reference", "runs": 3, "base_seed": 0, "skip_pretraining": str(source)}
+    (reused / "environment.json").write_text(json.dumps({"results_format_version": "1.0", "study": study}))
+    write_marker(StudyLayout(reused).pretraining_done, {"pretraining_folder": str(source), "retained_runs": 3})
+    ma.run_analysis(reused, [CONF, OTHER], parts=("exclusion", "changes", "stats"), settings=SMALL)
+    for name in ("study_summary.csv", "study_stats.csv", "rel_changes_pretrain.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(reused / name), pd.read_csv(source / name), check_exact=False)
+    mine, theirs = sc.load_study(reused), sc.load_study(source)
+    assert mine.runs_started == theirs.runs_started == 4
+    assert mine.pretraining_excluded == theirs.pretraining_excluded == {3: 2.0}
+    pd.testing.assert_frame_equal(mine.pretraining, theirs.pretraining)
+
+
 def test_two_studies_of_one_preset_get_distinct_labels() -> None:
     assert sc.unique_labels(["reference", "reference", "corrected"], [Path("a"), Path("b"), Path("c")]) == [
         "reference (a)", "reference (b)", "corrected"]  # fmt: skip
@@ -163,21 +186,30 @@ def test_cli_help_needs_no_heavy_modules() -> None:
     assert shown.returncode == 0 and "--out" in shown.stdout and shown.stdout.strip().endswith("[]")
 
 
-@pytest.mark.slow
-def test_quick_studies_of_both_presets_compare_end_to_end(tmp_path) -> None:
-    """The docs/results.md comparison at a tiny size: a study per preset through main.py (training, the whole
-    analysis), then the comparison command; checks that the tables and figure are produced, not the science."""
+def run_main(root: Path, *args: str) -> Path:
+    """A --quick study through main.py at the end-to-end size, under root; its results folder."""
     from study.quick import END_TO_END_OVERRIDES
 
-    folders = []
-    for preset in ("reference", "corrected"):
-        root = tmp_path / preset
-        argv = [sys.executable, "main.py", "--quick", "--preset", preset, "--overrides-json",
-                json.dumps(END_TO_END_OVERRIDES), "--results-root", str(root)]  # fmt: skip
-        done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=1500)
-        assert done.returncode == 0, done.stderr[-3000:]
-        (folder,) = list(root.iterdir())
-        folders.append(folder)
+    argv = [sys.executable, "main.py", "--quick", "--overrides-json", json.dumps(END_TO_END_OVERRIDES), *args,
+            "--results-root", str(root)]  # fmt: skip
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (folder,) = list(root.iterdir())
+    return folder
+
+
+@pytest.fixture(scope="module")
+def quick_studies(tmp_path_factory) -> list[Path]:
+    """A tiny study per preset through main.py (training and the whole analysis)."""
+    base = tmp_path_factory.mktemp("quick")
+    return [run_main(base / preset, "--preset", preset) for preset in ("reference", "corrected")]
+
+
+@pytest.mark.slow
+def test_quick_studies_of_both_presets_compare_end_to_end(quick_studies, tmp_path) -> None:
+    """The docs/results.md comparison at a tiny size: a study per preset through main.py (training, the whole
+    analysis), then the comparison command; checks that the tables and figure are produced, not the science."""
+    folders = quick_studies
     out = tmp_path / "comparison"
     shown = run_cli(*map(str, folders), "--out", str(out))
     assert shown.returncode == 0, shown.stderr[-3000:]
@@ -190,3 +222,22 @@ def test_quick_studies_of_both_presets_compare_end_to_end(tmp_path) -> None:
     assert {f"dJ_II sup-mid: {OTHER} vs {CONF}", "dJ_II sup vs mid"} <= set(stats["comparison"])
     assert mpimg.imread(out / "comparison.png").shape[0] > 400
     assert "## Tests" in (out / "comparison.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_study_reusing_a_pretraining_is_analysed_and_compared_end_to_end(quick_studies, tmp_path) -> None:
+    """main.py --skip-pretraining through the analysis (which reads the reused folder's pretraining), then the
+    comparison with the study whose pretraining it reused."""
+    source = quick_studies[0]
+    reused = run_main(tmp_path / "reused", "--skip-pretraining", str(source), "--configs", CONF, "conf_no_horiconn")
+    assert not (reused / "pretraining_results.csv").exists() and (reused / "ANALYSIS_DONE.json").is_file()
+    assert f"reused from {source}" in (reused / "report.html").read_text()
+    assert mpimg.imread(reused / "headline.png").shape[0] > 400
+    # same pretraining, same seed, same baseline: the same relative changes as the source's baseline
+    pd.testing.assert_frame_equal(pd.read_csv(reused / CONF / "rel_changes_train.csv"),
+                                  pd.read_csv(source / CONF / "rel_changes_train.csv"))  # fmt: skip
+    out = tmp_path / "comparison"
+    shown = run_cli(str(source), str(reused), "--out", str(out))
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    runs = pd.read_csv(out / "comparison_runs.csv")
+    assert set(runs["configuration"]) == {CONF, OTHER, "conf_no_horiconn"} and (runs["runs_started"] == 2).all()

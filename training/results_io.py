@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from parameters import ParameterError
-from study.layout import EXCLUDED_RUNS, PRETRAINING_PIECES, complete_copy
+from study.layout import EXCLUDED_RUNS, PRETRAINING_PIECES, StudyLayout, complete_copy
 from study.layout import PRETRAINING_RESULTS as PRETRAINING_RESULTS  # for analysis.main_analysis, which imports it here
 
 logger = logging.getLogger(__name__)
@@ -332,6 +332,21 @@ def read_marker(path: str | os.PathLike) -> dict | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ResultsFileError(f"corrupt completion marker {path}: {error}") from error
+
+
+def pretraining_folder(root: str | os.PathLike) -> Path:
+    """The folder that holds a study's pretraining files.
+
+    A study normally holds its own pretraining; one started with ``--skip-pretraining`` reuses another
+    folder's, which its PRETRAINING_DONE.json names. The study's own files win where it has them (e.g. a
+    reused pretraining copied into it by hand).
+    """
+    layout = StudyLayout(Path(root))
+    if layout.pretraining_results.is_file():
+        return layout.root
+    payload = read_marker(layout.pretraining_done)
+    source = payload.get("pretraining_folder") if isinstance(payload, dict) else None
+    return Path(source) if source else layout.root
 
 
 def read_results_csv(
