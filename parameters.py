@@ -38,6 +38,8 @@ ALL_TRAINABLE: tuple[str, ...] = (
     "kappa_Jsup", "kappa_Jmid", "kappa_f",
 )  # fmt: skip
 PRETRAINED_KEYS: tuple[str, ...] = ALL_TRAINABLE[:14]
+KAPPAS_MID_F: tuple[str, ...] = ("kappa_Jmid", "kappa_f")
+"""The kappas that only a model with SSNPars.kappa_mid_f has."""
 GRADIENT_MODES: tuple[str, ...] = ("auto", "implicit", "unrolled")
 
 
@@ -654,6 +656,19 @@ class Parameters:
             if size > self.grid.gridsize_Nx or (self.grid.gridsize_Nx - size) % 2:
                 raise ParameterError(f"ReadoutPars.readout_grid_size: {size} must not exceed the grid and "
                                      f"must be centred in it (same parity as {self.grid.gridsize_Nx})")
+        if self.randomize.draw_c_s and self.ssn.couple_c_ms:
+            raise ParameterError("RandomizePars.draw_c_s: drawn superficial baselines need uncoupled layers "
+                                 "(SSNPars.couple_c_ms = False)")
+
+    @property
+    def absent_trainables(self) -> tuple[str, ...]:
+        """Names of ALL_TRAINABLE that this model does not have (kappa_Jmid and kappa_f without SSNPars.kappa_mid_f)."""
+        return () if self.ssn.kappa_mid_f else KAPPAS_MID_F
+
+    @property
+    def stage2_trained(self) -> tuple[str, ...]:
+        """What stage 2 trains: the configuration's list (TrainedSSNPars.trained) less what the model lacks."""
+        return tuple(name for name in self.trained_ssn.trained if name not in self.absent_trainables)
 
     def with_overrides(self, overrides: dict[str, dict[str, Any]]) -> Parameters:
         """A copy with ``{"ClassName": {"field": value}}`` applied (values validated as usual)."""

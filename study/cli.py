@@ -341,6 +341,10 @@ def check_parameter_files(source: Path, run_overrides: Mapping, configs: Sequenc
             raise UsageError(
                 f"invalid parameters ({source.name} with the study's overrides): {error}; fix them"
             ) from error
+    for name in configs:
+        reason = configurations.unsupported_reason(configurations.configuration(name), params.absent_trainables)
+        if reason:
+            raise UsageError(f"--configs: {reason} (SSNPars.kappa_mid_f = False); choose other configurations")
     return params
 
 

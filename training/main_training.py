@@ -65,7 +65,7 @@ def regression_readout(pretraining_dir: Path, run_index: int,
 def stage2_state(start: Stage2Start, params: Parameters, readout: Readout, threshold: float) -> StageState:
     """The configuration's trained dictionary (kappas from zero), the rest untrained, staircase start."""
     all_params = {**start.log_params, **zero_kappas()}
-    keys = trained_keys(params.trained_ssn.trained)
+    keys = trained_keys(params.stage2_trained)
     trained = {k: v for k, v in all_params.items() if k in keys}
     untrained = {k: v for k, v in all_params.items() if k not in keys}
     offset = min(threshold, params.stimuli.max_train_offset) if np.isfinite(threshold) else params.stimuli.offset
