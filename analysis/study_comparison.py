@@ -50,7 +50,7 @@ OUTPUTS: tuple[str, ...] = (
 )  # fmt: skip
 PUBLISHED_BASELINE: dict[str, float] = {"J_II_s": 25.0, "J_II_m": 5.0, "J_EE_s": -12.0}
 """Medians (percent change over stage 2, baseline configuration) read off the earlier implementation's
-published figure (50 runs, its own defaults); shown for comparison only."""
+published figure (its `figure` version, 49 runs, no exclusion); shown for comparison only."""
 CONTRASTS: tuple[tuple[str, str, str], ...] = (
     ("dJ_II sup-mid", "J_II_m", "J_II_s"),
     ("dE/I ratio sup-mid", "EI_ratio_J_m", "EI_ratio_J_s"),
