@@ -325,7 +325,7 @@ class LossPars:
     lambda_r_max: float = 1.0
     """Weight of the maximum-rate hinge."""
     lambda_r_mean: float = 0.01
-    """Weight of the mean-rate term in stages 0 and 1."""
+    """Weight of the mean-rate term in stage 0 (stage 1: lambda_r_mean_stage1)."""
     lambda_r_mean_stage2: float = 0.25
     """Weight of the mean-rate term in stage 2."""
     lambda_w: float = 1.0
@@ -413,7 +413,7 @@ class PretrainingPars:
     offset_threshold: tuple[float, float] = (5.0, 25.0)
     """Stage 0 stops when the last two thresholds lie strictly inside this interval, degrees."""
     stage1_acc_threshold: float = 0.65
-    """Stage 1 stops when the recent batch accuracy exceeds this and the threshold is below 10."""
+    """Stage 1 stops when the recent batch accuracy exceeds this and the threshold is below stage1_max_threshold."""
     flip_test_trials: int = 300
     """Fine-task trials of the stage-0 flip test."""
     run_threshold_range: tuple[float, float] = (5.0, 25.0)
@@ -426,7 +426,8 @@ class PretrainingPars:
     """Where stage 1 runs: 'pretraining' (after stage 0) or 'training' (figure era: at the start of every stage-2
     job from the last stage-0 row, stopping once the batch accuracy exceeds stage1_acc_threshold)."""
     stage0_plateau: bool = False
-    """Stage 0 stops only once the batch accuracies have also plateaued (figure era: exponential fit, Mann-Whitney)."""
+    """Stage 0 stops only once the batch accuracies have also plateaued (figure era: exponential fit, Mann-Whitney);
+    the stop rule is then tested on probe steps only."""
     stage0_plateau_window: int = 20
     """Window of the stage-0 plateau test: s[-w:-1] against s[-2w:-w] of the batch accuracies, steps."""
     stage0_plateau_slope: float = 1e-3

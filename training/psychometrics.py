@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 from parameters import PretrainingPars, StimuliPars, TrainingPars
 
@@ -27,13 +28,17 @@ NO_THRESHOLD: float = 180.0
 """Threshold reported when the fitted curve is still below the criterion at the largest offset."""
 SHUFFLED_BCE_FRACTION: float = 0.95
 """Stage 0 with shuffled labels stops once the BCE exceeds this fraction of the total loss (§13.3)."""
-STAGE1_MAX_THRESHOLD: float = 10.0
-"""Stage 1 stops only when the latest threshold lies below this offset, degrees (§13.4)."""
 STAGE1_ACC_WINDOW: int = 3
 """Stage 1 averages at most this many recent batch accuracies (§13.4)."""
 FLIP_MAX_SLOPE: float = -0.01
 FLIP_MAX_P: float = 0.05
 FLIP_MAX_ACC: float = 0.5
+FIGURE_FLIP_MAX_SLOPE: float = -0.02
+"""The figure era's flip rule: the probe's mean accuracies fall by more than this per offset (LINEAGE.md D)."""
+FIGURE_FLIP_MAX_VAL_ACC: float = 0.45
+"""The figure era's flip rule: the latest validation accuracy lies below this (LINEAGE.md D)."""
+EXP_FIT_MAXFEV: int = 10000
+"""Function evaluations allowed to the exponential fit of the stage-0 plateau test (scipy's maxfev)."""
 
 
 # ----------------------------------------------------------------------------------- threshold (§13.2)
@@ -163,24 +168,94 @@ def should_flip(probe_mean_accs: Sequence[float], fine_acc: float) -> bool:
     return fine_accuracy_below_chance(fine_acc) and probe_accuracy_falls(probe_mean_accs)
 
 
+def probe_slope(probe_mean_accs: Sequence[float]) -> float:
+    """OLS slope of a probe's per-offset mean accuracies on x = 0, 1, …, k − 1 (NaN if any accuracy is NaN)."""
+    y = np.asarray(probe_mean_accs, dtype=np.float64)
+    if np.any(np.isnan(y)):
+        return math.nan
+    return float(stats.linregress(np.arange(y.size, dtype=np.float64), y).slope)
+
+
+def figure_flip_applies(val_acc: float | None, probe_mean_accs: Sequence[float] | None) -> bool:
+    """The figure era's flip condition (LINEAGE.md D): the most recent validation accuracy is below 0.45 and
+    the OLS slope of the most recent probe's mean accuracies on x = 0 … k − 1 is below −0.02.
+
+    No p-value and no fresh test (unlike :func:`should_flip`). A missing or NaN value never flips.
+    """
+    if val_acc is None or probe_mean_accs is None or not val_acc < FIGURE_FLIP_MAX_VAL_ACC:
+        return False
+    return probe_slope(probe_mean_accs) < FIGURE_FLIP_MAX_SLOPE  # NaN compares False
+
+
+def _decay(x: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
+    with np.errstate(over="ignore", invalid="ignore"):  # trial values of b < 0 overflow; the fit rejects them
+        return a * np.exp(-b * x) + c
+
+
+def exponential_end_slope(series: Sequence[float]) -> float:
+    """|a·b·e^(−b(n−1))|: the end slope of the least-squares fit a·e^(−bx) + c to a series (x = 0 … n − 1).
+
+    As in the figure era: scipy's curve_fit from its default start (1, 1, 1), at most EXP_FIT_MAXFEV function
+    evaluations. Raises RuntimeError when the fit does not converge.
+    """
+    s = np.asarray(series, dtype=np.float64)
+    x = np.arange(s.size, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optimize.OptimizeWarning)  # a covariance we do not use
+        (a, b, _), _ = optimize.curve_fit(_decay, x, s, maxfev=EXP_FIT_MAXFEV)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(abs(a * b * np.exp(-b * (s.size - 1))))
+
+
+def stage0_accuracy_plateaued(batch_accs: Sequence[float], pars: PretrainingPars) -> bool:
+    """The figure era's plateau of the stage-0 batch accuracies (LINEAGE.md D), window w = stage0_plateau_window.
+
+    Needs n ≥ 2w accuracies; then both: a two-sided Mann–Whitney test of s[−w:−1] (w − 1 values) against
+    s[−2w:−w] with p > stage0_plateau_alpha, and an exponential fit whose end slope is below
+    stage0_plateau_slope (:func:`exponential_end_slope`). A fit that does not converge counts as no plateau
+    (logged): the earlier code raised an error there, which would end the run for a numerical reason; stage 0
+    goes on and tests again at its next probe.
+    """
+    window = pars.stage0_plateau_window
+    if len(batch_accs) < 2 * window:
+        return False
+    if not has_plateaued(batch_accs, window, pars.stage0_plateau_alpha, rule="legacy"):
+        return False  # the cheaper test first; the result is the same conjunction
+    try:
+        slope = exponential_end_slope(batch_accs)
+    except RuntimeError as error:
+        logger.warning("stage-0 plateau test: the exponential fit of %d batch accuracies failed (%s); "
+                       "counted as no plateau", len(batch_accs), error)  # fmt: skip
+        return False
+    return bool(slope < pars.stage0_plateau_slope)  # NaN compares False
+
+
 def stage0_should_stop(thresholds: Sequence[float], step: int, bce: float, total: float, shuffled: bool,
-                       pars: PretrainingPars) -> bool:  # fmt: skip
-    """Stage-0 early stop: last two thresholds inside offset_threshold, or (shuffled) BCE-dominated loss."""
+                       pars: PretrainingPars, batch_accs: Sequence[float] = ()) -> bool:  # fmt: skip
+    """Stage-0 early stop: last two thresholds inside offset_threshold, or (shuffled) BCE-dominated loss.
+
+    Only at steps > min_acc_check_ind with at least three thresholds. With PretrainingPars.stage0_plateau the
+    batch accuracies so far (``batch_accs``, the current one included) must also have plateaued
+    (:func:`stage0_accuracy_plateaued`); the caller then tests on probe steps only.
+    """
     if step <= pars.min_acc_check_ind or len(thresholds) < 3:
         return False
     if shuffled:
-        return bool(bce > SHUFFLED_BCE_FRACTION * total)
-    low, high = pars.offset_threshold
-    return all(low < t < high for t in thresholds[-2:])
+        settled = bce > SHUFFLED_BCE_FRACTION * total
+    else:
+        low, high = pars.offset_threshold
+        settled = all(low < t < high for t in thresholds[-2:])
+    return bool(settled) and (not pars.stage0_plateau or stage0_accuracy_plateaued(batch_accs, pars))
 
 
 def stage1_should_stop(batch_accs: Sequence[float], thresholds: Sequence[float], step: int,
                        pars: PretrainingPars) -> bool:  # fmt: skip
-    """Stage-1 early stop: recent mean batch accuracy > stage1_acc_threshold and latest threshold < 10.
+    """Stage-1 early stop: recent mean batch accuracy > stage1_acc_threshold and latest threshold below
+    stage1_max_threshold (10 degrees in the reference, 20 in the final revision).
 
     ``batch_accs`` ends with the current step's batch accuracy; ``thresholds`` are those recorded so far.
     """
     if not thresholds or not batch_accs:
         return False
     recent = batch_accs[-max(1, min(step, STAGE1_ACC_WINDOW)) :]
-    return bool(np.mean(recent) > pars.stage1_acc_threshold and thresholds[-1] < STAGE1_MAX_THRESHOLD)
+    return bool(np.mean(recent) > pars.stage1_acc_threshold and thresholds[-1] < pars.stage1_max_threshold)

@@ -1,7 +1,8 @@
 """The three SGD stages as values: what each one trains, on which task, when it probes, when it stops.
 
 * Stage 0 (pretraining): the general task (pairs 5-20 degrees apart at any orientation); trains the
-  pretrained SSN parameters and a readout over the whole readout grid; may flip its readout's sign.
+  pretrained SSN parameters and a readout over the whole readout grid; may flip its readout's sign
+  (PretrainingPars.flip_rule: :class:`ReferenceFlip` or :class:`FigureFlip`).
 * Stage 1 (readout): the fine task around the reference orientation; trains the readout only, restricted
   to the central block.
 * Stage 2 (training): the fine task at an offset set by a staircase; trains the configuration's SSN
@@ -14,6 +15,7 @@ stage-specific branches.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -21,7 +23,15 @@ import numpy as np
 
 from parameters import Parameters, PretrainingPars, TrainingPars
 from training.evaluation import StepMetrics, StepSpec
-from training.psychometrics import StaircaseSettings, stage0_should_stop, stage1_should_stop, stage2_should_stop
+from training.psychometrics import (
+    StaircaseSettings,
+    figure_flip_applies,
+    fine_accuracy_below_chance,
+    probe_accuracy_falls,
+    stage0_should_stop,
+    stage1_should_stop,
+    stage2_should_stop,
+)
 from training.readout import SUPERFICIAL_ONLY, Readout
 from training.util_gabor import readout_indices
 
@@ -45,20 +55,24 @@ class ThresholdSettles:
 
     With shuffled labels no threshold can settle: stop instead once the binary cross-entropy exceeds 95 %
     of the total loss. Neither applies before step min_acc_check_ind or before three thresholds exist.
+    With PretrainingPars.stage0_plateau (the figure era) the rule is tested on probe steps only and the
+    batch accuracies must also have plateaued.
     """
 
     pars: PretrainingPars
 
     def __call__(self, stage: Stage, step: int, log: StageLog, metrics: StepMetrics) -> bool:
+        if self.pars.stage0_plateau and not stage.is_probe_step(step):
+            return False  # the figure era tested its stop rule inside the probe step
         return stage0_should_stop(log.thresholds, step, float(metrics.loss_terms["bce"]),
                                   float(metrics.loss_terms["total"]), stage.step.shuffle_labels,
-                                  self.pars)  # fmt: skip
+                                  self.pars, log.batch_accs)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class ReadoutLearned:
     """Stage 1: stop once the recent batch accuracy exceeds stage1_acc_threshold and the latest threshold is
-    below 10 degrees."""
+    below stage1_max_threshold."""
 
     pars: PretrainingPars
 
@@ -75,6 +89,59 @@ class AccuracyPlateaus:
 
     def __call__(self, stage: Stage, step: int, log: StageLog, metrics: StepMetrics) -> bool:
         return stage.is_probe_step(step) and stage2_should_stop(log.probe_means, step, self.pars)
+
+
+# ----------------------------------------------------------------------------------------- flip rules
+FineTest = Callable[[int], float]
+"""Accuracy of the stage's test readout on this many fresh fine-task trials at StimuliPars.offset (this
+step's flip-test key)."""
+
+
+class FlipRule(Protocol):
+    """Stage 0's readout flip, tested at every step that did not stop, before the update. When it applies, the
+    loop negates the central readout weights, the bias and their Adam first moments, skips the step's
+    updates and then calls :meth:`flipped`."""
+
+    def applies(self, log: StageLog, fine_test: FineTest) -> bool: ...
+
+    def flipped(self, log: StageLog) -> None: ...
+
+
+@dataclass(frozen=True)
+class ReferenceFlip:
+    """Spec §13.3: the latest probe's mean accuracies fall with the offset (slope < −0.01, p < 0.05) and a
+    fresh test of ``test_trials`` fine-task trials is below chance. The test runs only when the probe half
+    holds (a conjunction; evaluation keys are per step, so this changes no number)."""
+
+    test_trials: int
+
+    def applies(self, log: StageLog, fine_test: FineTest) -> bool:
+        if not log.probe_means or not probe_accuracy_falls(log.probe_means[-1]):
+            return False
+        return fine_accuracy_below_chance(fine_test(self.test_trials))
+
+    def flipped(self, log: StageLog) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class FigureFlip:
+    """The figure era (LINEAGE.md D): the most recent validation accuracy v is below 0.45 and the latest
+    probe's mean accuracies fall with slope < −0.02; no p-value, no fresh test. A flip sets v := 1 − v,
+    which blocks another flip until the next validation."""
+
+    def applies(self, log: StageLog, fine_test: FineTest) -> bool:
+        return figure_flip_applies(log.val_acc, log.probe_means[-1] if log.probe_means else None)
+
+    def flipped(self, log: StageLog) -> None:
+        log.val_acc = 1.0 - log.val_acc
+
+
+def flip_rule(pars: PretrainingPars) -> FlipRule | None:
+    """Stage 0's flip rule (PretrainingPars.flip_rule); none with shuffled labels (there is no task to flip)."""
+    if pars.shuffle_labels:
+        return None
+    return FigureFlip() if pars.flip_rule == "figure" else ReferenceFlip(pars.flip_test_trials)
 
 
 # --------------------------------------------------------------------------------------------- the stage
@@ -99,9 +166,9 @@ class Stage:
     test_cells: tuple[int, ...] | None = None
     """Readout weights the fine-task tests use (None: all). Stage 0 trains a readout over the whole grid on
     the general task and tests it on the central block only."""
-    flip_test_trials: int | None = None
-    """The flip rule (stage 0 with true labels): when the probe accuracy falls with the offset and a test
-    of this many fine-task trials is below chance, negate the central readout weights and the bias."""
+    flip: FlipRule | None = None
+    """The flip rule (stage 0 with true labels): when it applies, negate the central readout weights and
+    the bias instead of updating (:class:`ReferenceFlip`, :class:`FigureFlip`)."""
     staircase: StaircaseSettings | None = None
     """The offset staircase (stage 2): the fine-task offset follows the batch accuracy."""
     logs_kappas: bool = False
@@ -150,7 +217,7 @@ def pretraining_stage(params: Parameters) -> Stage:
     return Stage(number=PRETRAINING, step=step, max_steps=p.SGD_steps, probe_every=p.acc_check_freq,
                  probe_at_last_step=False, validate_every=params.training.validation_freq, stop=ThresholdSettles(p),
                  readout_side=params.readout.readout_grid_size[0], test_cells=central_cells(params),
-                 flip_test_trials=None if p.shuffle_labels else p.flip_test_trials)  # fmt: skip
+                 flip=flip_rule(p))  # fmt: skip
 
 
 def readout_stage(params: Parameters) -> Stage:
