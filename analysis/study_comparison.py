@@ -135,8 +135,9 @@ def load_study(folder: Path, label: str | None = None) -> StudyData:
     pretraining_settings = settings if pretraining_root == folder else study_settings(pretraining_root)
     training, changes, analysis_excluded = {}, {}, {}
     for conf in confs:
-        training[conf] = _read(folder / conf / layout.TRAINING_RESULTS,
-                               ["run_index", "stage", "loss_dx_max", "gradient_unrolled", "loss_all"])  # fmt: skip
+        rows = _read(folder / conf / layout.TRAINING_RESULTS,
+                     ["run_index", "stage", "loss_dx_max", "gradient_unrolled", "loss_all"])  # fmt: skip
+        training[conf] = rows[rows["stage"] == 2]  # not the stage-1 rows a figure-era training job starts with
         dropped = read_index_list(folder / conf / layout.EXCLUDED_CONF)
         rc = _read(folder / conf / layout.REL_TRAIN, ["run_index"])
         changes[conf] = rc[~rc["run_index"].astype(int).isin(dropped)].reset_index(drop=True)

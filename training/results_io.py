@@ -106,7 +106,8 @@ def pretraining_columns(num_weights: int = 81) -> list[str]:
 
 
 def training_columns() -> list[str]:
-    """Columns of training_results.csv (stage 2): no readout, plus staircase offset and raw κ."""
+    """Columns of training_results.csv (stage 2, and stage 1 where it runs in the training job): no readout, plus
+    staircase offset and raw κ."""
     return [*STEP_COLUMNS, *SSN_COLUMNS, "psychometric_offset", "staircase_offset", *KAPPA_COLUMNS]
 
 

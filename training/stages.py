@@ -4,7 +4,9 @@
   pretrained SSN parameters and a readout over the whole readout grid; may flip its readout's sign
   (PretrainingPars.flip_rule: :class:`ReferenceFlip` or :class:`FigureFlip`).
 * Stage 1 (readout): the fine task around the reference orientation; trains the readout only, restricted
-  to the central block.
+  to the central block. It runs after stage 0 in the pretraining job (:func:`readout_stage`) or, with
+  PretrainingPars.stage1_placement 'training' (figure era), at the start of every stage-2 job
+  (:func:`training_readout_stage`).
 * Stage 2 (training): the fine task at an offset set by a staircase; trains the configuration's SSN
   parameters (kappas included) and not the readout.
 
@@ -24,13 +26,16 @@ import numpy as np
 from parameters import Parameters, PretrainingPars, TrainingPars
 from training.evaluation import StepMetrics, StepSpec
 from training.psychometrics import (
+    STAGE1_TRAINING_ACC_WINDOW,
     StaircaseSettings,
     figure_flip_applies,
     fine_accuracy_below_chance,
     probe_accuracy_falls,
+    readout_stage_skipped,
     stage0_should_stop,
     stage1_should_stop,
     stage2_should_stop,
+    trailing_accuracy_exceeds,
 )
 from training.readout import SUPERFICIAL_ONLY, Readout
 from training.util_gabor import readout_indices
@@ -78,6 +83,29 @@ class ReadoutLearned:
 
     def __call__(self, stage: Stage, step: int, log: StageLog, metrics: StepMetrics) -> bool:
         return stage1_should_stop(log.batch_accs, log.thresholds, step, self.pars)
+
+
+@dataclass(frozen=True)
+class AccuracyAboveAtStart:
+    """Stage 1 inside a stage-2 job, before step 0 is recorded: end the stage (no rows) when step 0's batch
+    accuracy already exceeds the threshold (LINEAGE.md E)."""
+
+    threshold: float
+
+    def __call__(self, stage: Stage, step: int, log: StageLog, metrics: StepMetrics) -> bool:
+        return readout_stage_skipped(float(metrics.acc), step, self.threshold)
+
+
+@dataclass(frozen=True)
+class TrailingAccuracyAbove:
+    """Stage 1 inside a stage-2 job: stop once the mean of the last min(step, window) batch accuracies
+    exceeds the threshold; no threshold condition (LINEAGE.md E)."""
+
+    threshold: float
+    window: int = STAGE1_TRAINING_ACC_WINDOW
+
+    def __call__(self, stage: Stage, step: int, log: StageLog, metrics: StepMetrics) -> bool:
+        return trailing_accuracy_exceeds(log.batch_accs, step, self.threshold, self.window)
 
 
 @dataclass(frozen=True)
@@ -173,6 +201,10 @@ class Stage:
     """The offset staircase (stage 2): the fine-task offset follows the batch accuracy."""
     logs_kappas: bool = False
     """Rows record the kappas (stage 2, which trains them) instead of the readout weights."""
+    stop_before_recording: StopRule | None = None
+    """Checked right after a step's loss, before anything of the step (row, probe, validation) is made: the
+    stage then ends with the state of its last recorded step, or its start state if there is none (stage 1
+    inside a stage-2 job, whose step 0 may end it without a row)."""
 
     @property
     def trains_ssn(self) -> bool:
@@ -228,6 +260,26 @@ def readout_stage(params: Parameters) -> Stage:
     return Stage(number=READOUT, step=step, max_steps=p.stage1_SGD_steps, probe_every=p.acc_check_freq,
                  probe_at_last_step=False, validate_every=params.training.validation_freq, stop=ReadoutLearned(p),
                  readout_side=params.readout.readout_grid_size[1])  # fmt: skip
+
+
+def training_readout_stage(params: Parameters) -> Stage:
+    """Stage 1 at the start of a stage-2 job (PretrainingPars.stage1_placement 'training', LINEAGE.md E).
+
+    Trains the readout of the configuration's mix only, on the fine task at the stage-2 start offset (no
+    staircase), batch stage1_batch_size, at most TrainingPars.SGD_steps steps; probe and validation on the
+    stage-2 schedule. It ends before recording step 0 when that step's batch accuracy exceeds
+    stage1_acc_threshold, else at the first step whose trailing mean accuracy does. Its rows go into
+    training_results.csv before the stage-2 rows, so they record the kappas (still zero) like stage 2's.
+    """
+    p, t = params.pretraining, params.training
+    step = StepSpec(batch_size=p.stage1_batch_size, general_task=False, shuffle_labels=False,
+                    contributions=params.readout.readout_contributions, trains_ssn=False,
+                    trains_readout=True)  # fmt: skip
+    return Stage(number=READOUT, step=step, max_steps=t.SGD_steps, probe_every=t.acc_check_freq,
+                 probe_at_last_step=False, validate_every=t.validation_freq,
+                 stop=TrailingAccuracyAbove(p.stage1_acc_threshold),
+                 stop_before_recording=AccuracyAboveAtStart(p.stage1_acc_threshold),
+                 readout_side=params.readout.readout_grid_size[1], logs_kappas=True)  # fmt: skip
 
 
 def training_stage(params: Parameters) -> Stage:

@@ -266,6 +266,7 @@ def train_ori_discr(stage: Stage, state: StageState, setup: RunSetup) -> StageRe
     ssn_opt, readout_opt = optimizer.init(trained), optimizer.init(readout)
     stair_state = StaircaseState()
     log = StageLog()
+    recorded = (trained, readout)  # the final state of a stage that ends before recording a step
     steps = tqdm(range(stage.max_steps), desc=f"run {setup.run_index} stage {stage.number}", leave=False,
                  disable=not setup.progress)  # fmt: skip
     for step in steps:
@@ -276,6 +277,8 @@ def train_ori_discr(stage: Stage, state: StageState, setup: RunSetup) -> StageRe
                                                                     stage.step)  # fmt: skip
         if not math.isfinite(float(metrics.loss_terms["total"])):
             raise StageFailedError(f"run {setup.run_index}: NaN loss in stage {stage.number} at step {step}")
+        if stage.stop_before_recording is not None and stage.stop_before_recording(stage, step, log, metrics):
+            break
         log_params = merge_params(trained, state.untrained)
         test_readout = stage.test_readout(readout)
         row = {"run_index": setup.run_index, "stage": stage.number, "SGD_steps": step, **metrics_columns(metrics),
