@@ -82,7 +82,7 @@ def test_the_stage1_of_a_training_job_under_figure() -> None:
     assert s1.step.batch_size == FIGURE.pretraining.stage1_batch_size == 50
     assert s1.max_steps == FIGURE.training.SGD_steps == 2000
     assert s1.probe_every == s1.validate_every == 10 and not s1.probe_at_last_step
-    assert s1.staircase is None and s1.flip_test_trials is None and s1.logs_kappas
+    assert s1.staircase is None and s1.flip is None and s1.logs_kappas
     assert s1.contributions == FIGURE.readout.readout_contributions
     midonly = build_parameters({"ReadoutPars": {"readout_contributions": (0.0, 1.0)}}, preset="figure")
     assert training_readout_stage(midonly).contributions == (0.0, 1.0)
