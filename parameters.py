@@ -780,7 +780,13 @@ def build_parameters(overrides: dict[str, dict[str, Any]] | None = None, preset:
 
 def load_parameters_file(path: str | Path, preset: str | None = None) -> Parameters:
     """Import a parameters file (e.g. a configuration's copy) and build its parameters: its PRESET (or ``preset``
-    where given), then its OVERRIDES."""
+    where given), then its OVERRIDES.
+
+    The file's own classes and defaults decide every value it defines (a copy may predate edits of this
+    file); the result is made of this module's classes (:func:`as_current`), so loading a file twice gives
+    equal, hashable parameters (one compilation per distinct value), and a field the file predates takes its
+    current default, which is the behaviour before that field existed.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"parameters file not found: {path}")
@@ -793,9 +799,28 @@ def load_parameters_file(path: str | Path, preset: str | None = None) -> Paramet
         overrides = getattr(module, "OVERRIDES", {})
         preset = preset if preset is not None else getattr(module, "PRESET", None)
         if preset is None:  # a file written before presets existed
-            return module.build_parameters(overrides)
-        return module.build_parameters(overrides, preset=preset)
+            loaded = module.build_parameters(overrides)
+        else:
+            loaded = module.build_parameters(overrides, preset=preset)
+        return as_current(loaded)
     except Exception as error:  # the file's own ParameterError class, a syntax error, a bad override
         raise ParameterError(f"{path}: {error}") from error
     finally:
         sys.modules.pop(name, None)
+
+
+def as_current(loaded: Any) -> Parameters:
+    """Parameters of another copy of this module's classes (an imported parameters file) as this module's
+    classes, validated field by field; a field the copy lacks takes its current default, and a field this
+    module lacks is refused (ParameterError naming it)."""
+    groups = {}
+    for group_field in dataclasses.fields(Parameters):
+        group = getattr(loaded, group_field.name)
+        current_class = type(getattr(Parameters(), group_field.name))
+        known = {f.name for f in dataclasses.fields(current_class)}
+        values = {f.name: getattr(group, f.name) for f in dataclasses.fields(group)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ParameterError(f"{current_class.__name__}: fields {unknown} are not parameters of this code")
+        groups[group_field.name] = current_class(**values)
+    return Parameters(**groups)

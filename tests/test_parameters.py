@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,31 @@ def test_parameters_file_records_and_applies_its_preset(tmp_path):
     bad.write_text(repo_file.read_text() + '\nPRESET = "faithful"\n')
     with pytest.raises(ParameterError, match="unknown preset 'faithful'"):
         load_parameters_file(bad)
+
+
+def copy_without_failure_reseed(repo_text: str) -> str:
+    """parameters.py as it was before TrainingPars.failure_reseed existed (a study kept from that version)."""
+    edits = [
+        (r'\n    failure_reseed: bool = True\n    """[^"]*"""', ""),
+        (r'"failure_reseed", ', ""),
+        (r',\s*"failure_reseed": (True|False)', ""),
+    ]
+    for pattern, replacement in edits:
+        repo_text, count = re.subn(pattern, replacement, repo_text)
+        assert count, pattern
+    return repo_text
+
+
+def test_a_copy_from_an_earlier_version_loads_as_the_current_classes(tmp_path):
+    repo_text = (Path(__file__).resolve().parents[1] / "parameters.py").read_text()
+    old = tmp_path / "parameters.py"
+    old.write_text(copy_without_failure_reseed(repo_text) + '\nOVERRIDES = {"TrainingPars": {"num_runs": 7}}\n')
+    first, second = load_parameters_file(old), load_parameters_file(old)
+    assert isinstance(first, Parameters) and type(first.training) is TrainingPars
+    assert first == second and hash(first) == hash(second)  # one jit compilation per distinct value
+    assert first.training.num_runs == 7 and first.training.failure_reseed is True  # the behaviour before the field
+    newer = tmp_path / "newer.py"
+    newer.write_text(repo_text.replace('    plateau_fit_slope: float = 1e-3\n',
+                                       '    plateau_fit_slope: float = 1e-3\n    future_switch: int = 1\n'))
+    with pytest.raises(ParameterError, match=r"TrainingPars: fields \['future_switch'\] are not parameters"):
+        load_parameters_file(newer)
