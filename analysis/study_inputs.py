@@ -18,8 +18,10 @@ from training.results_io import (
     SSN_COLUMNS,
     STEP_COLUMNS,
     ResultsFileError,
+    has_stored,
     pretraining_folder,
     read_results_csv,
+    stored,
     training_columns,
 )
 
@@ -66,7 +68,8 @@ class Study:
 
 def discover_configurations(results_root: Path) -> list[str]:
     """Sub-folders holding a training_results.csv, the ``*baseline`` ones first."""
-    names = sorted(p.parent.name for p in Path(results_root).glob("*/training_results.csv"))
+    names = sorted({p.parent.name for pattern in ("*/training_results.csv", "*/training_results.csv.gz")
+                    for p in Path(results_root).glob(pattern)})  # plain, or packed in a kept study
     return sorted(names, key=lambda n: (not n.endswith("baseline"), n))
 
 
@@ -110,9 +113,9 @@ def exclusion_files_match(root: Path, excluded: dict[str, list[int]]) -> bool:
     """True if the exclusion files exist and list exactly these runs for exactly these configurations."""
     details = root / EXCLUDED_DETAILS
     paths = [root / EXCLUDED_ALL, details, *(root / c / EXCLUDED_CONF for c in excluded)]
-    if not all(p.is_file() for p in paths):
+    if not all(has_stored(p) for p in paths):
         return False
-    confs = pd.read_csv(details, index_col=0).index.astype(str).tolist()
+    confs = pd.read_csv(stored(details), index_col=0).index.astype(str).tolist()
     same_lists = all(read_excluded_runs(root / c / EXCLUDED_CONF) == runs for c, runs in excluded.items())
     union = sorted(set().union(*map(set, excluded.values())))
     return same_lists and confs == list(excluded) and read_excluded_runs(root / EXCLUDED_ALL) == union
