@@ -32,18 +32,21 @@ from pathlib import Path
 
 from study import lazy_module, parameter_files, records
 from study.cli import Study
-from study.layout import StudyLayout
+from study.layout import EXCLUDED_ALL, PRETRAINING_TC, REL_PRETRAIN, STUDY_SUMMARY, StudyLayout
 
 results_io = lazy_module("training.results_io")
 
 logger = logging.getLogger("main")
+
+ANALYSIS_TRACES: tuple[str, ...] = (EXCLUDED_ALL, PRETRAINING_TC, REL_PRETRAIN, STUDY_SUMMARY)
+"""Root files of the analysis: if one exists, the folder holds analysis outputs (of the runs before a growth)."""
 
 
 def grow_study(folder: Path, study: Study, runs: int) -> Study:
     """Record that the study in ``folder`` has ``runs`` runs (more than now); the grown study."""
     layout = StudyLayout(folder)
     logger.info("growing the study from %d to %d runs", study.runs, runs)
-    note_analysed_runs(layout, study.runs)
+    note_analysed_runs(layout, study)
     for marker in (layout.pretraining_done, *(layout.configuration(c).done for c in study.configs)):
         marker.unlink(missing_ok=True)
     for path in (layout.parameters, *(layout.configuration(c).parameters for c in study.configs)):
@@ -69,9 +72,12 @@ def growth_entry(before: int, after: int) -> dict:
             "code_version": records.code_version()}  # fmt: skip
 
 
-def note_analysed_runs(layout: StudyLayout, runs: int) -> None:
-    """Write into the analysis marker the runs it covered, where an earlier code version did not: after the
-    growth the marker must say that the analysis is of fewer runs than the study has."""
+def note_analysed_runs(layout: StudyLayout, study: Study) -> None:
+    """Make the analysis marker say which runs the analysis outputs in the folder cover, so that the grown
+    study's analysis is redone from scratch: add the runs to a marker of an earlier code version, and write one
+    where the analysis ran by hand (python -m analysis.main_analysis writes no marker) or stopped part way."""
     payload = results_io.read_marker(layout.analysis_done)
+    if payload is None and any(results_io.has_stored(layout.file(name)) for name in ANALYSIS_TRACES):
+        payload = {"configs": list(study.configs)}
     if payload is not None and "runs" not in payload:
-        results_io.write_marker(layout.analysis_done, {**payload, "runs": runs})
+        results_io.write_marker(layout.analysis_done, {**payload, "runs": study.runs})

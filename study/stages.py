@@ -130,17 +130,22 @@ def analysis_stage(folder: Path, plan: Plan) -> int:
     """Run the analysis once stage 2 is complete; the exit status.
 
     An analysis of fewer runs than the study has (it grew since) is redone from scratch (overwrite): its
-    outputs are tables over all runs, which must come out as in a study started with its runs.
+    outputs are tables over all runs, which must come out as in a study started with its runs. A finished
+    analysis whose report is missing (a kept study keeps its tables, not its figures) draws what is missing.
     """
     if not plan.execution.analysis:
         logger.info("analysis skipped (--no-analysis); study complete in %s", folder)
         return EXIT_OK
     layout = StudyLayout(folder)
     done = marker_payload(layout.analysis_done)
-    if done is not None and done.get("runs", plan.study.runs) == plan.study.runs:
+    current = done is not None and done.get("runs", plan.study.runs) == plan.study.runs
+    if current and layout.report.is_file():
         logger.info("analysis already done; study complete in %s; the report: %s", folder, layout.report)
         return EXIT_OK
-    if done is not None:
+    if current:
+        logger.info("analysis done, its figures and report missing (a kept study): drawing them")
+        done = None  # nothing to redo: the analysis keeps every output it finds
+    elif done is not None:
         logger.info("the analysis covered %s runs, the study has %d: redoing it", done.get("runs"), plan.study.runs)
     settings = main_analysis.QUICK_SETTINGS if plan.study.quick else None
     try:

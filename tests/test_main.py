@@ -500,7 +500,12 @@ def test_tiny_study_under_each_preset_runs_and_records_it(tmp_path, preset, caps
 def test_analysis_stage_calls_run_analysis_once_and_reports_failures(tmp_path, monkeypatch):
     plan = parse(["--configs", "conf_baseline", "readout"])
     calls = []
-    monkeypatch.setattr(main.main_analysis, "run_analysis", lambda *args, **kwargs: calls.append((args, kwargs)))
+
+    def analyse(*args, **kwargs):
+        calls.append((args, kwargs))
+        (args[0] / "report.html").write_text("report")  # the analysis writes its report last
+
+    monkeypatch.setattr(main.main_analysis, "run_analysis", analyse)
     assert main.analysis_stage(tmp_path, plan) == main.EXIT_OK
     assert calls == [((tmp_path, list(plan.study.configs)), {"overwrite": False, "settings": None})]
     assert main.analysis_stage(tmp_path, plan) == main.EXIT_OK and len(calls) == 1  # done: not repeated

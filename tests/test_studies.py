@@ -113,7 +113,7 @@ def run_main(argv: list[str]) -> int:
 def new_study(root: Path, runs: int, *extra: str, overrides: dict = BUDGET) -> Path:
     """A stub study of ``runs`` runs in its own results root; its folder."""
     argv = ["--runs", str(runs), "--seed", "5", "--configs", *CONFIGS, "--overrides-json", json.dumps(overrides),
-            "--results-root", str(root), "--no-analysis", *extra]  # fmt: skip
+            "--results-root", str(root), "--no-analysis", "--jobs", "4", *extra]  # fmt: skip
     assert run_main(argv) == main.EXIT_OK
     (folder,) = list(root.iterdir())
     return folder
@@ -160,7 +160,7 @@ def test_grown_study_equals_one_started_with_its_runs(fresh_six, tmp_path, monke
     stub_jobs(monkeypatch)
     folder = new_study(tmp_path / "r", 3)
     assert study_state(folder).retained == 2  # runs 0 and 2
-    assert run_main(["--resume", str(folder), "--runs", "6", "--no-analysis"]) == main.EXIT_OK
+    assert run_main(["--resume", str(folder), "--runs", "6", "--no-analysis", "--jobs", "4"]) == main.EXIT_OK
     assert contents(folder) == contents(fresh_six)  # pieces, assembled files, parameter copies, markers
     orimap = read_results_csv(folder / "orimap.csv")
     assert orimap["original_run_index"].tolist() == [0, 2, 4] and orimap["run_index"].tolist() == [0, 1, 2]
@@ -177,12 +177,12 @@ def test_growth_after_an_interrupted_growth(fresh_six, tmp_path, monkeypatch, ca
     folder = new_study(tmp_path / "r", 3)
     # the new runs' pretraining stops: one of its jobs fails, the study ends unfinished with its record grown
     stub_jobs(monkeypatch, failures=FAILURES[:5])  # the stub of run 5 has no entry: it crashes without a marker
-    assert run_main(["--resume", str(folder), "--runs", "6", "--no-analysis"]) == main.EXIT_FAILED
+    assert run_main(["--resume", str(folder), "--runs", "6", "--no-analysis", "--jobs", "4"]) == main.EXIT_FAILED
     state = study_state(folder)
     assert state.runs == 6 and not state.complete and state.pretraining_jobs_done == 5
     assert "pretraining: 5 of 6 runs done" in state.describe()
     stub_jobs(monkeypatch)
-    assert run_main(["--resume", str(folder), "--runs", "6", "--no-analysis"]) == main.EXIT_OK
+    assert run_main(["--resume", str(folder), "--runs", "6", "--no-analysis", "--jobs", "4"]) == main.EXIT_OK
     assert contents(folder) == contents(fresh_six)
     assert len(records.read_environment_record(folder)["growths"]) == 1
 
@@ -251,8 +251,9 @@ def test_skip_pretraining_study_grows_into_the_runs_its_pretraining_retains(fres
     assert run_main(["--resume", str(skip), "--runs", "3"]) == main.EXIT_USAGE  # the reused folder retains 2
     line = one_error_line(capsys)
     assert "retains 2" in line and f"python main.py --resume {reused} --runs" in line
-    assert run_main(["--resume", str(reused), "--runs", "6", "--no-analysis"]) == main.EXIT_OK  # grow it first
-    assert run_main(["--resume", str(skip), "--runs", "3", "--no-analysis"]) == main.EXIT_OK
+    # grow the reused pretraining first, then the study
+    assert run_main(["--resume", str(reused), "--runs", "6", "--no-analysis", "--jobs", "4"]) == main.EXIT_OK
+    assert run_main(["--resume", str(skip), "--runs", "3", "--no-analysis", "--jobs", "4"]) == main.EXIT_OK
     assert assembled(skip)["conf_baseline/training_results.csv"] == (
         fresh_six / "conf_baseline" / "training_results.csv").read_bytes()  # fmt: skip
     assert json.loads((skip / "PRETRAINING_DONE.json").read_text())["retained_runs"] == 3
@@ -310,7 +311,7 @@ def test_kept_study_restored_from_git_resumes_grows_and_is_packed_again(fresh_si
     clone = commit_and_clone(studies, tmp_path)
     kept = clone / "small"
     assert not (kept / "log.txt").exists() and not (kept / "logs").exists()
-    assert run_main(["--resume", str(kept), "--runs", "6", "--no-analysis"]) == main.EXIT_OK
+    assert run_main(["--resume", str(kept), "--runs", "6", "--no-analysis", "--jobs", "4"]) == main.EXIT_OK
     assert assembled(kept) == assembled(fresh_six)
     status = git("status", "--porcelain", cwd=clone.parent)
     assert " D studies/small/orimap.csv.gz" in status  # rewritten plain (ignored) until packed again
@@ -548,3 +549,20 @@ def test_real_skip_pretraining_study_grows_after_its_pretraining(real_two, real_
     run_real([sys.executable, "main.py", "--resume", str(skip), "--runs", "3", "--no-analysis"])
     name = "conf_baseline/training_results.csv"
     assert (skip / name).read_bytes() == (real_three / name).read_bytes()
+
+
+def test_analysis_of_fewer_runs_is_redone_and_missing_figures_are_drawn(tmp_path, monkeypatch):
+    calls = []
+
+    def analyse(folder, configs, overwrite, settings):
+        calls.append(overwrite)
+        (folder / "report.html").write_text("report")
+
+    monkeypatch.setattr(main.main_analysis, "run_analysis", analyse)
+    plan = main.plan_from_args(main.build_parser().parse_args(["--runs", "6"]))
+    results_io.write_marker(tmp_path / "ANALYSIS_DONE.json", {"configs": ["conf_baseline"], "runs": 3})
+    assert main.analysis_stage(tmp_path, plan) == main.EXIT_OK and calls == [True]  # redone from scratch
+    assert json.loads((tmp_path / "ANALYSIS_DONE.json").read_text())["runs"] == 6
+    (tmp_path / "report.html").unlink()  # a kept study: tables, no figures
+    assert main.analysis_stage(tmp_path, plan) == main.EXIT_OK and calls == [True, False]
+    assert main.analysis_stage(tmp_path, plan) == main.EXIT_OK and calls == [True, False]
