@@ -13,6 +13,7 @@ from analysis.changes import excluded_runs, read_excluded_runs
 from analysis.files import EXCLUDED_ALL, EXCLUDED_CONF, EXCLUDED_DETAILS
 from analysis.snapshots import SnapshotLoader, configuration_parameters_path, read_parameters, training_results_path
 from parameters import Parameters
+from study.layout import PACKED_SUFFIX, TRAINING_RESULTS
 from training.results_io import (
     PRETRAINING_RESULTS,
     SSN_COLUMNS,
@@ -68,8 +69,8 @@ class Study:
 
 def discover_configurations(results_root: Path) -> list[str]:
     """Sub-folders holding a training_results.csv, the ``*baseline`` ones first."""
-    names = sorted({p.parent.name for pattern in ("*/training_results.csv", "*/training_results.csv.gz")
-                    for p in Path(results_root).glob(pattern)})  # plain, or packed in a kept study
+    names = sorted({p.parent.name for name in (TRAINING_RESULTS, TRAINING_RESULTS + PACKED_SUFFIX)
+                    for p in Path(results_root).glob(f"*/{name}")})  # plain, or packed in a kept study
     return sorted(names, key=lambda n: (not n.endswith("baseline"), n))
 
 

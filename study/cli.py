@@ -308,8 +308,6 @@ def reused_pretraining_in_progress(folder: Path) -> bool:
         return False
 
 
-
-
 def configuration_names(names: Sequence[str]) -> tuple[str, ...]:
     """Configuration names for a mix of names and groups (UsageError for an unknown one)."""
     try:

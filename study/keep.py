@@ -32,6 +32,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from study import inventory, lazy_module, pieces, records
 from study.layout import (
@@ -51,6 +52,9 @@ from study.layout import (
     configuration_parameters,
     packed,
 )
+
+if TYPE_CHECKING:  # study.cli is loaded lazily (it imports configurations and parameters)
+    from study.cli import Study
 
 results_io = lazy_module("training.results_io")
 cli = lazy_module("study.cli")
@@ -149,7 +153,7 @@ def keep_study(source: Path, dest: Path) -> KeepReport:
     return KeepReport(dest, written, unchanged, removed, size)
 
 
-def read_study(folder: Path):  # -> study.cli.Study (lazy module: no annotation that needs it at import)
+def read_study(folder: Path) -> Study:
     """The study record of a folder written by main.py (KeepError otherwise)."""
     try:
         return cli.Study.from_json(records.read_environment_record(folder).get("study"), folder)
@@ -181,7 +185,7 @@ def creation(record: dict) -> tuple:
     return record.get("created"), study.get("base_seed"), study.get("preset")
 
 
-def reused_kept_name(source: Path, dest: Path, study) -> str | None:
+def reused_kept_name(source: Path, dest: Path, study: Study) -> str | None:
     """For a --skip-pretraining study, the kept folder (next to ``dest``) of its reused pretraining."""
     if not study.skip_pretraining:
         return None
@@ -234,7 +238,7 @@ def remove_stale(dest: Path, selection: set[Path]) -> int:
     return removed
 
 
-def point_to_kept_copies(dest: Path, study, reused: str | None) -> None:
+def point_to_kept_copies(dest: Path, study: Study, reused: str | None) -> None:
     """Name the pretraining folder relative to the kept study: ``.`` for its own, ``../<kept name>`` for a reused
     one (in environment.json's study record and PRETRAINING_DONE.json), valid wherever the repository is."""
     layout = StudyLayout(dest)
@@ -287,10 +291,18 @@ def study_entry(folder: Path) -> str:
              "| preset | seed | runs | configurations | code versions |", "|---|---|---|---|---|",
              f"| {study.preset} | {study.base_seed} | {runs} | {', '.join(study.configs)} | "
              f"{', '.join(dict.fromkeys(str(v)[:12] for v in versions if v))} |", "",
-             f"State: {state.describe()}.", "",
+             f"State: {state.describe()}. {next_step(folder, state)}", "",
              f"Made with (kept from `{kept.get('source', '?')}`):", "", "```bash",
              *(command_text(c) for c in study_commands(record)), "```", ""]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def next_step(folder: Path, state: inventory.StudyState) -> str:
+    """The command that continues a kept study (or grows a complete one), as run from the repository root."""
+    where = f"{folder.parent.name}/{folder.name}"
+    if state.complete:
+        return f"Grow it with `python main.py --resume {where} --runs N`."
+    return f"Continue it with `python main.py --resume {where}`."
 
 
 def study_commands(record: dict) -> list[list[str]]:

@@ -14,9 +14,10 @@ assembled files: a column's type there is already the common type of the pieces.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from study import lazy_module
 from study.layout import (
@@ -65,7 +66,7 @@ def completed_pieces(folder: Path) -> list[Piece]:
     return pieces
 
 
-def _pieces(parent: Path, names: tuple[str, ...], holder_of) -> Iterator[Piece]:
+def _pieces(parent: Path, names: tuple[str, ...], holder_of: Callable[[str], Path]) -> Iterator[Piece]:
     for run_index, job in job_folders(parent):
         payload = results_io.read_marker(job.marker)
         if not payload or not payload.get("success"):
@@ -107,7 +108,7 @@ def restore_pieces(folder: Path) -> list[Path]:
     ResultsFileError naming the piece if its assembled file is missing or does not hold its recorded rows.
     """
     missing = [piece for piece in completed_pieces(folder) if not results_io.has_stored(piece.path)]
-    tables: dict[Path, object] = {}
+    tables: dict[Path, Any] = {}  # holder -> its table (pandas, loaded with results_io)
     written = []
     for piece in missing:
         if not results_io.has_stored(piece.holder):

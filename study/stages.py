@@ -142,14 +142,14 @@ def analysis_stage(folder: Path, plan: Plan) -> int:
     if current and layout.report.is_file():
         logger.info("analysis already done; study complete in %s; the report: %s", folder, layout.report)
         return EXIT_OK
-    if current:
+    overwrite = done is not None and not current
+    if current:  # the analysis keeps every output it finds and draws the rest
         logger.info("analysis done, its figures and report missing (a kept study): drawing them")
-        done = None  # nothing to redo: the analysis keeps every output it finds
-    elif done is not None:
+    elif overwrite:
         logger.info("the analysis covered %s runs, the study has %d: redoing it", done.get("runs"), plan.study.runs)
     settings = main_analysis.QUICK_SETTINGS if plan.study.quick else None
     try:
-        main_analysis.run_analysis(folder, list(plan.study.configs), overwrite=done is not None, settings=settings)
+        main_analysis.run_analysis(folder, list(plan.study.configs), overwrite=overwrite, settings=settings)
     except Exception:
         logger.exception("analysis failed")
         return stopped(folder, "the analysis failed")

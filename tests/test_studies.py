@@ -160,6 +160,8 @@ def test_grown_study_equals_one_started_with_its_runs(fresh_six, tmp_path, monke
     stub_jobs(monkeypatch)
     folder = new_study(tmp_path / "r", 3)
     assert study_state(folder).retained == 2  # runs 0 and 2
+    marker = folder / "PRETRAINING_DONE.json"  # as the code before growth wrote it: without "runs"
+    marker.write_text(json.dumps({k: v for k, v in json.loads(marker.read_text()).items() if k != "runs"}))
     assert run_main(["--resume", str(folder), "--runs", "6", "--no-analysis", "--jobs", "4"]) == main.EXIT_OK
     assert contents(folder) == contents(fresh_six)  # pieces, assembled files, parameter copies, markers
     orimap = read_results_csv(folder / "orimap.csv")
@@ -332,9 +334,17 @@ def test_listing_comes_from_the_folders_records(fresh_six, tmp_path):
     assert keep.main(["--listing", str(studies), "--check"]) == 0
     text = (studies / "README.md").read_text()
     assert "### `six`" in text and "| reference | 5 | 6 | conf_baseline, conf_midonly_readout |" in text
-    assert "State: complete: 6 runs, 3 retained after pretraining; not analysed." in text
+    assert "State: complete: 6 runs, 3 retained after pretraining; not analysed. Grow it with `python main.py " \
+        "--resume studies/six --runs N`." in text
     assert "python main.py --runs 6 --seed 5 --configs conf_baseline conf_midonly_readout" in text
     assert text.endswith(f"{keep.LISTING_END}\nend\n")
+
+
+def test_the_repository_lists_its_kept_studies_and_they_are_whole():
+    studies = REPO / "studies"
+    assert keep.update_listing(studies, check=True), "run: python -m study.keep --listing studies"
+    for folder in sorted(p for p in studies.iterdir() if (p / layout.ENVIRONMENT).is_file()):
+        assert damaged_files(folder) == [], folder
 
 
 @pytest.mark.parametrize("damage", ["truncated", "missing assembled", "missing piece"])
