@@ -136,6 +136,8 @@ def keep_study(source: Path, dest: Path) -> KeepReport:
     check_destination(source, dest)
     reused = reused_kept_name(source, dest, study)
     if records.folder_in_use(source):
+        if source == dest:  # packing would replace files under the running study
+            raise KeepError(f"a main.py is working on {dest}: stop it (kill -TERM its process) before packing")
         logger.warning("a main.py is working on %s: keeping its completed jobs as they are now", source)
     problems = inventory.damaged_files(source)
     if problems:

@@ -303,6 +303,8 @@ def test_kept_study_holds_only_what_it_needs(fresh_six, tmp_path):
     assert again.removed == 0 and again.written <= 1  # PRETRAINING_DONE.json names its folder again
     with pytest.raises(keep.KeepError, match="not a kept copy"):
         keep.keep_study(source, tmp_path / "studies" / "six" / "conf_baseline")
+    with records.folder_lock(kept), pytest.raises(keep.KeepError, match="a main.py is working on"):
+        keep.keep_study(kept, kept)  # packing in place under a running study is refused
 
 
 def test_kept_study_restored_from_git_resumes_grows_and_is_packed_again(fresh_six, tmp_path, monkeypatch):
