@@ -65,6 +65,8 @@ LEFT_OUT_FOLDERS = frozenset({JOB_LOGS, SUBMITIT, FIGURES, PRETRAINING_FIGURES})
 """Folders a kept study leaves out at any depth: logs, submitit's files, figures (regenerated)."""
 LISTING_BEGIN, LISTING_END = "<!-- studies: begin (python -m study.keep --listing studies) -->", "<!-- studies: end -->"
 """The lines around the generated list of studies in studies/README.md."""
+STUDIES_README = "README.md"
+"""The file of the studies folder that lists the kept studies."""
 
 
 class KeepError(ValueError):
@@ -320,7 +322,7 @@ def command_text(command: Sequence[str]) -> str:
 def update_listing(studies: Path, check: bool = False) -> bool:
     """Rewrite the list of studies in ``studies/README.md`` (between LISTING_BEGIN and LISTING_END); with
     ``check``, only compare. Whether the README was (already) up to date."""
-    readme = studies / "README.md"
+    readme = studies / STUDIES_README
     try:
         text = readme.read_text(encoding="utf-8")
         head, rest = text.split(LISTING_BEGIN + "\n", 1)
@@ -364,14 +366,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.listing:
             current = update_listing(args.listing, args.check)
             if args.check and not current:
-                logger.error("%s/README.md does not list the studies as their records say; run: python -m "
-                             "study.keep --listing %s", args.listing, args.listing)  # fmt: skip
+                logger.error("%s/%s does not list the studies as their records say; run: python -m "
+                             "study.keep --listing %s", args.listing, STUDIES_README, args.listing)  # fmt: skip
             return 0 if current or not args.check else 1
         source, dest = (args.folders * 2)[:2]
         report = keep_study(source, dest)
         logger.info("kept %s: %d files written, %d unchanged, %d removed, %.1f MB", report.dest, report.written,
                     report.unchanged, report.removed, report.size / 1e6)  # fmt: skip
-        if (report.dest.parent / "README.md").is_file():
+        if (report.dest.parent / STUDIES_README).is_file():
             update_listing(report.dest.parent)
         return 0
     except (KeepError, records.ResultsFolderError, results_io.ResultsFileError) as error:
