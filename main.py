@@ -5,6 +5,7 @@
     python main.py --preset corrected             # every corrected behaviour instead of the reference's (README)
     python main.py --configs special readout --runs 50 --jobs 4 --note "first full study"
     python main.py --resume results/Jan08_v0      # finish an interrupted study: the same final CSVs
+    python main.py --resume studies/reference --runs 38   # grow a (kept) study to 38 runs (docs/studies.md)
     python main.py --executor slurm --jobs 200 --slurm-partition gpu --slurm-gpus 1 --slurm-time 720
 
 Results folder (``<results-root>/<Mon><DD>_v<k>/``; every name in study/layout.py): ``note.txt``, ``scripts/``
@@ -26,7 +27,9 @@ folder and its job marker last; the combined CSVs are assembled from completed j
 do not depend on which job finished first. ``--jobs N`` keeps N jobs running at once (local processes, or SLURM
 jobs submitted with submitit for ``--executor slurm``; ``--submitit-cluster local`` runs that path on this
 machine). Ctrl-C or a kill loses at most the jobs in flight; ``--resume FOLDER`` redoes only incomplete jobs with
-the settings recorded in the folder (the repository's current code is used; changed files are logged).
+the settings recorded in the folder (the repository's current code is used; changed files are logged);
+``--resume FOLDER --runs N`` grows the study to N runs (study/growth.py), and FOLDER may be a study kept in
+``studies/`` (study/keep.py, docs/studies.md).
 
 ``--preset NAME`` (``reference``, the default, or ``corrected``; parameters.PRESETS) is recorded in every parameters
 copy (``PRESET = "..."``), in environment.json and note.txt. ``--overrides-json`` adds ``OVERRIDES``
@@ -40,6 +43,7 @@ reported in one line before any work; 130 interrupted.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import sys
@@ -71,6 +75,7 @@ try:  # parameters.py is the file users edit: a syntax (or any import) error in 
         record_resume,
         write_configuration_files,
     )
+    from study.growth import grow_study
     from study.jobs import Job, child_environment, marker_payload, run_jobs, training_job
     from study.layout import ANALYSIS_DONE, StudyLayout
     from study.logs import close_logging, setup_logging
@@ -136,6 +141,8 @@ def start(plan: Plan, argv: Sequence[str]) -> int:
             results_io.remove_stale_temporaries(folder)  # jobs die with their main process: none is alive
             complete_study_folder(folder, plan, argv)  # a kill may have come right after environment.json
         try:
+            if plan.grow_to is not None:
+                plan = dataclasses.replace(plan, study=grow_study(folder, plan.study, plan.grow_to))
             return run_study(folder, plan)
         except KeyboardInterrupt:
             logger.error("interrupted; finished jobs are kept, continue with: python main.py --resume %s", folder)

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.files import EXCLUDED_ALL, EXCLUDED_CONF, EXCLUDED_DETAILS
-from training.results_io import atomic_open
+from training.results_io import atomic_open, read_stored_text
 
 NON_VALUE_COLUMNS: tuple[str, ...] = ("run_index", "stage", "SGD_steps", "index")
 """Columns of the results tables that are bookkeeping, not measured values."""
@@ -103,7 +103,7 @@ def write_excluded_runs(runs: Iterable[int], path: str | Path) -> Path:
 
 def read_excluded_runs(path: str | Path) -> list[int]:
     """Read a one-index-per-line file (empty file -> empty list)."""
-    text = Path(path).read_text().split()
+    text = read_stored_text(path).split()
     return sorted(int(float(t)) for t in text)
 
 

@@ -93,7 +93,7 @@ from analysis.study_inputs import (  # noqa: F401
 )
 from analysis.tuning_curve_files import read_complete_tuning_curves  # noqa: F401
 from study.logs import setup_logging
-from training.results_io import run_entry_point
+from training.results_io import ResultsFileError, run_entry_point
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,16 @@ def run_analysis(
     logger.info("analysis of %s finished in %.1f min", results_root, (time.perf_counter() - start) / 60)
 
 
+def draw_headline_figure(results_root: Path, conf_names: list[str], path: Path,
+                         settings: AnalysisSettings | None = None) -> Path:  # fmt: skip
+    """Draw a study's headline figure to ``path`` from its CSV files (the analysis' tables must exist), e.g.
+    beside a comparison of studies; the study folder is not written to."""
+    study = load_study(Path(results_root), conf_names)
+    pipeline = Pipeline(study, settings or AnalysisSettings(), False, ("figures",))
+    study.excluded = compute_exclusion(study)
+    return pipeline.draw_headline(path)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command line of ``python -m analysis.main_analysis`` (:func:`analysis.cli.parse_analysis_args`)."""
     return parse_analysis_args(argv)
@@ -132,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m analysis.main_analysis``."""
     args = parse_args(argv)
     setup_logging(None, level=logging.DEBUG if args.verbose else logging.INFO)
+    check_study_files(args.results_folder)
     confs = args.configs if args.configs is not None else discover_configurations(args.results_folder)
     run_analysis(
         args.results_folder,
@@ -140,6 +151,16 @@ def main(argv: list[str] | None = None) -> None:
         tuple(p for p in ALL_PARTS if p in args.parts),
         settings_from_args(args),
     )
+
+
+def check_study_files(folder: Path) -> None:
+    """ResultsFileError naming the first missing or cut file of a study folder (study.inventory), before any
+    work: a kept study restored from git with a damaged file is refused in one line."""
+    from study import inventory
+
+    damage = inventory.damage_report(Path(folder))
+    if damage:
+        raise ResultsFileError(f"cannot analyse {folder}: {damage}")
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ from analysis.tuning_curve_files import (
 )
 from analysis.tuning_curves import tuning_curve_blocks
 from analysis.tuning_features import tuning_curve_features_table
-from training.results_io import ResultsFileError, atomic_open, atomic_write_csv
+from training.results_io import ResultsFileError, atomic_open, atomic_write_csv, has_stored, remove_stored, stored
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,9 @@ _CSV_CACHE: dict[Path, tuple[tuple[int, int], pd.DataFrame]] = {}
 
 
 def _read_csv_or_none(path: Path) -> pd.DataFrame | None:
-    """A CSV if it exists (None otherwise); a file read before and unchanged since is not parsed again."""
+    """A CSV if it exists, plain or packed (None otherwise); a file read before and unchanged since is not
+    parsed again."""
+    path = stored(path)
     if not path.is_file():
         return None
     stat = path.stat()
@@ -329,8 +331,8 @@ class Pipeline:
     def _tuning_curve_file(self, path: Path, wanted: list[tuple[int, int]], conf: str | None) -> bool:
         """Append the missing (run, stage) blocks of one tuning-curve file; True if any was computed."""
         oris = self.settings.tc_orientations
-        if self.overwrite and path.is_file():
-            path.unlink()
+        if self.overwrite:
+            remove_stored(path)
         done = stage_blocks(read_complete_tuning_curves(path, len(oris), self.layout))
         todo = [b for b in wanted if b not in done]
         if not todo:
@@ -348,7 +350,7 @@ class Pipeline:
     # ---------------------------------------------------------------------------------- features
     def _feature_file(self, tc_path: Path, out: Path, stages: Sequence[int]) -> bool:
         """Compute the features of the tuning-curve blocks that the features file lacks (drop vanished blocks)."""
-        if not tc_path.is_file():
+        if not has_stored(tc_path):
             logger.warning("%s missing: no features for it (run the tuning_curves part)", tc_path)
             return False
         oris = self.settings.tc_orientations
@@ -553,7 +555,8 @@ class Pipeline:
         """headline.png from the same inputs and tests as study_summary.csv and study_stats.csv."""
         data = self.configuration_data()
         stats_path = self.root / ss.STUDY_STATS
-        table = pd.read_csv(stats_path) if stats_path.is_file() else ss.stats_table(data)
+        table = _read_csv_or_none(stats_path)
+        table = table if table is not None else ss.stats_table(data)
         lookup = ss.stats_lookup(table)
         return vis.plot_headline(
             {d.name: d.changes for d in data},
@@ -619,7 +622,7 @@ class Pipeline:
             return vis.plot_example_tuning_curves(tc[tc["run_index"].isin(valid)], path, oris=oris, layout=self.layout)
 
         self._figure(f"tc_fig/{conf}", figs / "tc_fig.png", inputs, draw_tc,
-                     ready=lambda: all(p.is_file() for p in tc_paths))  # fmt: skip
+                     ready=lambda: all(has_stored(p) for p in tc_paths))  # fmt: skip
         self._declare_feature_figures(
             f"train/{conf}", lambda: self._features(conf, self.study.valid(conf)), figs, "train", 1, 2, inputs
         )

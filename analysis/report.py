@@ -233,7 +233,7 @@ def pretraining_exclusions(root: Path) -> dict[int, float]:
     about exclusions never hides a damaged file.
     """
     pretraining = results_io.pretraining_folder(root)
-    if not (pretraining / EXCLUDED_RUNS).is_file():
+    if not results_io.has_stored(pretraining / EXCLUDED_RUNS):
         return {}
     try:
         return results_io.excluded_runs_with_thresholds(

@@ -5,6 +5,13 @@ depend on reading out from it?) for each study.
 Usage::
 
     python -m analysis.study_comparison results/Dec02_v0 results/Dec03_v0 --out docs/results
+    python -m analysis.study_comparison studies/corrected studies/reference --out docs/results --headlines
+
+The second form regenerates the published tables and figures from the kept studies (docs/studies.md):
+``--headlines`` adds each study's headline figure (``headline_<folder>.png``), drawn from its CSV files.
+A study folder written by main.py must be complete (every job of its runs and configurations done and
+assembled, its analysis of all its runs) and whole (study.inventory); otherwise the comparison names it and
+what it lacks, one line per study, and writes nothing.
 
 Every number comes from files that each study's own analysis wrote (``study_summary.csv``, ``study_stats.csv``,
 ``<conf>/rel_changes_train.csv``, ``<conf>/excluded_runs.csv``) or from its training CSVs; nothing is refitted.
@@ -97,10 +104,11 @@ def _read(path: Path, columns: Sequence[str] = ()) -> pd.DataFrame:
 
 def read_index_list(path: Path) -> list[int]:
     """A one-run-index-per-line file (the analysis' exclusion lists; empty means none)."""
+    rio = _results_io()
+    if not rio.has_stored(path):
+        raise rio.ResultsFileError(f"results file not found: {path} (run the analysis first)")
     try:
-        return sorted(int(float(t)) for t in path.read_text(encoding="utf-8").split())
-    except FileNotFoundError as error:
-        raise _results_io().ResultsFileError(f"results file not found: {path} (run the analysis first)") from error
+        return sorted(int(float(t)) for t in rio.read_stored_text(path).split())
     except ValueError as error:
         raise _results_io().ResultsFileError(f"results file cannot be parsed: {path}: {error}") from error
 
@@ -434,9 +442,39 @@ def pd_numeric(changes: pd.DataFrame, column: str):
 
 
 # ------------------------------------------------------------------------------------------------ command
-def compare_studies(folders: Sequence[Path], out: Path) -> list[Path]:
-    """Write every comparison output for these study folders into ``out``; return the paths."""
+def check_studies(folders: Sequence[Path]) -> None:
+    """ResultsFileError unless every study folder is complete and whole: the other incomplete ones are logged
+    first, one line each, so that every study that would be missing or mixed in is named."""
+    lines = [line for folder in folders if (line := study_problem(folder))]
+    for line in lines[:-1]:
+        logger.error("%s", line)
+    if lines:
+        raise _results_io().ResultsFileError(lines[-1])
+
+
+def study_problem(folder: Path) -> str | None:
+    """One line on why a study folder cannot be compared (None if it can). A folder without main.py's study
+    record (made by hand) is taken as it is."""
+    from study import inventory, records
+
+    try:
+        state = inventory.study_state(folder)
+    except records.ResultsFolderError:
+        return None
+    if not state.complete:
+        return f"{folder} is incomplete: {'; '.join(state.missing())}"
+    if state.analysis_runs is not None and state.analysis_runs != state.runs:
+        return (f"{folder}: its analysis covers {state.analysis_runs} of its {state.runs} runs; finish it with "
+                f"python main.py --resume {folder}")  # fmt: skip
+    damage = inventory.damage_report(folder)
+    return f"{folder}: {damage}" if damage else None
+
+
+def compare_studies(folders: Sequence[Path], out: Path, headlines: bool = False) -> list[Path]:
+    """Write every comparison output for these study folders into ``out`` (with ``headlines``, each study's
+    headline figure too); return the paths."""
     rio = _results_io()
+    check_studies(folders)
     studies = load_studies(folders)
     out.mkdir(parents=True, exist_ok=True)
     runs, summary = runs_table(studies), summary_table(studies)
@@ -445,8 +483,21 @@ def compare_studies(folders: Sequence[Path], out: Path) -> list[Path]:
         rio.atomic_write_csv(table, out / name)
     rio.atomic_write_text(out / OUTPUTS[4], markdown_report(runs, summary, training, stats))
     plot_comparison(studies, stats, out / OUTPUTS[5])
+    written = [out / name for name in OUTPUTS]
+    if headlines:
+        from analysis.main_analysis import draw_headline_figure
+
+        written += [draw_headline_figure(s.folder, list(s.configurations), out / headline_name(s.folder))
+                    for s in studies]  # fmt: skip
     logger.info("comparison of %d studies written to %s (see %s)", len(studies), out, out / OUTPUTS[4])
-    return [out / name for name in OUTPUTS]
+    return written
+
+
+def headline_name(folder: Path) -> str:
+    """The file name of a study's headline figure among the comparison outputs."""
+    from study.layout import HEADLINE
+
+    return f"{Path(HEADLINE).stem}_{folder.name}{Path(HEADLINE).suffix}"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -457,13 +508,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("folders", nargs="+", type=Path, help="analysed results folders (hold study_summary.csv)")
     parser.add_argument("--out", type=Path, default=Path("results/comparison"), help="output folder")
+    parser.add_argument("--headlines", action="store_true",
+                        help="also draw each study's headline figure into --out (headline_<folder>.png)")  # fmt: skip
     return parser.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> None:
     """Compare the studies named on the command line."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    compare_studies(args.folders, args.out)
+    compare_studies(args.folders, args.out, args.headlines)
 
 
 if __name__ == "__main__":

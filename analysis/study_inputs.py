@@ -13,13 +13,16 @@ from analysis.changes import excluded_runs, read_excluded_runs
 from analysis.files import EXCLUDED_ALL, EXCLUDED_CONF, EXCLUDED_DETAILS
 from analysis.snapshots import SnapshotLoader, configuration_parameters_path, read_parameters, training_results_path
 from parameters import Parameters
+from study.layout import PACKED_SUFFIX, TRAINING_RESULTS
 from training.results_io import (
     PRETRAINING_RESULTS,
     SSN_COLUMNS,
     STEP_COLUMNS,
     ResultsFileError,
+    has_stored,
     pretraining_folder,
     read_results_csv,
+    stored,
     training_columns,
 )
 
@@ -66,7 +69,8 @@ class Study:
 
 def discover_configurations(results_root: Path) -> list[str]:
     """Sub-folders holding a training_results.csv, the ``*baseline`` ones first."""
-    names = sorted(p.parent.name for p in Path(results_root).glob("*/training_results.csv"))
+    names = sorted({p.parent.name for name in (TRAINING_RESULTS, TRAINING_RESULTS + PACKED_SUFFIX)
+                    for p in Path(results_root).glob(f"*/{name}")})  # plain, or packed in a kept study
     return sorted(names, key=lambda n: (not n.endswith("baseline"), n))
 
 
@@ -110,9 +114,9 @@ def exclusion_files_match(root: Path, excluded: dict[str, list[int]]) -> bool:
     """True if the exclusion files exist and list exactly these runs for exactly these configurations."""
     details = root / EXCLUDED_DETAILS
     paths = [root / EXCLUDED_ALL, details, *(root / c / EXCLUDED_CONF for c in excluded)]
-    if not all(p.is_file() for p in paths):
+    if not all(has_stored(p) for p in paths):
         return False
-    confs = pd.read_csv(details, index_col=0).index.astype(str).tolist()
+    confs = pd.read_csv(stored(details), index_col=0).index.astype(str).tolist()
     same_lists = all(read_excluded_runs(root / c / EXCLUDED_CONF) == runs for c, runs in excluded.items())
     union = sorted(set().union(*map(set, excluded.values())))
     return same_lists and confs == list(excluded) and read_excluded_runs(root / EXCLUDED_ALL) == union

@@ -4,7 +4,8 @@ column per cell in the :mod:`analysis.cells` order.
 The files always carry a header here (the header-less configuration file of the reference was a defect);
 :func:`read_tuning_curves_csv` reads files with and without one. A file grows by appending one (run, stage)
 block at a time, so an interrupted analysis keeps what it finished; :func:`read_complete_tuning_curves`
-repairs the file an interrupted append left behind.
+repairs the file an interrupted append left behind. In a kept study the file is packed (``.csv.gz``): it is
+read as it is and unpacked to a plain file only when a block is appended or repaired.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.cells import CellLayout, cell_names
-from training.results_io import atomic_open
+from training.results_io import atomic_open, has_stored, is_packed, read_stored_bytes, stored, unpack_file
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def tuning_curve_frame(run_index: int, stage: int, curves: np.ndarray, layout: C
 
 def write_tuning_curves_csv(tc_df: pd.DataFrame, path: str | Path, append: bool = False) -> Path:
     """Write tuning curves WITH a header (fixes the header-less file); append adds rows to a file."""
-    path = Path(path)
+    path = unpack_file(path) if append else Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     exists = append and path.exists() and path.stat().st_size > 0
     tc_df.to_csv(path, mode="a" if exists else "w", header=not exists, index=False, float_format="%.4f")
@@ -46,8 +47,11 @@ def write_tuning_curves_csv(tc_df: pd.DataFrame, path: str | Path, append: bool 
 
 def _first_line_has_header(path: Path) -> bool:
     """True if any cell of the first line is not a number."""
-    with path.open() as handle:
-        first = handle.readline().strip()
+    if is_packed(path):
+        first = read_stored_bytes(path).split(b"\n", 1)[0].decode("utf-8").strip()
+    else:
+        with path.open() as handle:
+            first = handle.readline().strip()
     for cell in first.split(","):
         try:
             float(cell)
@@ -59,9 +63,9 @@ def _first_line_has_header(path: Path) -> bool:
 def read_tuning_curves_csv(path: str | Path, layout: CellLayout | None = None) -> pd.DataFrame:
     """Read a tuning-curve CSV with or without a header line; run_index and training_stage become ints.
 
-    A file without a header needs the layout that names its cell columns.
+    A file without a header needs the layout that names its cell columns (a packed file is read as packed).
     """
-    path = Path(path)
+    path = stored(path)
     if _first_line_has_header(path):
         df = pd.read_csv(path)
     elif layout is None:
@@ -102,8 +106,13 @@ def read_complete_tuning_curves(path: Path, n_oris: int, layout: CellLayout | No
 
     A missing or empty file gives an empty table (with the layout's cell columns when a layout is given).
     """
-    if not path.is_file() or path.stat().st_size == 0:
+    if not has_stored(path) or stored(path).stat().st_size == 0:
         return pd.DataFrame(columns=[*TC_ID_COLUMNS, *(cell_names(layout) if layout else [])])
+    if is_packed(stored(path)):  # packed whole by study.keep, so complete unless it holds incomplete blocks
+        df = read_tuning_curves_csv(path, layout)
+        if (df.groupby(list(TC_ID_COLUMNS))["run_index"].transform("size") == n_oris).all():
+            return df
+        path = unpack_file(path)
     _truncate_partial_line(path)
     df = read_tuning_curves_csv(path, layout)
     sizes = df.groupby(list(TC_ID_COLUMNS))["run_index"].transform("size")

@@ -25,7 +25,7 @@ from parameters import (
     check_preset,
     load_parameters_file,
 )
-from study import lazy_module, parameter_files, records
+from study import inventory, lazy_module, parameter_files, records
 from study.layout import StudyLayout, configuration_parameters
 from study.quick import QUICK_CONFIGS, QUICK_OVERRIDES
 
@@ -36,8 +36,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_CONFIGS: tuple[str, ...] = ("conf_baseline",)
 MAX_SEED = 2**32 - 1
 """Largest base seed: jax.random.PRNGKey keeps 32 bits of it (2**32 gives the key of 0)."""
-RESUME_FORBIDDEN = ("runs", "configs", "seed", "note", "quick", "preset", "overrides_json", "skip_pretraining",
+RESUME_FORBIDDEN = ("configs", "seed", "note", "quick", "preset", "overrides_json", "skip_pretraining",
                     "results_root")  # fmt: skip
+"""The study options that --resume refuses; --runs is the one study option it takes: more runs grow the study."""
 
 
 class UsageError(Exception):
@@ -106,6 +107,8 @@ class Plan:
     results_root: Path
     note: str = ""
     resume: Path | None = None
+    grow_to: int | None = None
+    """With --resume: the runs the study grows to (None: it keeps its runs)."""
 
 
 # ---------------------------------------------------------------------------------------------- command line
@@ -131,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                     for g, cs in configurations.GROUPS.items()) + ".",
     )  # fmt: skip
     study = parser.add_argument_group("study (fixed when the results folder is created)")
-    study.add_argument("--runs", type=int, metavar="N", help="pretraining runs (default: TrainingPars.num_runs)")
+    study.add_argument("--runs", type=int, metavar="N", help="pretraining runs (default: TrainingPars.num_runs); "
+                       "with --resume: grow the study to N runs (docs/studies.md)")
     study.add_argument("--configs", nargs="+", metavar="NAME_OR_GROUP",
                        help="configurations or groups for stage 2 (default: conf_baseline; with --quick: "
                             f"{' '.join(QUICK_CONFIGS)})")  # fmt: skip
@@ -159,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         type=Path,
         metavar="FOLDER",
-        help="finish an interrupted study in FOLDER: only incomplete jobs run again",
+        help="finish an interrupted study in FOLDER (a results folder or a kept one in studies/): only incomplete "
+             "jobs run again; with --runs N, grow it to N runs",
     )
     run = parser.add_argument_group("execution")
     defaults = Execution()
@@ -258,7 +263,9 @@ def study_preset(name: str | None, reused_pretraining: Path | None) -> str:
 
 def resume_plan(args: argparse.Namespace, execution: Execution) -> Plan:
     """Settings recorded in the folder to resume, with the folder checked."""
-    given = [f"--{name.replace('_', '-')}" for name in RESUME_FORBIDDEN if getattr(args, name) not in (None, False)]
+    # "is not": 0 == False, so --seed 0 would pass a membership test in (None, False)
+    given = [f"--{name.replace('_', '-')}" for name in RESUME_FORBIDDEN
+             if getattr(args, name) is not None and getattr(args, name) is not False]  # fmt: skip
     if given:
         raise UsageError(f"{', '.join(given)} cannot be combined with --resume: a resumed study keeps the settings "
                          "recorded in its environment.json")  # fmt: skip
@@ -275,9 +282,43 @@ def resume_plan(args: argparse.Namespace, execution: Execution) -> Plan:
     for path in [layout.parameters, *(layout.configuration(c).parameters for c in study.configs)]:
         if path.exists():
             load_checked(path)
+    grow_to = growth_target(args.runs, study, layout)
+    if study.skip_pretraining and grow_to is None:
+        pretraining_folder_info(layout.recorded_folder(study.skip_pretraining))
+    damage = inventory.damage_report(folder)
+    if damage:
+        raise UsageError(f"cannot resume: {damage}")
+    return Plan(study, execution, folder.parent, resume=folder, grow_to=grow_to)
+
+
+def growth_target(runs: int | None, study: Study, layout: StudyLayout) -> int | None:
+    """The runs a resumed study grows to (None: it keeps its runs); UsageError if it would shrink, or if a
+    --skip-pretraining study would need runs that the reused pretraining does not retain (yet)."""
+    if runs is None or runs == study.runs:
+        return None
+    if runs < study.runs:
+        raise UsageError(f"--runs {runs} would shrink the study in {layout.root} ({study.runs} runs): a study only "
+                         "grows; resume it without --runs")  # fmt: skip
     if study.skip_pretraining:
-        pretraining_folder_info(Path(study.skip_pretraining))
-    return Plan(study, execution, folder.parent, resume=folder)
+        reused = layout.recorded_folder(study.skip_pretraining)
+        retained = pretraining_folder_info(reused)[1]
+        if reused_pretraining_in_progress(reused):
+            raise UsageError(f"cannot grow: the reused pretraining in {reused} is not assembled (is it growing?); "
+                             f"finish it first: python main.py --resume {reused}")  # fmt: skip
+        if retained < runs:
+            raise UsageError(f"cannot grow to {runs} runs: the reused pretraining in {reused} retains {retained}; "
+                             f"grow it first (python main.py --resume {reused} --runs M) or ask for at most "
+                             f"{retained}")  # fmt: skip
+    return runs
+
+
+def reused_pretraining_in_progress(folder: Path) -> bool:
+    """Whether a study folder whose pretraining is reused is still pretraining (e.g. growing): its files then
+    hold an earlier assembly. A folder without a study record (made by hand) is taken as finished."""
+    try:
+        return inventory.study_state(folder).retained is None
+    except records.ResultsFolderError:
+        return False
 
 
 def configuration_names(names: Sequence[str]) -> tuple[str, ...]:
@@ -309,7 +350,7 @@ def pretraining_folder_info(folder: Path) -> tuple[Path, int, int]:
     folder = folder.resolve()
     try:
         record = records.read_environment_record(folder)
-        missing = [path.name for path in StudyLayout(folder).pretraining_files() if not path.is_file()]
+        missing = [path.name for path in StudyLayout(folder).pretraining_files() if not results_io.has_stored(path)]
         if missing:
             raise records.ResultsFolderError(f"{folder} has no finished pretraining (missing {', '.join(missing)})")
         retained = main_training.retained_runs(folder)

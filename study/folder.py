@@ -94,6 +94,10 @@ def record_resume(folder: Path, argv: Sequence[str]) -> None:
     entry.pop("results_format_version")
     record["resumes"] = [*record.get("resumes", []), entry]
     records.write_json(StudyLayout(folder).environment, record)
+    if StudyLayout(folder).kept.is_file():  # a kept study keeps no code snapshot, only the code version
+        logger.info("kept study made with code version %s, resumed with %s", record.get("code_version"),
+                    entry.get("code_version"))  # fmt: skip
+        return
     changed = records.changed_scripts(folder)
     if changed:
         logger.warning("code changed since the study started (running the current code): %s", ", ".join(changed))

@@ -4,6 +4,7 @@ Nothing else in the repository spells a results file name; code asks a layout fo
 
     <root>/                                  StudyLayout(root)
         environment.json  note.txt  log.txt  parameters.py  report.html  .main.lock
+        kept.json                            only in a kept copy (study.keep): where and when it was kept
         scripts/                             the code at the study's start (scripts/parameters.py included)
         logs/<job>.log                       one log per job
         submitit/                            submitit's own files (--executor slurm)
@@ -21,11 +22,15 @@ Three markers share the name ``DONE.json`` in different places: a pretraining jo
 their job folder) and a configuration's (in its folder, written once its jobs are assembled). They are named
 separately here (JOB_DONE, CONFIGURATION_DONE) so that a reader sees which one is meant.
 
+A kept copy of a study (``studies/<name>/``, made by ``python -m study.keep``) stores every CSV file gzip-packed
+as ``<name>.csv.gz`` (PACKED_SUFFIX); readers find a file's content with ``training.results_io.stored``.
+
 This module imports only the standard library.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +47,10 @@ SCRIPTS = "scripts"
 """The copy of the code taken when the folder was created."""
 JOB_LOGS = "logs"
 SUBMITIT = "submitit"
+KEPT = "kept.json"
+"""The record of a kept copy of a study (study.keep): the folder it was kept from, when, with which code."""
+PACKED_SUFFIX = ".gz"
+"""Suffix of a gzip-packed results file in a kept study: ``pretraining_results.csv.gz``."""
 
 # ------------------------------------------------------------------------------------------------ markers
 PRETRAINING_DONE = "PRETRAINING_DONE.json"
@@ -108,6 +117,11 @@ SUMMARY_PDF = "summary.pdf"
 def complete_copy(name: str) -> str:
     """The name of the unfiltered copy of a per-run file: ``orimap.csv`` -> ``orimap_complete.csv``."""
     return f"{Path(name).stem}{COMPLETE_SUFFIX}.csv"
+
+
+def packed(path: Path) -> Path:
+    """The packed twin of a results file: ``a/orimap.csv`` -> ``a/orimap.csv.gz``."""
+    return path.with_name(path.name + PACKED_SUFFIX)
 
 
 def configuration_parameters(conf: str) -> str:
@@ -235,6 +249,16 @@ class StudyLayout:
     @property
     def submitit(self) -> Path:
         return self.root / SUBMITIT
+
+    @property
+    def kept(self) -> Path:
+        return self.root / KEPT
+
+    def recorded_folder(self, recorded: str) -> Path:
+        """A folder named in this study's records (a reused pretraining): absolute as recorded, or relative to
+        the study's root (a kept copy names its reused pretraining as ``../<kept name>``, valid in any clone)."""
+        path = Path(recorded)
+        return path if path.is_absolute() else Path(os.path.normpath(self.root / path))
 
     # study-stage markers
     @property

@@ -12,6 +12,7 @@ import ast
 import json
 import math
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -173,18 +174,45 @@ def write_parameters_copy(
 
     Raises ParameterError (and leaves no file) if the copy does not load or does not carry ``overrides``.
     """
-    from training import results_io  # here: the command line must not load pandas
-
     path, source = Path(path), Path(source or REPO_PARAMETERS)
+    comment = f"# {title}\n" if title else ""
+    text = source.read_text(encoding="utf-8").rstrip("\n") + OVERRIDES_HEADER + comment
+    _write_checked(path, text + _overrides_block(path, overrides, preset))
+
+
+def _overrides_block(path: Path, overrides: Mapping[str, Mapping[str, Any]], preset: str) -> str:
+    """The ``OVERRIDES`` block and ``PRESET`` line of a copy, checked to give back the overrides."""
     block = format_overrides(overrides)
     if ast.literal_eval(block.split("=", 1)[1].strip()) != {k: dict(v) for k, v in overrides.items()}:
         raise ValueError(f"internal error: the OVERRIDES block for {path} does not reproduce the overrides")
-    comment = f"# {title}\n" if title else ""
-    block += f"PRESET = {json.dumps(check_preset(preset))}\n"
-    text = source.read_text(encoding="utf-8").rstrip("\n") + OVERRIDES_HEADER + comment + block
+    return block + f"PRESET = {json.dumps(check_preset(preset))}\n"
+
+
+def _write_checked(path: Path, text: str) -> None:
+    """Write a parameters copy whose text loads; ParameterError otherwise, leaving an existing copy as it was
+    (the text is loaded from a scratch file first) and no new one."""
+    from training import results_io  # here: the command line must not load pandas
+
+    with tempfile.TemporaryDirectory() as scratch:  # not in the study folder: a kill leaves nothing there
+        trial = Path(scratch) / path.name
+        trial.write_text(text, encoding="utf-8")
+        try:
+            load_parameters_file(trial)
+        except ParameterError as error:
+            raise ParameterError(f"invalid parameters in {path.name}: {error.__cause__ or error}") from error
     results_io.atomic_write_text(path, text)
-    try:
-        load_parameters_file(path)
-    except ParameterError as error:
-        path.unlink(missing_ok=True)
-        raise ParameterError(f"invalid parameters in {path.name}: {error.__cause__ or error}") from error
+
+
+def set_num_runs(path: str | os.PathLike, runs: int) -> None:
+    """Record ``TrainingPars.num_runs = runs`` in a parameters copy written by write_parameters_copy (a grown
+    study). Only that value changes: the text above the block, the title, the other overrides in their order
+    and the preset stay, so the copy equals the one a study started with ``runs`` runs writes."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    head, header, tail = text.rpartition(OVERRIDES_HEADER)
+    if not header or "OVERRIDES = {" not in tail:
+        raise ParameterError(f"{path}: no OVERRIDES block written by main.py")
+    overrides = read_overrides(path)
+    overrides.setdefault("TrainingPars", {})["num_runs"] = int(runs)
+    comment = tail[: tail.index("OVERRIDES = {")]
+    _write_checked(path, head + header + comment + _overrides_block(path, overrides, read_preset(path)))

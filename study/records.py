@@ -203,6 +203,22 @@ def is_compatible_format(version: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- folder lock
+def folder_in_use(folder: str | os.PathLike) -> bool:
+    """Whether a main.py holds the lock of a results folder now (the lock file is only read: nothing is written
+    into the folder)."""
+    try:
+        fh = open(StudyLayout(Path(folder)).lock, encoding="utf-8")  # noqa: SIM115  (closed below)
+    except OSError:
+        return False
+    with fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return False
+
+
 @contextlib.contextmanager
 def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive lock on a results folder (ResultsFolderError if another process holds it)."""

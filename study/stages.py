@@ -1,7 +1,8 @@
 """The stages of a study: pretraining, stage 2 of every configuration, then the analysis.
 
 Each stage runs its jobs (study.jobs), assembles their results and writes its study-stage marker; a stage whose
-marker exists is skipped, so that ``--resume`` continues where a study stopped.
+marker exists (for the study's current runs) is skipped, so that ``--resume`` continues where a study stopped and
+a grown study (study.growth) assembles again over all its runs.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from study import lazy_module
+from study import lazy_module, pieces
 from study.cli import EXIT_FAILED, EXIT_OK, Plan, load_checked
 from study.folder import write_configuration_files
 from study.jobs import marker_payload, pretraining_job, run_jobs, training_job
@@ -46,42 +47,65 @@ def pretraining_stage(folder: Path, plan: Plan) -> tuple[Path, int] | None:
     """(pretraining folder, retained runs), running and assembling the pretraining if needed; None on failure."""
     study = plan.study
     layout = StudyLayout(folder)
+    reused = layout.recorded_folder(study.skip_pretraining) if study.skip_pretraining else None
     done = marker_payload(layout.pretraining_done)
-    if done is not None:
-        return Path(done["pretraining_folder"]), int(done["retained_runs"])
-    if study.skip_pretraining:
-        logger.info("reusing the pretraining of %s (%d runs)", study.skip_pretraining, study.runs)
-        return finish_pretraining(folder, Path(study.skip_pretraining), study.runs)
+    # a marker of an earlier code version has no "runs": growth removes the markers before it records more runs
+    if done is not None and done.get("runs", study.runs) == study.runs:
+        # the folder itself, not the path recorded when it was made: the folder may have been moved or kept
+        return reused or folder, int(done["retained_runs"])
+    if reused is not None:
+        logger.info("reusing the pretraining of %s (%d runs)", reused, study.runs)
+        return finish_pretraining(folder, reused, study.runs, study.runs, study.skip_pretraining)
     jobs = [pretraining_job(folder, i, study.runs, study.base_seed) for i in range(study.runs)]
     if run_jobs(jobs, plan.execution, folder, "pretraining"):
         return None
     try:
+        restore_pieces(folder)
         retained = main_pretraining.assemble_pretraining(folder, load_checked(layout.parameters), study.runs)
     except results_io.ResultsFileError as error:
         logger.error("pretraining cannot be assembled: %s", error)
         return None
     logger.info("pretraining assembled: %d of %d runs retained", retained, study.runs)
-    return finish_pretraining(folder, folder, retained)
+    return finish_pretraining(folder, folder, retained, study.runs)
 
 
-def finish_pretraining(folder: Path, pretraining: Path, retained: int) -> tuple[Path, int] | None:
-    """Mark the pretraining stage complete; None if no run is left for stage 2."""
+def finish_pretraining(folder: Path, pretraining: Path, retained: int, runs: int,
+                       recorded: str | None = None) -> tuple[Path, int] | None:  # fmt: skip
+    """Mark the pretraining stage complete for ``runs`` runs; None if no run is left for stage 2.
+
+    ``recorded`` names a reused pretraining as the study's record does (relative in a kept study).
+    """
     if retained < 1:
         logger.error("no pretraining run was retained; nothing to train")
         return None
-    payload = {"pretraining_folder": str(pretraining), "retained_runs": retained}
+    payload = {"pretraining_folder": recorded or str(pretraining), "retained_runs": retained, "runs": runs}
     results_io.write_marker(StudyLayout(folder).pretraining_done, payload)
     return pretraining, retained
+
+
+def restore_pieces(folder: Path) -> None:
+    """Write back the job pieces a kept study leaves out (study.pieces), before an assembly rewrites the files
+    that hold their rows."""
+    restored = pieces.restore_pieces(folder)
+    if restored:
+        logger.info("wrote back %d job files from the assembled files (a kept study stores each row once)",
+                    len(restored))  # fmt: skip
 
 
 def training_stage(folder: Path, plan: Plan, pretraining: Path, retained: int) -> list[str]:
     """Stage-2 jobs of every configuration not yet assembled, then assembly; the incomplete configurations."""
     study, layout = plan.study, StudyLayout(folder)
-    todo = [name for name in study.configs if marker_payload(layout.configuration(name).done) is None]
+    todo = [name for name in study.configs if not assembled(layout.configuration(name).done, retained)]
     jobs = [training_job(folder, name, i, retained, study.base_seed, pretraining) for name in todo
             for i in range(retained)]  # fmt: skip
     failed_jobs = run_jobs(jobs, plan.execution, folder, "stage 2") if jobs else []
     incomplete = sorted({job.name.rsplit(" run ", 1)[0] for job in failed_jobs}, key=todo.index)
+    try:
+        if todo:
+            restore_pieces(folder)
+    except results_io.ResultsFileError as error:
+        logger.error("stage 2 cannot be assembled: %s", error)
+        return todo
     for name in todo:
         if name in incomplete:
             continue
@@ -96,21 +120,39 @@ def training_stage(folder: Path, plan: Plan, pretraining: Path, retained: int) -
     return incomplete
 
 
+def assembled(marker: Path, retained: int) -> bool:
+    """Whether a configuration's marker says its jobs are assembled for ``retained`` runs."""
+    payload = marker_payload(marker)
+    return payload is not None and payload.get("runs") == retained
+
+
 def analysis_stage(folder: Path, plan: Plan) -> int:
-    """Run the analysis once stage 2 is complete; the exit status."""
+    """Run the analysis once stage 2 is complete; the exit status.
+
+    An analysis of fewer runs than the study has (it grew since) is redone from scratch (overwrite): its
+    outputs are tables over all runs, which must come out as in a study started with its runs. A finished
+    analysis whose report is missing (a kept study keeps its tables, not its figures) draws what is missing.
+    """
     if not plan.execution.analysis:
         logger.info("analysis skipped (--no-analysis); study complete in %s", folder)
         return EXIT_OK
     layout = StudyLayout(folder)
-    if marker_payload(layout.analysis_done) is not None:
+    done = marker_payload(layout.analysis_done)
+    current = done is not None and done.get("runs", plan.study.runs) == plan.study.runs
+    if current and layout.report.is_file():
         logger.info("analysis already done; study complete in %s; the report: %s", folder, layout.report)
         return EXIT_OK
+    overwrite = done is not None and not current
+    if current:  # the analysis keeps every output it finds and draws the rest
+        logger.info("analysis done, its figures and report missing (a kept study): drawing them")
+    elif overwrite:
+        logger.info("the analysis covered %s runs, the study has %d: redoing it", done.get("runs"), plan.study.runs)
     settings = main_analysis.QUICK_SETTINGS if plan.study.quick else None
     try:
-        main_analysis.run_analysis(folder, list(plan.study.configs), overwrite=False, settings=settings)
+        main_analysis.run_analysis(folder, list(plan.study.configs), overwrite=overwrite, settings=settings)
     except Exception:
         logger.exception("analysis failed")
         return stopped(folder, "the analysis failed")
-    results_io.write_marker(layout.analysis_done, {"configs": list(plan.study.configs)})
+    results_io.write_marker(layout.analysis_done, {"configs": list(plan.study.configs), "runs": plan.study.runs})
     logger.info("study complete in %s; the report: %s", folder, layout.report)
     return EXIT_OK

@@ -409,9 +409,11 @@ def test_skip_pretraining_inherits_the_reused_folders_settings(tmp_path):
 
 
 def test_every_study_option_is_forbidden_with_resume():
-    """The hand list in main.py must name exactly the options of the parser's 'study' group."""
+    """The hand list in main.py must name exactly the options of the parser's 'study' group but --runs (with
+    --resume it grows the study, tests/test_studies.py)."""
     (group,) = [g for g in main.build_parser()._action_groups if g.title.startswith("study")]
-    assert set(main.RESUME_FORBIDDEN) == {action.dest for action in group._group_actions}
+    assert set(main.RESUME_FORBIDDEN) | {"runs"} == {action.dest for action in group._group_actions}
+    assert "runs" not in main.RESUME_FORBIDDEN
 
 
 def test_resume_rejects_study_options_and_invalid_parameter_files(tmp_path, capsys):
@@ -498,7 +500,12 @@ def test_tiny_study_under_each_preset_runs_and_records_it(tmp_path, preset, caps
 def test_analysis_stage_calls_run_analysis_once_and_reports_failures(tmp_path, monkeypatch):
     plan = parse(["--configs", "conf_baseline", "readout"])
     calls = []
-    monkeypatch.setattr(main.main_analysis, "run_analysis", lambda *args, **kwargs: calls.append((args, kwargs)))
+
+    def analyse(*args, **kwargs):
+        calls.append((args, kwargs))
+        (args[0] / "report.html").write_text("report")  # the analysis writes its report last
+
+    monkeypatch.setattr(main.main_analysis, "run_analysis", analyse)
     assert main.analysis_stage(tmp_path, plan) == main.EXIT_OK
     assert calls == [((tmp_path, list(plan.study.configs)), {"overwrite": False, "settings": None})]
     assert main.analysis_stage(tmp_path, plan) == main.EXIT_OK and len(calls) == 1  # done: not repeated

@@ -16,16 +16,23 @@ Column notes (binding decisions):
   come back exactly.
 * After run exclusion every per-run file carries a last column ``original_run_index``; ``run_index`` is
   the renumbered index. The unfiltered files are kept as ``*_complete.csv``.
+
+Packed files: a kept study (study.keep) stores each CSV gzip-packed as ``<name>.csv.gz``. Every reader here
+takes the plain path and reads whichever of the two exists (:func:`stored`, the plain one first: a command
+that rewrites a file writes it plain and removes its packed twin, so the plain file is always the newer one).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
+import io
 import json
 import logging
 import os
 import shutil
 import tempfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -34,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from parameters import ParameterError
-from study.layout import EXCLUDED_RUNS, PRETRAINING_PIECES, StudyLayout, complete_copy
+from study.layout import EXCLUDED_RUNS, PACKED_SUFFIX, PRETRAINING_PIECES, StudyLayout, complete_copy, packed
 from study.layout import PRETRAINING_RESULTS as PRETRAINING_RESULTS  # for analysis.main_analysis, which imports it here
 
 logger = logging.getLogger(__name__)
@@ -241,6 +248,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    # a kept study holds the packed twin of a file that a resume or the analysis now rewrites: the new plain
+    # file replaces it (study.keep packs it again), so that no reader can see the older content
+    packed(path).unlink(missing_ok=True)
     _fsync_dir(path.parent)
 
 
@@ -283,7 +293,7 @@ def is_complete_output(path: str | os.PathLike) -> bool:
     Files written before atomic writing (or copied in by hand) may have been cut by a kill; such a file
     must count as missing so that it is written again.
     """
-    path = Path(path)
+    path = stored(path)  # a kept study's packed twin counts (its integrity is checked when a study is opened)
     try:
         size = path.stat().st_size
     except OSError:
@@ -309,6 +319,77 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     if stale:
         logger.info("removed %d stale temporary file(s) of interrupted writes", len(stale))
     return stale
+
+
+# ------------------------------------------------------------------------------------------ packed files
+def stored(path: str | os.PathLike) -> Path:
+    """Where the content of a results file is: the plain file if it exists, else its packed twin
+    (``.csv.gz``, a kept study) if that exists, else the plain path (missing)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    twin = packed(path)
+    return twin if twin.is_file() else path
+
+
+def has_stored(path: str | os.PathLike) -> bool:
+    """Whether a results file exists, plain or packed."""
+    return stored(path).is_file()
+
+
+def is_packed(path: str | os.PathLike) -> bool:
+    """Whether a path names a packed file."""
+    return str(path).endswith(PACKED_SUFFIX)
+
+
+def remove_stored(path: str | os.PathLike) -> None:
+    """Delete a results file in both its forms."""
+    Path(path).unlink(missing_ok=True)
+    packed(Path(path)).unlink(missing_ok=True)
+
+
+def read_stored_bytes(path: str | os.PathLike) -> bytes:
+    """The (unpacked) bytes of a results file; ResultsFileError naming it if missing or a packed file is cut
+    or corrupt (gzip checks its length and CRC at the end of the stream)."""
+    where = stored(path)
+    try:
+        if not is_packed(where):
+            return where.read_bytes()
+        with gzip.open(where, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError as error:
+        raise ResultsFileError(f"results file not found: {path}") from error
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise ResultsFileError(f"results file {where} is truncated or corrupt ({error})") from error
+    except OSError as error:
+        raise ResultsFileError(f"results file cannot be read: {where}: {error}") from error
+
+
+def read_stored_text(path: str | os.PathLike) -> str:
+    """The text of a results file, plain or packed (ResultsFileError as read_stored_bytes)."""
+    try:
+        return read_stored_bytes(path).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ResultsFileError(f"results file cannot be read: {stored(path)}: {error}") from error
+
+
+def pack_file(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Write ``source`` gzip-packed to ``target`` atomically. The packed bytes depend only on the content
+    (no name, time 0 in the header), so packing an unchanged file again gives the same bytes."""
+    with (open(source, "rb") as src, atomic_open(target, "wb") as fh,
+          gzip.GzipFile(filename="", mode="wb", fileobj=fh, mtime=0, compresslevel=9) as packed_fh):  # fmt: skip
+        shutil.copyfileobj(src, packed_fh)
+
+
+def unpack_file(path: str | os.PathLike) -> Path:
+    """Make a results file plain before it is appended to: a packed twin is unpacked to the plain path (and
+    removed by the atomic write); returns the plain path."""
+    path = Path(path)
+    if not path.is_file() and packed(path).is_file():
+        data = read_stored_bytes(path)
+        with atomic_open(path, "wb") as fh:
+            fh.write(data)
+    return path
 
 
 def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
@@ -343,11 +424,11 @@ def pretraining_folder(root: str | os.PathLike) -> Path:
     reused pretraining copied into it by hand).
     """
     layout = StudyLayout(Path(root))
-    if layout.pretraining_results.is_file():
+    if has_stored(layout.pretraining_results):
         return layout.root
     payload = read_marker(layout.pretraining_done)
     source = payload.get("pretraining_folder") if isinstance(payload, dict) else None
-    return Path(source) if source else layout.root
+    return layout.recorded_folder(source) if source else layout.root
 
 
 def read_results_csv(
@@ -363,10 +444,17 @@ def read_results_csv(
     columns with non-numeric cells (unless numeric=False; empty cells are NaN by design) and, where the
     writer recorded it, a row count other than ``expected_rows``. ``columns`` keeps only the columns it accepts.
     """
-    path = Path(path)
-    _check_complete_last_line(path)
+    path = stored(path)  # the name every message gives: the file that was read
+    source: Any = path
+    if is_packed(path):  # a kept study's packed file: unpacked whole (which checks it), then parsed
+        data = read_stored_bytes(path)
+        if data and not data.endswith(b"\n"):
+            raise ResultsFileError(f"results file {path} is truncated (its last row is incomplete)")
+        source = io.BytesIO(data)
+    else:
+        _check_complete_last_line(path)
     try:
-        df = pd.read_csv(path, usecols=columns)
+        df = pd.read_csv(source, usecols=columns)
     except FileNotFoundError as error:
         raise ResultsFileError(f"results file not found: {path}") from error
     except pd.errors.EmptyDataError as error:
@@ -411,10 +499,8 @@ def _check_complete_last_line(path: Path) -> None:
 def read_excluded_runs(folder: str | os.PathLike) -> list[int]:
     """Original indices listed in excluded_runs_from_pretraining.csv (an empty file means none)."""
     path = Path(folder) / EXCLUDED_RUNS
-    if not path.is_file():
-        raise ResultsFileError(f"results file not found: {path}")
     try:
-        return [int(line) for line in path.read_text(encoding="utf-8").split()]
+        return [int(line) for line in read_stored_text(path).split()]
     except ValueError as error:
         raise ResultsFileError(f"results file cannot be parsed: {path}: {error}") from error
 
@@ -433,7 +519,7 @@ def final_pretraining_thresholds(pretraining_df: pd.DataFrame) -> pd.Series:
 def read_all_pretraining_results(folder: str | os.PathLike, required_columns: Iterable[str] = ()) -> pd.DataFrame:
     """Every run's pretraining rows: the unfiltered copy that exclusion keeps, or the plain file where none ran."""
     complete = Path(folder) / complete_copy(PRETRAINING_RESULTS)
-    return read_results_csv(complete if complete.is_file() else Path(folder) / PRETRAINING_RESULTS, required_columns)
+    return read_results_csv(complete if has_stored(complete) else Path(folder) / PRETRAINING_RESULTS, required_columns)
 
 
 def excluded_runs_with_thresholds(folder: str | os.PathLike, pretraining_df: pd.DataFrame) -> dict[int, float]:
