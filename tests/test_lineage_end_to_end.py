@@ -39,7 +39,8 @@ def test_quick_study_under_the_preset_writes_every_csv_figure_and_report(tmp_pat
         for name in CONF_CSVS:
             assert len(read_results_csv(folder / conf / name)) > 0, f"{conf}/{name}"
         assert list((folder / conf / "figures").glob("*.png")), conf
-    assert (folder / "report.html").stat().st_size > 0 and (folder / "summary.pdf").stat().st_size > 0
+        assert (folder / conf / "summary.pdf").stat().st_size > 0, conf
+    assert (folder / "report.html").stat().st_size > 0
     pretraining = read_results_csv(folder / "pretraining_results.csv")
     training = read_results_csv(folder / "conf_baseline" / "training_results.csv")
     if preset == "figure":
