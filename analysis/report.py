@@ -32,6 +32,7 @@ import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
+from parameters import PRESET_DESCRIPTIONS
 from study.layout import ENVIRONMENT, EXCLUDED_RUNS, NOTE, PARAMETERS, REPORT
 from training import results_io
 from training.results_io import atomic_open
@@ -122,6 +123,14 @@ CSV_DESCRIPTIONS: dict[str, str] = {
 PER_JOB_FOLDER = re.compile(r"(?:^|/)(?:pretraining|training)_runs/run_\d+/")
 """Per-job copies of the combined tables (listed once per pattern in the file table)."""
 
+
+
+def preset_label(preset: str | None) -> str:
+    """The preset and which version of the model it is (parameters.PRESET_DESCRIPTIONS), for the report."""
+    if not preset:
+        return "not recorded"
+    description = PRESET_DESCRIPTIONS.get(preset)
+    return f"{preset} ({description})" if description else preset
 
 def caption_for(path: str | Path, n: int | None = None) -> str:
     """Caption of a figure from its file name (longest matching known prefix), with the number of runs."""
@@ -299,7 +308,7 @@ def cover_lines(settings: StudySettings | None, conf: ConfigurationReport | None
         lines += [f"Configuration: {conf.name}",
                   f"Runs: {len(conf.runs)}, kept {len(conf.retained)}, excluded: {excluded}"]  # fmt: skip
     if settings is not None:
-        lines += [f"Study: {settings.name}", f"Preset: {settings.preset or 'not recorded'}",
+        lines += [f"Study: {settings.name}", f"Preset: {preset_label(settings.preset)}",
                   f"Base seed: {settings.seed if settings.seed is not None else 'not recorded'}",
                   f"Code version: {settings.code_version or 'not recorded'}",
                   f"Note: {settings.note.splitlines()[0] if settings.note else 'none'}"]  # fmt: skip
@@ -397,7 +406,7 @@ def settings_html(settings: StudySettings) -> str:
     """The study settings table."""
     rows = [
         ("Study", html.escape(settings.name)),
-        ("Preset", html.escape(settings.preset or "not recorded")),
+        ("Preset", html.escape(preset_label(settings.preset))),
         ("Runs", runs_line(settings)),
         ("Pretraining", f"reused from {html.escape(settings.pretraining_from)}" if settings.pretraining_from
                         else "this folder's"),  # fmt: skip

@@ -206,3 +206,11 @@ def test_figures_that_cannot_be_computed_are_one_note(tmp_path) -> None:
     panels = vis.PRE_POST_FIGURES["offset_pre_post"][1]
     fig_path = vis.plot_pre_post_bars(pre_post, panels, tmp_path / "offset.png", "offsets", None, 2)
     assert mpimg.imread(fig_path).std() > 0.01
+
+
+def test_the_report_names_which_version_of_the_model_a_preset_is():
+    from analysis.report import preset_label
+
+    assert preset_label("figure").startswith("figure (the code behind the published figure")
+    assert "2025-01-08" in preset_label("reference") and "2025-01-23" in preset_label("final")
+    assert preset_label(None) == "not recorded" and preset_label("unknown") == "unknown"
