@@ -57,6 +57,24 @@ class Configuration:
         }
 
 
+def unsupported_reason(conf: Configuration, absent: Iterable[str]) -> str | None:
+    """Why ``conf`` means nothing for a model that lacks the trainables ``absent`` (None if it does mean something).
+
+    The figure era's model has no kappa_Jmid and no kappa_f (SSNPars.kappa_mid_f False). A configuration that
+    lists them trains the rest; but one that trains only them, or that differs from conf_baseline only by not
+    training them, would silently repeat conf_baseline or train nothing, so it is refused.
+    """
+    absent = set(absent)
+    lacking = sorted(absent & set(conf.trained))
+    left_out = set(ALL_TRAINABLE) - set(conf.trained)
+    if lacking and not set(conf.trained) - absent:
+        return f"{conf.name} trains only {', '.join(lacking)}, which this model does not have"
+    if left_out and left_out <= absent:
+        return (f"{conf.name} differs from conf_baseline only by not training {', '.join(sorted(left_out))}, "
+                "which this model does not have")
+    return None
+
+
 def _all_but(*names: str) -> tuple[str, ...]:
     """ALL_TRAINABLE without ``names`` (order kept)."""
     missing = set(names) - set(ALL_TRAINABLE)

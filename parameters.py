@@ -26,6 +26,10 @@ STAIRCASE_RULES: tuple[str, ...] = ("legacy", "3down1up")
 PLATEAU_RULES: tuple[str, ...] = ("legacy", "equal")
 FAILURE_BUDGETS: tuple[str, ...] = ("study", "per_run")
 ACCS_125_PROBES: tuple[str, ...] = ("offset_125", "reference_125")
+SUP_I_KERNELS: tuple[str, ...] = ("own", "reuse_E")
+FLIP_RULES: tuple[str, ...] = ("reference", "figure")
+STAGE1_PLACEMENTS: tuple[str, ...] = ("pretraining", "training")
+STAGE1_RATE_TARGETS: tuple[str, ...] = ("fixed", "last_stage0")
 
 # Trainable SSN quantities (spec §11, §16), in the order of the configuration tables.
 ALL_TRAINABLE: tuple[str, ...] = (
@@ -34,6 +38,8 @@ ALL_TRAINABLE: tuple[str, ...] = (
     "kappa_Jsup", "kappa_Jmid", "kappa_f",
 )  # fmt: skip
 PRETRAINED_KEYS: tuple[str, ...] = ALL_TRAINABLE[:14]
+KAPPAS_MID_F: tuple[str, ...] = ("kappa_Jmid", "kappa_f")
+"""The kappas that only a model with SSNPars.kappa_mid_f has."""
 GRADIENT_MODES: tuple[str, ...] = ("auto", "implicit", "unrolled")
 
 
@@ -252,6 +258,12 @@ class SSNPars:
     """kappa_f exponent of the I feedforward term: 'linear' tanh(k)·d (reference) or 'squared' as for E."""
     sup_I_stats_drop_last: bool = True
     """Superficial I max/mean rates leave out the last I cell (reference) instead of using all I cells."""
+    sup_I_kernel: str = "own"
+    """Kernel of the superficial I projections: 'own' (local Gaussian) or 'reuse_E' (figure era: each post
+    type's E-projection kernel, p_local identity and kappa included, so I->X is long-range)."""
+    kappa_mid_f: bool = True
+    """The model has the middle-layer and feedforward kappas (kappa_Jmid, kappa_f); False: the figure era's
+    model, where neither exists and stage 2 trains the rest of a configuration's list."""
 
     def __post_init__(self) -> None:
         _check_finite(self)
@@ -261,7 +273,8 @@ class SSNPars:
         if self.phases not in (2, 4):
             _fail(self, "phases", f"must be 2 or 4 (an even number of phases), got {self.phases}")
         _check_choice(self, "kappa_f_I_form", KAPPA_F_I_FORMS)
-        _check_bool(self, "sup_I_stats_drop_last")
+        _check_choice(self, "sup_I_kernel", SUP_I_KERNELS)
+        _check_bool(self, "sup_I_stats_drop_last", "couple_c_ms", "kappa_mid_f")
 
 
 @dataclass(frozen=True)
@@ -312,7 +325,7 @@ class LossPars:
     lambda_r_max: float = 1.0
     """Weight of the maximum-rate hinge."""
     lambda_r_mean: float = 0.01
-    """Weight of the mean-rate term in stages 0 and 1."""
+    """Weight of the mean-rate term in stage 0 (stage 1: lambda_r_mean_stage1)."""
     lambda_r_mean_stage2: float = 0.25
     """Weight of the mean-rate term in stage 2."""
     lambda_w: float = 1.0
@@ -327,6 +340,12 @@ class LossPars:
     """Mean-rate targets of E cells (middle, superficial), Hz, stages 0 and 1."""
     Rmean_I: tuple[float, float] = (50.0, 50.0)
     """Mean-rate targets of I cells (middle, superficial), Hz, stages 0 and 1."""
+    lambda_task_stage0: float = 1.0
+    """Weight of the cross-entropy term in stage 0 (the logged cross-entropy is the weighted one)."""
+    lambda_r_mean_stage1: float = 0.01
+    """Weight of the mean-rate term in stage 1 (in pretraining)."""
+    stage1_rate_targets: str = "fixed"
+    """Stage-1 mean-rate targets: 'fixed' (Rmean_E, Rmean_I) or 'last_stage0' (the rates of the last stage-0 row)."""
 
     def __post_init__(self) -> None:
         _check_finite(self)
@@ -334,6 +353,7 @@ class LossPars:
             if f.name.startswith("lambda") and getattr(self, f.name) < 0:
                 _fail(self, f.name, f"must be non-negative, got {getattr(self, f.name)}")
         _check_positive(self, "Rmax_E", "Rmax_I", "Rmean_E", "Rmean_I")
+        _check_choice(self, "stage1_rate_targets", STAGE1_RATE_TARGETS)
 
 
 @dataclass(frozen=True)
@@ -393,11 +413,29 @@ class PretrainingPars:
     offset_threshold: tuple[float, float] = (5.0, 25.0)
     """Stage 0 stops when the last two thresholds lie strictly inside this interval, degrees."""
     stage1_acc_threshold: float = 0.65
-    """Stage 1 stops when the recent batch accuracy exceeds this and the threshold is below 10."""
+    """Stage 1 stops when the recent batch accuracy exceeds this and the threshold is below stage1_max_threshold."""
     flip_test_trials: int = 300
     """Fine-task trials of the stage-0 flip test."""
     run_threshold_range: tuple[float, float] = (5.0, 25.0)
-    """Runs whose final pretraining threshold lies outside this interval are excluded, degrees."""
+    """Runs whose final pretraining threshold lies outside this interval (or is missing) are excluded, degrees."""
+    exclude_runs: bool = True
+    """Exclude runs by run_threshold_range after pretraining; False keeps every run that succeeded (figure era)."""
+    stage1_max_threshold: float = 10.0
+    """Stage 1 (in pretraining) stops only once the latest threshold is below this too, degrees."""
+    stage1_placement: str = "pretraining"
+    """Where stage 1 runs: 'pretraining' (after stage 0) or 'training' (figure era: at the start of every stage-2
+    job from the last stage-0 row, stopping once the batch accuracy exceeds stage1_acc_threshold)."""
+    stage0_plateau: bool = False
+    """Stage 0 stops only once the batch accuracies have also plateaued (figure era: exponential fit, Mann-Whitney);
+    the stop rule is then tested on probe steps only."""
+    stage0_plateau_window: int = 20
+    """Window of the stage-0 plateau test: s[-w:-1] against s[-2w:-w] of the batch accuracies, steps."""
+    stage0_plateau_slope: float = 1e-3
+    """Largest end slope |a·b·e^(-b(n-1))| of the fitted a·e^(-bx)+c that counts as a plateau, accuracy per step."""
+    stage0_plateau_alpha: float = 0.1
+    """The stage-0 plateau needs the Mann-Whitney p-value above this."""
+    flip_rule: str = "reference"
+    """Stage-0 readout flip: 'reference' (spec §13.3) or 'figure' (validation < 0.45 and a falling probe, no test)."""
     regression_trials: int = 1000
     """General-task trials of the readout initialisation by logistic regression."""
     regression_train_fraction: float = 0.7
@@ -413,8 +451,11 @@ class PretrainingPars:
                         "acc_check_freq", "flip_test_trials", "regression_trials",
                         "post_stage1_regression_trials", "regression_chunk")  # fmt: skip
         _check_interval(self, "ori_interval", "ori_dist_int", "offset_threshold", "run_threshold_range")
-        _check_probability(self, "stage1_acc_threshold", "regression_train_fraction")
-        _check_bool(self, "shuffle_labels")
+        _check_probability(self, "stage1_acc_threshold", "regression_train_fraction", "stage0_plateau_alpha")
+        _check_bool(self, "shuffle_labels", "exclude_runs", "stage0_plateau")
+        _check_positive(self, "stage1_max_threshold", "stage0_plateau_window", "stage0_plateau_slope")
+        _check_choice(self, "stage1_placement", STAGE1_PLACEMENTS)
+        _check_choice(self, "flip_rule", FLIP_RULES)
 
 
 @dataclass(frozen=True)
@@ -467,6 +508,15 @@ class TrainingPars:
     """Plateau windows: 'legacy' s[-w:-1] vs s[-2w:-w] (reference, w - 1 values) or 'equal' s[-w:] vs s[-2w:-w]."""
     accs_125_probe: str = "offset_125"
     """accs_125 column: 'offset_125' (reference: reference 55°, offset 125°) or 'reference_125' (reference 125°)."""
+    plateau_alpha: float = 0.05
+    """Stage 2's plateau needs the Mann-Whitney p-value above this at every plateau offset."""
+    plateau_curve_fit: bool = False
+    """Stage 2's plateau also needs an exponential fit's end slope below plateau_fit_slope (figure era, T-early)."""
+    plateau_fit_slope: float = 1e-3
+    """Largest end slope of the exponential fit that counts as a plateau (plateau_curve_fit), accuracy per probe."""
+    failure_reseed: bool = True
+    """A failed pretraining attempt is retried with fresh streams; False: the run is dropped (the figure era
+    retried with the same seed, which fails the same way)."""
 
     def __post_init__(self) -> None:
         _check_finite(self)
@@ -480,6 +530,9 @@ class TrainingPars:
         _check_choice(self, "plateau_rule", PLATEAU_RULES)
         _check_choice(self, "failure_budget", FAILURE_BUDGETS)
         _check_choice(self, "accs_125_probe", ACCS_125_PROBES)
+        _check_probability(self, "plateau_alpha")
+        _check_positive(self, "plateau_fit_slope")
+        _check_bool(self, "plateau_curve_fit", "failure_reseed", "shuffle_labels", "general_task")
         if not set(self.plateau_offsets) <= set(self.test_offsets):
             _fail(self, "plateau_offsets", "must be a subset of test_offsets")
 
@@ -565,6 +618,8 @@ class RandomizePars:
     """Initial readout weights are rescaled to std readout_std / floor(sqrt(n_weights))."""
     rescale_readout_bias: bool = False
     """Scale the initial readout bias by the weights' factor (same decisions); False keeps it (reference)."""
+    draw_c_s: bool = False
+    """Draw the superficial baselines cE_s, cI_s from c (after J_s, before f) instead of copying cE_m, cI_m."""
 
     def __post_init__(self) -> None:
         _check_finite(self)
@@ -573,7 +628,7 @@ class RandomizePars:
         _check_positive(self, "J_EE", "J_EI", "J_IE", "J_II", "g", "f", "eta", "max_inequality_tries",
                         "max_middle_resamples", "max_superficial_failures", "max_total_failures",
                         "probe_trials", "readout_std")  # fmt: skip
-        _check_bool(self, "rescale_readout_bias")
+        _check_bool(self, "rescale_readout_bias", "draw_c_s")
 
 
 @dataclass(frozen=True)
@@ -602,6 +657,19 @@ class Parameters:
             if size > self.grid.gridsize_Nx or (self.grid.gridsize_Nx - size) % 2:
                 raise ParameterError(f"ReadoutPars.readout_grid_size: {size} must not exceed the grid and "
                                      f"must be centred in it (same parity as {self.grid.gridsize_Nx})")
+        if self.randomize.draw_c_s and self.ssn.couple_c_ms:
+            raise ParameterError("RandomizePars.draw_c_s: drawn superficial baselines need uncoupled layers "
+                                 "(SSNPars.couple_c_ms = False)")
+
+    @property
+    def absent_trainables(self) -> tuple[str, ...]:
+        """Names of ALL_TRAINABLE that this model does not have (kappa_Jmid and kappa_f without SSNPars.kappa_mid_f)."""
+        return () if self.ssn.kappa_mid_f else KAPPAS_MID_F
+
+    @property
+    def stage2_trained(self) -> tuple[str, ...]:
+        """What stage 2 trains: the configuration's list (TrainedSSNPars.trained) less what the model lacks."""
+        return tuple(name for name in self.trained_ssn.trained if name not in self.absent_trainables)
 
     def with_overrides(self, overrides: dict[str, dict[str, Any]]) -> Parameters:
         """A copy with ``{"ClassName": {"field": value}}`` applied (values validated as usual)."""
@@ -628,17 +696,29 @@ def _as_tuples(values: dict[str, Any]) -> dict[str, Any]:
     return {k: convert(v) for k, v in values.items()}
 
 
-# Every behaviour where the reference implementation and the corrected one give different numbers in a working
-# run (spec §18), in the form of OVERRIDES. The dataclass defaults above are the reference values, so
-# "reference" restates them; docs/model.md ("Presets") gives the reason for each switch.
+# The versions of the earlier implementation (../shared/spec/LINEAGE.md) and the corrected model, as OVERRIDES on
+# top of the defaults above. The defaults are the seed version's behaviour, so "reference" restates its switches;
+# "corrected" switches every behaviour the specification corrects (spec §18); "figure" and "final" are the
+# versions before and after the seed's. docs/model.md ("Presets", "Lineage") gives the reason for each switch.
+FIGURE_SIGMA_ORIS = 180.0 / math.sqrt(2.0)
+"""The figure era's orientation term ori²/180² written as ori²/(2σ²)."""
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "reference": {
-        "SSNPars": {"kappa_f_I_form": "linear", "sup_I_stats_drop_last": True},
-        "PretrainingPars": {"shuffle_labels": True},
+        "SSNPars": {"kappa_f_I_form": "linear", "sup_I_stats_drop_last": True, "sigma_oris": 90.0,
+                    "kappa_range": 90.0, "couple_c_ms": True, "sup_I_kernel": "own", "kappa_mid_f": True},
+        "LossPars": {"lambda_task_stage0": 1.0, "lambda_r_mean_stage1": 0.01, "stage1_rate_targets": "fixed"},
+        "PretrainingPars": {"shuffle_labels": True, "offset_threshold": (5.0, 25.0), "min_acc_check_ind": 50,
+                            "stage0_plateau": False, "flip_rule": "reference", "stage1_placement": "pretraining",
+                            "stage1_acc_threshold": 0.65, "stage1_max_threshold": 10.0, "exclude_runs": True,
+                            "run_threshold_range": (5.0, 25.0)},
         "TrainingPars": {"staircase_rule": "legacy", "plateau_rule": "legacy", "failure_budget": "study",
-                         "accs_125_probe": "offset_125"},
+                         "accs_125_probe": "offset_125", "test_offsets": (1.0, 3.0, 7.0, 12.0, 20.0),
+                         "SGD_steps": 1500, "plateau_alpha": 0.05, "plateau_curve_fit": False,
+                         "failure_reseed": True},
         "TrainedSSNPars": {"honour_opt_readout": False},
-        "RandomizePars": {"rescale_readout_bias": False},
+        "RandomizePars": {"rescale_readout_bias": False, "probe_trials": 10, "dx_max_fine": 100.0,
+                          "dx_max_general": 200.0, "draw_c_s": False, "J_EE": (4.0, 5.5), "J_EI": (0.7, 2.0),
+                          "J_IE": (4.0, 5.5), "J_II": (0.7, 1.2)},
     },
     "corrected": {
         "SSNPars": {"kappa_f_I_form": "squared", "sup_I_stats_drop_last": False},
@@ -648,7 +728,33 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "TrainedSSNPars": {"honour_opt_readout": True},
         "RandomizePars": {"rescale_readout_bias": True},
     },
+    # The code behind the published figure: pretraining of 2024-08-15, stage 2 of Sep to 2024-10-08 (LINEAGE.md J).
+    "figure": {
+        "SSNPars": {"sigma_oris": FIGURE_SIGMA_ORIS, "kappa_range": 45.0, "couple_c_ms": False,
+                    "sup_I_kernel": "reuse_E", "kappa_mid_f": False},
+        "PretrainingPars": {"shuffle_labels": False, "offset_threshold": (3.0, 10.0), "min_acc_check_ind": 100,
+                            "stage0_plateau": True, "flip_rule": "figure", "stage1_placement": "training",
+                            "stage1_acc_threshold": 0.51, "exclude_runs": False},
+        "TrainingPars": {"test_offsets": (1.0, 3.0, 7.0, 12.0), "SGD_steps": 2000, "plateau_alpha": 0.1,
+                         "plateau_curve_fit": False, "failure_reseed": False},
+        "TrainedSSNPars": {"honour_opt_readout": True},
+        "RandomizePars": {"probe_trials": 3, "dx_max_fine": 50.0, "dx_max_general": 1e30, "draw_c_s": True},
+    },
+    # The authors' last revision, 2025-01-23, two weeks after the seed's version (LINEAGE.md, "The final preset").
+    "final": {
+        "LossPars": {"lambda_task_stage0": 0.5, "lambda_r_mean_stage1": 0.25, "stage1_rate_targets": "last_stage0"},
+        "PretrainingPars": {"stage1_max_threshold": 20.0, "run_threshold_range": (0.0, 25.0)},
+        "TrainingPars": {"accs_125_probe": "reference_125"},
+        "RandomizePars": {"J_EE": (4.0, 4.8), "J_EI": (1.2, 2.0), "J_IE": (4.6, 5.4), "J_II": (0.8, 1.6)},
+    },
 }  # fmt: skip
+PRESET_DESCRIPTIONS: dict[str, str] = {
+    "figure": "the code behind the published figure (pretraining 2024-08-15, stage 2 to 2024-10-08)",
+    "reference": "the seed version of 2025-01-08 that ../shared/spec/MODEL.md describes (default)",
+    "final": "the authors' last revision of 2025-01-23",
+    "corrected": "the reference with every correction of the specification (spec §18)",
+}
+"""One line per preset for --help: which version of the earlier implementation, of which date."""
 DEFAULT_PRESET = "reference"
 
 # A configuration's copy of this file reassigns OVERRIDES (and PRESET) at its end; the repository's copy keeps
@@ -674,7 +780,13 @@ def build_parameters(overrides: dict[str, dict[str, Any]] | None = None, preset:
 
 def load_parameters_file(path: str | Path, preset: str | None = None) -> Parameters:
     """Import a parameters file (e.g. a configuration's copy) and build its parameters: its PRESET (or ``preset``
-    where given), then its OVERRIDES."""
+    where given), then its OVERRIDES.
+
+    The file's own classes and defaults decide every value it defines (a copy may predate edits of this
+    file); the result is made of this module's classes (:func:`as_current`), so loading a file twice gives
+    equal, hashable parameters (one compilation per distinct value), and a field the file predates takes its
+    current default, which is the behaviour before that field existed.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"parameters file not found: {path}")
@@ -687,9 +799,28 @@ def load_parameters_file(path: str | Path, preset: str | None = None) -> Paramet
         overrides = getattr(module, "OVERRIDES", {})
         preset = preset if preset is not None else getattr(module, "PRESET", None)
         if preset is None:  # a file written before presets existed
-            return module.build_parameters(overrides)
-        return module.build_parameters(overrides, preset=preset)
+            loaded = module.build_parameters(overrides)
+        else:
+            loaded = module.build_parameters(overrides, preset=preset)
+        return as_current(loaded)
     except Exception as error:  # the file's own ParameterError class, a syntax error, a bad override
         raise ParameterError(f"{path}: {error}") from error
     finally:
         sys.modules.pop(name, None)
+
+
+def as_current(loaded: Any) -> Parameters:
+    """Parameters of another copy of this module's classes (an imported parameters file) as this module's
+    classes, validated field by field; a field the copy lacks takes its current default, and a field this
+    module lacks is refused (ParameterError naming it)."""
+    groups = {}
+    for group_field in dataclasses.fields(Parameters):
+        group = getattr(loaded, group_field.name)
+        current_class = type(getattr(Parameters(), group_field.name))
+        known = {f.name for f in dataclasses.fields(current_class)}
+        values = {f.name: getattr(group, f.name) for f in dataclasses.fields(group)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ParameterError(f"{current_class.__name__}: fields {unknown} are not parameters of this code")
+        groups[group_field.name] = current_class(**values)
+    return Parameters(**groups)

@@ -1,5 +1,9 @@
 """Run exclusion (ANALYSIS.md §2) and relative parameter changes and pre/post values (§6).
 
+A configuration's training_results.csv holds stage-2 rows; where stage 1 runs in the training job
+(PretrainingPars.stage1_placement 'training', the figure era) a run's stage-1 rows (stage = 1, possibly none)
+come before them. Everything below that means stage 2 reads the stage-2 rows only.
+
 Exclusion (binding decision 7, fix of B4): a run is excluded from a configuration's analysis if it has no
 stage-2 (training) rows, or if both the mean of its last 3 valid psychometric thresholds exceeds 10 and more
 than 8 of its last 10 staircase values sit at the ceiling (>= max_train_offset - 0.1). The rule applies to
@@ -7,6 +11,9 @@ every configuration; the union over configurations is used where configurations 
 
 Relative changes (fixes B3 and B22): the training window runs from the first stage-2 row to the last row, for
 every configuration (the reference started the first configuration's window at the last pretraining row).
+With stage 1 in the training job this is LINEAGE.md H's figure for J, c and f (its start row, the last
+stage-0 row, holds the values of the first stage-2 row, since stage 1 trains the readout only) and for κ
+(zero at the first stage-2 row). The pretraining window ends at the run's last pretraining row.
 Ordinary columns get percent changes; kappa columns (the change of tanh(kappa); the files store raw kappa)
 and every column whose start value is 0 in some run get absolute changes in ``d_<name>`` columns; NaN stays
 NaN. Start and end of a window are the first and last non-missing values inside it (psychometric offsets
@@ -36,6 +43,14 @@ def _column_values(df: pd.DataFrame, column: str) -> np.ndarray:
     return pd.to_numeric(df[column], errors="coerce").dropna().to_numpy(float)
 
 
+def stage2_rows(train_df: pd.DataFrame) -> pd.DataFrame:
+    """The stage-2 rows of a training table (all of them where it has no stage column or no stage-1 rows)."""
+    if "stage" not in train_df.columns:
+        return train_df
+    stage = pd.to_numeric(train_df["stage"], errors="coerce")
+    return train_df[(stage == 2) | stage.isna()]
+
+
 def exclusion_table(
     train_df: pd.DataFrame,
     run_indices: Iterable[int],
@@ -48,8 +63,9 @@ def exclusion_table(
 ) -> pd.DataFrame:
     """Per run: training rows?, last-3 psychometric mean, staircase values at ceiling, verdict."""
     rows = []
+    stage2 = stage2_rows(train_df)
     for run in run_indices:
-        sub = train_df[train_df["run_index"] == run]
+        sub = stage2[stage2["run_index"] == run]
         has_training = len(sub) > 0
         psy = _column_values(sub, "psychometric_offset")
         stair = _column_values(sub, "staircase_offset")
@@ -194,13 +210,16 @@ def changes_from_endpoints(start: pd.DataFrame, end: pd.DataFrame) -> pd.DataFra
     return pd.DataFrame(out, index=start.index)
 
 
-def _window_bounds(table: pd.DataFrame, window: str) -> tuple[int, int] | None:
-    """[a, b] of the 'train' window (first stage-2 row .. last row) or the 'pretrain' window."""
+def _window_bounds(table: pd.DataFrame, window: str, pretraining_rows: int | None = None) -> tuple[int, int] | None:
+    """[a, b] of the 'train' window (first stage-2 row .. last row) or the 'pretrain' window (first row .. the
+    row before the first stage-2 row, and at most the ``pretraining_rows``-th: a configuration's stage-1 rows
+    belong to its training, not to the pretraining)."""
     t = time_indices(table)
     if window == "train":
         return None if t["tT"] is None else (t["tT"], t["tE"])
     if window == "pretrain":
-        return t["t0"], (t["tE"] if t["tT"] is None else t["tT"] - 1)
+        end = t["tE"] if t["tT"] is None else t["tT"] - 1
+        return t["t0"], end if pretraining_rows is None else min(end, pretraining_rows - 1)
     raise ValueError("window must be 'train' or 'pretrain'")
 
 
@@ -220,7 +239,8 @@ def endpoints_for_runs(
     starts, ends = {}, {}
     for run in run_indices:
         table = run_table(pre_df, train_df, int(run))
-        bounds = _window_bounds(table, window) if len(table) else None
+        pretraining_rows = int((pre_df["run_index"] == run).sum())
+        bounds = _window_bounds(table, window, pretraining_rows) if len(table) else None
         if bounds is None:
             continue
         starts[int(run)], ends[int(run)] = window_endpoints(table, *bounds)

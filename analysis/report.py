@@ -87,9 +87,10 @@ FIGURE_CAPTIONS: dict[str, str] = {
 CSV_DESCRIPTIONS: dict[str, str] = {
     "pretraining_results.csv": "every pretraining step (stages 0 and 1) of every run: metrics and parameters",
     "pretraining_results_val.csv": "pretraining probe steps with the accuracy at every probe offset",
-    "training_results.csv": "every stage-2 step of every run: metrics, parameters, staircase offset, thresholds",
-    "training_results_val.csv": "stage-2 probe steps (every acc_check_freq-th and the last) with the accuracy at "
-    "every probe offset",
+    "training_results.csv": "every stage-2 step of every run (after its stage-1 steps where stage 1 runs in the "
+    "training job): metrics, parameters, staircase offset, thresholds",
+    "training_results_val.csv": "stage-2 probe steps (every acc_check_freq-th and the last; after the stage-1 ones "
+    "where stage 1 runs in the training job) with the accuracy at every probe offset",
     "orimap.csv": "orientation map of each run (one value per grid point, degrees)",
     "initial_parameters.csv": "gE, gI and the learning rate of each run and pretraining stage",
     "init_readout_params.csv": "initial readout weights of each run",

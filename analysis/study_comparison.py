@@ -57,7 +57,7 @@ OUTPUTS: tuple[str, ...] = (
 )  # fmt: skip
 PUBLISHED_BASELINE: dict[str, float] = {"J_II_s": 25.0, "J_II_m": 5.0, "J_EE_s": -12.0}
 """Medians (percent change over stage 2, baseline configuration) read off the earlier implementation's
-published figure (50 runs, its own defaults); shown for comparison only."""
+published figure (its `figure` version, 49 runs, no exclusion); shown for comparison only."""
 CONTRASTS: tuple[tuple[str, str, str], ...] = (
     ("dJ_II sup-mid", "J_II_m", "J_II_s"),
     ("dE/I ratio sup-mid", "EI_ratio_J_m", "EI_ratio_J_s"),
@@ -143,8 +143,9 @@ def load_study(folder: Path, label: str | None = None) -> StudyData:
     pretraining_settings = settings if pretraining_root == folder else study_settings(pretraining_root)
     training, changes, analysis_excluded = {}, {}, {}
     for conf in confs:
-        training[conf] = _read(folder / conf / layout.TRAINING_RESULTS,
-                               ["run_index", "stage", "loss_dx_max", "gradient_unrolled", "loss_all"])  # fmt: skip
+        rows = _read(folder / conf / layout.TRAINING_RESULTS,
+                     ["run_index", "stage", "loss_dx_max", "gradient_unrolled", "loss_all"])  # fmt: skip
+        training[conf] = rows[rows["stage"] == 2]  # not the stage-1 rows a figure-era training job starts with
         dropped = read_index_list(folder / conf / layout.EXCLUDED_CONF)
         rc = _read(folder / conf / layout.REL_TRAIN, ["run_index"])
         changes[conf] = rc[~rc["run_index"].astype(int).isin(dropped)].reset_index(drop=True)

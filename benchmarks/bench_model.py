@@ -1,9 +1,11 @@
 """Benchmark of the model core: median wall time and peak memory of the hot paths.
 
-Usage: ``python benchmarks/bench_model.py [--repeats 5] [--case NAME]``. Each case runs in its own
-subprocess so that its peak resident memory (ru_maxrss) is its own. Compilation is excluded from the
-timings (one warm-up call first). Prints a table and the ratios between gradient modes. An SGD step is
-:func:`training.evaluation.sgd_gradients`, the training loop's call (for 'auto' the settling check included).
+Usage: ``python benchmarks/bench_model.py [--repeats 5] [--only CASE ...] [--presets reference figure]``.
+Each case runs in its own subprocess so that its peak resident memory (ru_maxrss) is its own. Compilation is
+excluded from the timings (one warm-up call first). Prints a table, the ratios between gradient modes and,
+with several presets, each case's time under every preset relative to the first (the figure model's dense
+superficial inhibition against the seed's local one). An SGD step is :func:`training.evaluation.sgd_gradients`,
+the training loop's call (for 'auto' the settling check included).
 """
 
 from __future__ import annotations
@@ -37,29 +39,31 @@ UNSETTLED_J_EE_S = 5.3
 """J_EE of the superficial layer at which the example model has not converged within 300 Euler steps."""
 
 
-def example_model(mode: str = "implicit", unsettled: bool = False):
-    """Default parameters, a uniform orientation map and mid-range log-parameters (or a J_EE_s too strong
+def example_model(mode: str = "implicit", unsettled: bool = False, preset: str = "reference"):
+    """A preset's parameters, a uniform orientation map and mid-range log-parameters (or a J_EE_s too strong
     for the superficial layer to converge)."""
     import jax.numpy as jnp
     import numpy as np
 
-    from parameters import Parameters
+    from parameters import build_parameters
     from training.model import build_static, zero_kappas
     from training.util_gabor import make_uniform_orimap
 
-    params = Parameters()
+    params = build_parameters(preset=preset)
     params = dataclasses.replace(params, conv=dataclasses.replace(params.conv, gradient_mode=mode))
     static = build_static(make_uniform_orimap(params.grid, np.random.default_rng(0)), 0.35, 0.28, params)
     J = {"EE": 4.5, "EI": 1.6, "IE": 5.0, "II": 1.0}
     log_params = {f"log_J_{k}_{layer}": jnp.float32(np.log(v)) for k, v in J.items() for layer in ("m", "s")}
     log_params.update(cE_m=jnp.float32(5.0), cI_m=jnp.float32(5.0), log_f_E=jnp.float32(0.0),
                       log_f_I=jnp.float32(0.0), **zero_kappas())  # fmt: skip
+    if not params.ssn.couple_c_ms:
+        log_params.update(cE_s=jnp.float32(5.0), cI_s=jnp.float32(5.0))
     if unsettled:
         log_params["log_J_EE_s"] = jnp.float32(np.log(UNSETTLED_J_EE_S))
     return params, static, log_params
 
 
-def case_function(name: str):
+def case_function(name: str, preset: str = "reference"):
     """A zero-argument callable that runs the case once and blocks until done."""
     import jax
     import jax.numpy as jnp
@@ -72,7 +76,7 @@ def case_function(name: str):
     from training.util_gabor import grating_images
 
     mode = next(m for m in ("unrolled", "implicit", "auto") if f"_{m}" in name) if "step" in name else "implicit"
-    params, static, log_params = example_model(mode, unsettled=name.endswith("unsettled"))
+    params, static, log_params = example_model(mode, unsettled=name.endswith("unsettled"), preset=preset)
     constants = default_loss_constants(params.loss)
     keys = iter(jax.random.split(jax.random.PRNGKey(0), 10_000))
     if name == "forward_200_images":
@@ -103,9 +107,9 @@ def split(log_params: dict) -> tuple[dict, dict]:
     return trained, {k: v for k, v in log_params.items() if k.startswith("kappa")}
 
 
-def run_case(name: str, repeats: int) -> dict:
+def run_case(name: str, repeats: int, preset: str = "reference") -> dict:
     """Time one case in this process (after a warm-up call); peak memory of the process."""
-    fn = case_function(name)
+    fn = case_function(name, preset)
     start = time.perf_counter()
     fn()
     compile_s = time.perf_counter() - start
@@ -126,30 +130,38 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--case", choices=sorted(CASES), help="run one case in this process (internal use)")
     parser.add_argument("--only", nargs="+", choices=sorted(CASES), help="run only these cases")
+    parser.add_argument("--presets", nargs="+", default=["reference"], help="parameter presets to compare")
     args = parser.parse_args()
     if args.case:
-        print(json.dumps(run_case(args.case, args.repeats)))
+        print(json.dumps(run_case(args.case, args.repeats, args.presets[0])))
         return
     import jax
 
     print(f"machine: {platform.machine()} {platform.processor() or ''}, jax {jax.__version__}, "
           f"backend {jax.default_backend()}, devices {jax.devices()}")  # fmt: skip
-    results = {}
-    for name, description in CASES.items():
-        if args.only and name not in args.only:
-            continue
-        out = subprocess.run([sys.executable, __file__, "--case", name, "--repeats", str(args.repeats)],
-                             capture_output=True, text=True, check=True, cwd=ROOT)  # fmt: skip
-        results[name] = json.loads(out.stdout.strip().splitlines()[-1])
-        r = results[name]
-        print(f"{description:<62} median {r['median_s']:8.4f} s   best {r['best_s']:8.4f} s   "
-              f"first call {r['first_call_s']:6.1f} s   peak RSS {r['peak_rss_gb']:.2f} GB")  # fmt: skip
+    by_preset: dict[str, dict] = {}
+    for preset in args.presets:
+        print(f"preset {preset}")
+        by_preset[preset] = results = {}
+        for name, description in CASES.items():
+            if args.only and name not in args.only:
+                continue
+            command = [sys.executable, __file__, "--case", name, "--repeats", str(args.repeats), "--presets", preset]
+            out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
+            results[name] = json.loads(out.stdout.strip().splitlines()[-1])
+            r = results[name]
+            print(f"  {description:<62} median {r['median_s']:8.4f} s   best {r['best_s']:8.4f} s   "
+                  f"first call {r['first_call_s']:6.1f} s   peak RSS {r['peak_rss_gb']:.2f} GB")  # fmt: skip
+    results = by_preset[args.presets[0]]
     ratios = (("stage0_step_implicit", "stage0_step_unrolled"), ("stage2_step_implicit", "stage2_step_unrolled"),
               ("stage0_step_auto", "stage0_step_implicit"), ("stage2_step_auto", "stage2_step_implicit"),
               ("stage2_step_auto_unsettled", "stage2_step_unrolled_unsettled"))  # fmt: skip
     for a, b in ratios:
         if a in results and b in results:
-            print(f"time ratio {a}/{b}: {results[a]['median_s'] / results[b]['median_s']:.3f}")
+            print(f"time ratio {a}/{b} ({args.presets[0]}): {results[a]['median_s'] / results[b]['median_s']:.3f}")
+    for preset in args.presets[1:]:
+        for name, r in by_preset[preset].items():
+            print(f"time ratio {name}, {preset}/{args.presets[0]}: {r['median_s'] / results[name]['median_s']:.3f}")
 
 
 if __name__ == "__main__":

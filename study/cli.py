@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import configurations
-from parameters import DEFAULT_PRESET, PRESETS, ParameterError, Parameters, check_preset, load_parameters_file
+from parameters import (
+    DEFAULT_PRESET,
+    PRESET_DESCRIPTIONS,
+    PRESETS,
+    ParameterError,
+    Parameters,
+    check_preset,
+    load_parameters_file,
+)
 from study import inventory, lazy_module, parameter_files, records
 from study.layout import StudyLayout, configuration_parameters
 from study.quick import QUICK_CONFIGS, QUICK_OVERRIDES
@@ -111,6 +119,11 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see python main.py --help)")
 
 
+def preset_help() -> str:
+    """The presets with their one-line descriptions, for --help."""
+    return "; ".join(f"{name} = {PRESET_DESCRIPTIONS[name]}" for name in PRESETS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of main.py."""
     parser = _Parser(
@@ -131,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--quick", action="store_true", help="a few-minute look at the whole pipeline: 2 runs, few "
                        "SGD steps, small probes, no run exclusion (see study/quick.py)")  # fmt: skip
     study.add_argument("--preset", metavar="NAME",
-                       help=f"parameter preset: {' or '.join(PRESETS)} (default: {DEFAULT_PRESET}, or the preset of "
-                            "--skip-pretraining's folder); see README")  # fmt: skip
+                       help=f"parameter preset, one of: {preset_help()} (default: {DEFAULT_PRESET}, or the preset "
+                            "of --skip-pretraining's folder); see docs/model.md, 'Lineage'")  # fmt: skip
     study.add_argument(
         "--overrides-json",
         metavar="JSON_OR_FILE",
@@ -369,6 +382,10 @@ def check_parameter_files(source: Path, run_overrides: Mapping, configs: Sequenc
             raise UsageError(
                 f"invalid parameters ({source.name} with the study's overrides): {error}; fix them"
             ) from error
+    for name in configs:
+        reason = configurations.unsupported_reason(configurations.configuration(name), params.absent_trainables)
+        if reason:
+            raise UsageError(f"--configs: {reason} (SSNPars.kappa_mid_f = False); choose other configurations")
     return params
 
 

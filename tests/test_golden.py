@@ -32,11 +32,11 @@ def golden_trial_loss(log_params, golden, static, params):
     return terms["total"], (response, terms, p)
 
 
-@pytest.fixture(scope="module")
-def params():
-    """The settings the golden cases were computed with: the default parameters except the superficial I
-    statistics over all I cells (their README); kappa_f = 0 there, so both kappa_f forms give the same input."""
-    return build_parameters({"SSNPars": {"sup_I_stats_drop_last": False}})
+@pytest.fixture(scope="module", params=["reference", "corrected"])
+def params(request):
+    """The settings the golden cases were computed with, under both presets of the seed's model: the superficial
+    I statistics over all I cells (their README); kappa_f = 0 there, so both kappa_f forms give the same input."""
+    return build_parameters({"SSNPars": {"sup_I_stats_drop_last": False}}, preset=request.param)
 
 
 @pytest.fixture(scope="module")

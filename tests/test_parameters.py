@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -29,17 +30,51 @@ GROUP_OF_CLASS = {type(getattr(Parameters(), f.name)).__name__: f.name for f in 
 
 # The switched behaviours and their values as docs/model.md ("Presets") documents them: (group, field) ->
 # (reference, corrected).
+PRESET_ORDER = ("reference", "corrected", "figure", "final")
+SIGMA_FIGURE = 180 / 2**0.5
+# Every switch of a preset with its value under (reference, corrected, figure, final): docs/model.md and LINEAGE.md.
 DOCUMENTED_PRESETS = {
-    ("ssn", "kappa_f_I_form"): ("linear", "squared"),
-    ("ssn", "sup_I_stats_drop_last"): (True, False),
-    ("pretraining", "shuffle_labels"): (True, False),
-    ("training", "staircase_rule"): ("legacy", "3down1up"),
-    ("training", "plateau_rule"): ("legacy", "equal"),
-    ("training", "failure_budget"): ("study", "per_run"),
-    ("training", "accs_125_probe"): ("offset_125", "reference_125"),
-    ("trained_ssn", "honour_opt_readout"): (False, True),
-    ("randomize", "rescale_readout_bias"): (False, True),
-}
+    ("ssn", "kappa_f_I_form"): ("linear", "squared", "linear", "linear"),
+    ("ssn", "sup_I_stats_drop_last"): (True, False, True, True),
+    ("ssn", "sigma_oris"): (90.0, 90.0, SIGMA_FIGURE, 90.0),
+    ("ssn", "kappa_range"): (90.0, 90.0, 45.0, 90.0),
+    ("ssn", "couple_c_ms"): (True, True, False, True),
+    ("ssn", "sup_I_kernel"): ("own", "own", "reuse_E", "own"),
+    ("ssn", "kappa_mid_f"): (True, True, False, True),
+    ("loss", "lambda_task_stage0"): (1.0, 1.0, 1.0, 0.5),
+    ("loss", "lambda_r_mean_stage1"): (0.01, 0.01, 0.01, 0.25),
+    ("loss", "stage1_rate_targets"): ("fixed", "fixed", "fixed", "last_stage0"),
+    ("pretraining", "shuffle_labels"): (True, False, False, True),
+    ("pretraining", "offset_threshold"): ((5.0, 25.0), (5.0, 25.0), (3.0, 10.0), (5.0, 25.0)),
+    ("pretraining", "min_acc_check_ind"): (50, 50, 100, 50),
+    ("pretraining", "stage0_plateau"): (False, False, True, False),
+    ("pretraining", "flip_rule"): ("reference", "reference", "figure", "reference"),
+    ("pretraining", "stage1_placement"): ("pretraining", "pretraining", "training", "pretraining"),
+    ("pretraining", "stage1_acc_threshold"): (0.65, 0.65, 0.51, 0.65),
+    ("pretraining", "stage1_max_threshold"): (10.0, 10.0, 10.0, 20.0),
+    ("pretraining", "exclude_runs"): (True, True, False, True),
+    ("pretraining", "run_threshold_range"): ((5.0, 25.0), (5.0, 25.0), (5.0, 25.0), (0.0, 25.0)),
+    ("training", "staircase_rule"): ("legacy", "3down1up", "legacy", "legacy"),
+    ("training", "plateau_rule"): ("legacy", "equal", "legacy", "legacy"),
+    ("training", "failure_budget"): ("study", "per_run", "study", "study"),
+    ("training", "accs_125_probe"): ("offset_125", "reference_125", "offset_125", "reference_125"),
+    ("training", "test_offsets"): ((1.0, 3.0, 7.0, 12.0, 20.0),) * 2 + ((1.0, 3.0, 7.0, 12.0),)
+                                  + ((1.0, 3.0, 7.0, 12.0, 20.0),),
+    ("training", "SGD_steps"): (1500, 1500, 2000, 1500),
+    ("training", "plateau_alpha"): (0.05, 0.05, 0.1, 0.05),
+    ("training", "plateau_curve_fit"): (False, False, False, False),
+    ("training", "failure_reseed"): (True, True, False, True),
+    ("trained_ssn", "honour_opt_readout"): (False, True, True, False),
+    ("randomize", "rescale_readout_bias"): (False, True, False, False),
+    ("randomize", "probe_trials"): (10, 10, 3, 10),
+    ("randomize", "dx_max_fine"): (100.0, 100.0, 50.0, 100.0),
+    ("randomize", "dx_max_general"): (200.0, 200.0, 1e30, 200.0),
+    ("randomize", "draw_c_s"): (False, False, True, False),
+    ("randomize", "J_EE"): ((4.0, 5.5), (4.0, 5.5), (4.0, 5.5), (4.0, 4.8)),
+    ("randomize", "J_EI"): ((0.7, 2.0), (0.7, 2.0), (0.7, 2.0), (1.2, 2.0)),
+    ("randomize", "J_IE"): ((4.0, 5.5), (4.0, 5.5), (4.0, 5.5), (4.6, 5.4)),
+    ("randomize", "J_II"): ((0.7, 1.2), (0.7, 1.2), (0.7, 1.2), (0.8, 1.6)),
+}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -108,10 +143,10 @@ def test_load_parameters_file_applies_its_overrides(tmp_path):
         load_parameters_file(broken)
 
 
-@pytest.mark.parametrize("preset", ["reference", "corrected"])
+@pytest.mark.parametrize("preset", PRESET_ORDER)
 def test_each_preset_yields_the_documented_values(preset):
     params = build_parameters(preset=preset)
-    column = 0 if preset == "reference" else 1
+    column = PRESET_ORDER.index(preset)
     for (group, name), values in DOCUMENTED_PRESETS.items():
         assert getattr(getattr(params, group), name) == values[column], f"{group}.{name} under {preset}"
 
@@ -122,6 +157,20 @@ def test_presets_switch_exactly_the_documented_fields():
     assert switched == set(DOCUMENTED_PRESETS)
     assert build_parameters(preset="reference") == Parameters()  # the reference is the default
     assert PRESET == DEFAULT_PRESET == "reference"
+    assert tuple(PRESETS) == PRESET_ORDER
+
+
+@pytest.mark.parametrize(("group", "field", "value"), [
+    ("SSNPars", "sup_I_kernel", "gaussian"), ("SSNPars", "kappa_mid_f", "no"),
+    ("PretrainingPars", "flip_rule", "old"), ("PretrainingPars", "stage1_placement", "stage2"),
+    ("PretrainingPars", "exclude_runs", 0), ("PretrainingPars", "stage0_plateau_alpha", 1.5),
+    ("TrainingPars", "plateau_alpha", -0.1), ("TrainingPars", "failure_reseed", "yes"),
+    ("LossPars", "stage1_rate_targets", "stage0"), ("RandomizePars", "draw_c_s", 1),
+    ("RandomizePars", "dx_max_general", float("inf")),
+])  # fmt: skip
+def test_every_lineage_switch_refuses_a_bad_value_naming_itself(group, field, value):
+    with pytest.raises(ParameterError, match=f"{group}.{field}"):
+        build_parameters({group: {field: value}}, preset="figure")
 
 
 def test_overrides_apply_on_top_of_the_preset():
@@ -131,7 +180,7 @@ def test_overrides_apply_on_top_of_the_preset():
 
 
 def test_unknown_preset_names_the_valid_ones():
-    with pytest.raises(ParameterError, match="unknown preset 'faithful'; valid: reference, corrected"):
+    with pytest.raises(ParameterError, match="unknown preset 'faithful'; valid: reference, corrected, figure, final"):
         build_parameters(preset="faithful")
 
 
@@ -147,3 +196,31 @@ def test_parameters_file_records_and_applies_its_preset(tmp_path):
     bad.write_text(repo_file.read_text() + '\nPRESET = "faithful"\n')
     with pytest.raises(ParameterError, match="unknown preset 'faithful'"):
         load_parameters_file(bad)
+
+
+def copy_without_failure_reseed(repo_text: str) -> str:
+    """parameters.py as it was before TrainingPars.failure_reseed existed (a study kept from that version)."""
+    edits = [
+        (r'\n    failure_reseed: bool = True\n    """[^"]*"""', ""),
+        (r'"failure_reseed", ', ""),
+        (r',\s*"failure_reseed": (True|False)', ""),
+    ]
+    for pattern, replacement in edits:
+        repo_text, count = re.subn(pattern, replacement, repo_text)
+        assert count, pattern
+    return repo_text
+
+
+def test_a_copy_from_an_earlier_version_loads_as_the_current_classes(tmp_path):
+    repo_text = (Path(__file__).resolve().parents[1] / "parameters.py").read_text()
+    old = tmp_path / "parameters.py"
+    old.write_text(copy_without_failure_reseed(repo_text) + '\nOVERRIDES = {"TrainingPars": {"num_runs": 7}}\n')
+    first, second = load_parameters_file(old), load_parameters_file(old)
+    assert isinstance(first, Parameters) and type(first.training) is TrainingPars
+    assert first == second and hash(first) == hash(second)  # one jit compilation per distinct value
+    assert first.training.num_runs == 7 and first.training.failure_reseed is True  # the behaviour before the field
+    newer = tmp_path / "newer.py"
+    newer.write_text(repo_text.replace('    plateau_fit_slope: float = 1e-3\n',
+                                       '    plateau_fit_slope: float = 1e-3\n    future_switch: int = 1\n'))
+    with pytest.raises(ParameterError, match=r"TrainingPars: fields \['future_switch'\] are not parameters"):
+        load_parameters_file(newer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,14 +10,18 @@ import pytest
 from scipy import stats
 
 from parameters import PretrainingPars, StimuliPars, TrainingPars, build_parameters
+from training import psychometrics
 from training.psychometrics import (
     NO_THRESHOLD,
     StaircaseSettings,
     StaircaseState,
+    exponential_end_slope,
+    figure_flip_applies,
     fine_accuracy_below_chance,
     fit_threshold,
     has_plateaued,
     should_flip,
+    stage0_accuracy_plateaued,
     stage0_should_stop,
     stage1_should_stop,
     stage2_should_stop,
@@ -239,6 +244,78 @@ def test_stage0_stop_with_shuffled_labels_on_bce_share() -> None:
     assert not stage0_should_stop([180.0, 180.0, 180.0], 50, 0.96, 1.0, True, pars)
 
 
+# Batch-accuracy series for the figure era's stage-0 plateau (window 20): a deterministic wiggle of period 10
+# stands in for batch noise.
+def _wiggle(n: int, amplitude: float) -> np.ndarray:
+    return amplitude * np.array([(-1) ** k * (k % 5) / 4 for k in range(n)])
+
+
+def _approach(n: int, tau: float, amplitude: float) -> np.ndarray:
+    """0.85 − 0.4·e^(−x/tau) plus the wiggle."""
+    return 0.85 - 0.4 * np.exp(-np.arange(n) / tau) + _wiggle(n, amplitude)
+
+
+SATURATED = _approach(200, 10.0, 0.02)  # end slope ~1e-10, Mann-Whitney p ~0.4
+RISING = 0.5 + 0.002 * np.arange(200) + _wiggle(200, 0.02)  # the last window is higher: p < 0.1
+SLOW = _approach(101, 50.0, 0.1)  # windows alike (p ~0.16) but the fitted curve still rises 1.07e-3 per step
+
+
+def test_exponential_end_slope_by_hand() -> None:
+    a, b, c, n = 0.5, 0.1, 0.2, 50
+    exact = a * np.exp(-b * np.arange(n)) + c
+    assert exponential_end_slope(exact) == pytest.approx(a * b * math.exp(-b * (n - 1)), rel=1e-6)
+    assert exponential_end_slope(SATURATED) < 1e-8
+    assert exponential_end_slope(SLOW) == pytest.approx(1.07e-3, abs=1e-5)
+
+
+def test_figure_plateau_needs_both_the_fit_and_the_mann_whitney_test() -> None:
+    pars = build_parameters(preset="figure").pretraining
+    assert (pars.stage0_plateau_window, pars.stage0_plateau_slope, pars.stage0_plateau_alpha) == (20, 1e-3, 0.1)
+    assert stage0_accuracy_plateaued(SATURATED, pars)
+    assert not stage0_accuracy_plateaued(RISING, pars)  # Mann-Whitney: s[-20:-1] differs from s[-40:-20]
+    p = stats.mannwhitneyu(SLOW[-20:-1], SLOW[-40:-20], alternative="two-sided").pvalue
+    assert p > 0.1 and exponential_end_slope(SLOW) > 1e-3  # precondition: only the fit objects
+    assert not stage0_accuracy_plateaued(SLOW, pars)
+    flat = 0.8 + _wiggle(40, 0.02)
+    assert stage0_accuracy_plateaued(flat, pars) and not stage0_accuracy_plateaued(flat[1:], pars)  # n >= 40
+
+
+def test_a_failed_exponential_fit_counts_as_no_plateau(monkeypatch, caplog) -> None:
+    def no_convergence(*args, **kwargs):
+        raise RuntimeError("Optimal parameters not found: Number of calls to function has reached maxfev = 10000.")
+
+    monkeypatch.setattr(psychometrics.optimize, "curve_fit", no_convergence)
+    pars = build_parameters(preset="figure").pretraining
+    with caplog.at_level("WARNING", logger="training.psychometrics"):
+        assert not stage0_accuracy_plateaued(SATURATED, pars)
+    assert "exponential fit" in caplog.text
+
+
+def test_figure_stage0_stop_needs_step_over_100_two_thresholds_in_3_10_and_a_plateau() -> None:
+    pars = build_parameters(preset="figure").pretraining
+    inside = [30.0, 9.5, 3.5]
+    assert stage0_should_stop(inside, 101, 0.5, 1.0, False, pars, SATURATED)
+    assert not stage0_should_stop(inside, 100, 0.5, 1.0, False, pars, SATURATED)  # step > 100, as the reference's > 50
+    assert not stage0_should_stop(inside[1:], 101, 0.5, 1.0, False, pars, SATURATED)  # three thresholds needed
+    assert not stage0_should_stop([30.0, 9.5, 3.0], 101, 0.5, 1.0, False, pars, SATURATED)  # strictly inside (3, 10)
+    assert not stage0_should_stop([30.0, 10.0, 5.0], 101, 0.5, 1.0, False, pars, SATURATED)
+    assert not stage0_should_stop(inside, 101, 0.5, 1.0, False, pars, RISING)  # no plateau
+    assert not stage0_should_stop(inside, 101, 0.5, 1.0, False, pars, SLOW)
+    # the plateau is the only addition: the reference rule (with figure's interval and step) ignores the series
+    no_plateau = dataclasses.replace(pars, stage0_plateau=False)
+    assert stage0_should_stop(inside, 101, 0.5, 1.0, False, no_plateau, RISING)
+
+
+def test_figure_flip_condition() -> None:
+    falling = [0.8, 0.75, 0.72, 0.7]  # OLS slope on 0..3: -0.033
+    assert figure_flip_applies(0.44, falling)
+    assert not figure_flip_applies(0.45, falling)  # strictly below 0.45
+    assert not figure_flip_applies(0.44, [0.8, 0.79, 0.78, 0.77])  # slope -0.01 (the reference's limit) is too shallow
+    assert figure_flip_applies(0.44, [0.9, 0.9, 0.9, 0.2])  # no p-value test: slope -0.21, p = 0.23
+    assert not figure_flip_applies(None, falling) and not figure_flip_applies(float("nan"), falling)
+    assert not figure_flip_applies(0.44, None) and not figure_flip_applies(0.44, [0.8, float("nan"), 0.7, 0.6])
+
+
 def test_stage1_stop_rule() -> None:
     pars = PretrainingPars()
     assert stage1_should_stop([0.7], [8.0], 0, pars)
@@ -248,3 +325,11 @@ def test_stage1_stop_rule() -> None:
     assert stage1_should_stop([0.1, 0.7, 0.7], [8.0], 2, pars)
     assert not stage1_should_stop([0.9, 0.9, 0.9, 0.6, 0.6, 0.7], [8.0], 5, pars)
     assert stage1_should_stop([0.1, 0.6, 0.7, 0.7, 0.7], [8.0], 4, pars)
+
+
+def test_stage1_threshold_condition_follows_stage1_max_threshold() -> None:
+    reference, final = (build_parameters(preset=name).pretraining for name in ("reference", "final"))
+    assert (reference.stage1_max_threshold, final.stage1_max_threshold) == (10.0, 20.0)
+    assert not stage1_should_stop([0.7], [15.0], 0, reference)
+    assert stage1_should_stop([0.7], [15.0], 0, final)
+    assert stage1_should_stop([0.7], [19.9], 0, final) and not stage1_should_stop([0.7], [20.0], 0, final)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from parameters import build_parameters
 from study import layout
 from training import results_io as rio
 from training.results_io import (
@@ -284,6 +285,34 @@ def test_exclusion_without_excluded_runs_writes_empty_list(tmp_path: Path) -> No
     assert (tmp_path / layout.EXCLUDED_RUNS).read_bytes() == b""
     assert read_excluded_runs(tmp_path) == []
     assert read_results_csv(tmp_path / layout.ORIMAP)["run_index"].tolist() == [0, 1]
+
+
+def test_final_keeps_a_run_at_3_degrees_and_excludes_missing_or_180() -> None:
+    thresholds = pd.Series([3.0, 12.0, 180.0, math.nan, 25.0, 25.5, 0.0])
+    final = build_parameters(preset="final").pretraining.run_threshold_range
+    reference = build_parameters(preset="reference").pretraining.run_threshold_range
+    assert final == (0.0, 25.0)
+    assert runs_to_exclude(thresholds, *final) == [2, 3, 5]  # 180 (never measurable), NaN, above 25
+    assert runs_to_exclude(thresholds, *reference) == [0, 2, 3, 5, 6]  # and below 5
+
+
+def test_final_range_in_the_exclusion_of_a_folder(tmp_path: Path) -> None:
+    _write_results_folder(tmp_path)  # run 6 ends at 4.99 degrees
+    assert exclude_and_renumber(tmp_path, *build_parameters(preset="final").pretraining.run_threshold_range) == 5
+    assert read_excluded_runs(tmp_path) == [1, 3, 5, 8]
+    assert read_results_csv(tmp_path / layout.ORIMAP)[ORIGINAL_RUN_INDEX].tolist() == [0, 2, 4, 6, 7]
+
+
+def test_exclusion_off_keeps_every_run_with_pretraining_rows(tmp_path: Path) -> None:
+    _write_results_folder(tmp_path)
+    assert exclude_and_renumber(tmp_path, by_threshold=False) == 7  # NaN, 4.99 and 25.0001 degrees kept
+    assert read_excluded_runs(tmp_path) == [3, 8]  # 3: no rows at all; 8: no pretraining rows (failed runs)
+    for name in rio.PER_RUN_FILES:
+        filtered = read_results_csv(tmp_path / name)
+        assert sorted(set(filtered[ORIGINAL_RUN_INDEX])) <= [0, 1, 2, 4, 5, 6, 7], name
+    orimap = read_results_csv(tmp_path / layout.ORIMAP)
+    assert orimap[ORIGINAL_RUN_INDEX].tolist() == [0, 1, 2, 4, 5, 6, 7]  # in order
+    assert orimap["run_index"].tolist() == list(range(7))
 
 
 def test_exclusion_refuses_a_second_application(tmp_path: Path) -> None:

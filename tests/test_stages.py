@@ -9,7 +9,16 @@ import pytest
 from parameters import build_parameters
 from training.model import AUTO, FORWARD, IMPLICIT, UNROLLED, resolve_adjoint
 from training.readout import SUPERFICIAL_ONLY, Readout
-from training.stages import build_stage, pretraining_stage, readout_stage, training_stage
+from training.stages import (
+    FigureFlip,
+    ReferenceFlip,
+    ThresholdSettles,
+    build_stage,
+    pretraining_stage,
+    readout_stage,
+    training_stage,
+)
+from training.training_functions import StageLog
 
 
 def test_each_stage_trains_what_its_description_says(params):
@@ -31,12 +40,66 @@ def test_hooks_belong_to_their_stage(params):
     s0, s1, s2 = pretraining_stage(params), readout_stage(params), training_stage(params)
     assert s0.staircase is None and s1.staircase is None and s2.staircase is not None
     assert (s0.logs_kappas, s1.logs_kappas, s2.logs_kappas) == (False, False, True)
-    assert s1.flip_test_trials is None and s2.flip_test_trials is None
+    assert s1.flip is None and s2.flip is None
     true_labels = build_parameters({"PretrainingPars": {"shuffle_labels": False}})
     shuffled = build_parameters({"PretrainingPars": {"shuffle_labels": True}})
-    assert pretraining_stage(true_labels).flip_test_trials == true_labels.pretraining.flip_test_trials
-    assert pretraining_stage(shuffled).flip_test_trials is None  # shuffled labels: no flip rule
+    assert pretraining_stage(true_labels).flip == ReferenceFlip(true_labels.pretraining.flip_test_trials)
+    assert pretraining_stage(shuffled).flip is None  # shuffled labels: no flip rule
     assert pretraining_stage(shuffled).step.shuffle_labels
+    assert pretraining_stage(build_parameters(preset="figure")).flip == FigureFlip()
+    one_switch = build_parameters({"PretrainingPars": {"flip_rule": "figure", "shuffle_labels": False}})
+    assert pretraining_stage(one_switch).flip == FigureFlip()
+
+
+def _no_fine_test(num_trials: int) -> float:
+    raise AssertionError("the figure-era flip rule runs no fresh test")
+
+
+def test_figure_flip_fires_once_then_waits_for_the_next_validation():
+    log = StageLog(probe_means=[[0.8, 0.75, 0.72, 0.7]], val_acc=0.4)  # falling probe, validation below 0.45
+    rule = FigureFlip()
+    assert rule.applies(log, _no_fine_test)
+    rule.flipped(log)
+    assert log.val_acc == pytest.approx(0.6)  # v := 1 - v
+    assert not rule.applies(log, _no_fine_test)  # blocked, although the probe still falls
+    log.val_acc = 0.42  # the next validation
+    assert rule.applies(log, _no_fine_test)
+    assert not rule.applies(StageLog(probe_means=[[0.8, 0.75, 0.72, 0.7]]), _no_fine_test)  # no validation yet
+    assert not rule.applies(StageLog(val_acc=0.4), _no_fine_test)  # no probe yet
+
+
+def test_reference_flip_runs_its_test_only_when_the_probe_falls():
+    calls = []
+
+    def fine_test(num_trials: int) -> float:
+        calls.append(num_trials)
+        return 0.3
+
+    rule = ReferenceFlip(300)
+    assert not rule.applies(StageLog(probe_means=[[0.5, 0.6, 0.7, 0.8, 0.9]]), fine_test) and calls == []
+    log = StageLog(probe_means=[[0.9, 0.81, 0.69, 0.6, 0.52]], val_acc=0.9)  # the validation plays no part
+    assert rule.applies(log, fine_test) and calls == [300]
+    rule.flipped(log)
+    assert log.val_acc == 0.9
+
+
+def _metrics():
+    from training.evaluation import StepMetrics
+
+    return StepMetrics(loss_terms={"bce": 0.5, "total": 1.0}, acc=0.8, max_rates={}, mean_rates={})
+
+
+def test_figure_stop_rule_is_tested_on_probe_steps_only():
+    flat = [0.8 + 0.02 * (-1) ** k * (k % 5) / 4 for k in range(104)]  # plateaued batch accuracies
+    log = StageLog(thresholds=[30.0, 9.5, 3.5], batch_accs=flat)
+    figure = pretraining_stage(build_parameters(preset="figure"))
+    assert isinstance(figure.stop, ThresholdSettles) and figure.stop.pars.stage0_plateau
+    assert figure.stop(figure, 102, log, _metrics())
+    assert not figure.stop(figure, 103, log, _metrics())  # not a probe step
+    without = build_parameters({"PretrainingPars": {"offset_threshold": [3.0, 10.0], "shuffle_labels": False,
+                                                    "min_acc_check_ind": 100}})  # fmt: skip
+    reference = pretraining_stage(without)
+    assert reference.stop(reference, 103, log, _metrics())  # the reference rule runs at every step
 
 
 def test_probe_schedule(params):

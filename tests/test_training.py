@@ -11,11 +11,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from parameters import ALL_TRAINABLE, RandomizePars, build_parameters
+from parameters import ALL_TRAINABLE, PRESETS, RandomizePars, build_parameters
 from tests.conftest import TINY_OVERRIDES, golden_log_params, golden_path, write_parameters_file
-from training import main_pretraining, main_training
+from training import main_pretraining, main_training, run_state, stages
 from training.initialisation import InitialisationError, draw_middle, find_parameters
-from training.loss import LossConstants, default_loss_constants, trial_losses
+from training.loss import (
+    LossConstants,
+    default_loss_constants,
+    stage0_loss_constants,
+    stage1_loss_constants,
+    stage2_loss_constants,
+    trial_losses,
+)
 from training.model import build_static, zero_kappas
 from training.readout import Readout
 from training.results_io import (
@@ -28,8 +35,8 @@ from training.results_io import (
     val_columns,
 )
 from training.stages import pretraining_stage
-from training.training_functions import RunSetup, StageState, train_ori_discr
-from training.util_gabor import make_uniform_orimap
+from training.training_functions import RunSetup, StageFailedError, StageState, train_ori_discr
+from training.util_gabor import make_uniform_orimap, readout_indices
 
 SUBSET = ["J_EE_s", "J_IE_s", "kappa_Jsup", "f_E"]
 
@@ -57,6 +64,83 @@ def test_loss_terms_by_hand(params):
     terms = trial_losses(jnp.float32(0.2), jnp.int32(0), stats, jnp.zeros(4), w, b, params.loss, stage2)
     assert float(terms["rmean"]) == pytest.approx(0.0, abs=1e-7)
     assert float(terms["bce"]) == pytest.approx(-np.log(0.8), rel=1e-5)
+
+
+STATS = {"maxE_mid": 10.0, "maxI_mid": 10.0, "maxE_sup": 10.0, "maxI_sup": 10.0, "meanE_mid": 20.0,
+         "meanI_mid": 40.0, "meanE_sup": 30.0, "meanI_sup": 60.0}  # fmt: skip
+LAST_STAGE0_ROW = {"meanr_E_mid": 20.0, "meanr_E_sup": 30.0, "meanr_I_mid": 40.0, "meanr_I_sup": 60.0, "acc": 0.7}
+
+
+def _terms(constants: LossConstants, loss) -> dict:
+    stats = {k: jnp.float32(v) for k, v in STATS.items()}
+    w, b = jnp.array([0.5, -1.0]), jnp.float32(0.3)
+    terms = trial_losses(jnp.float32(0.8), jnp.int32(1), stats, jnp.zeros(4), w, b, loss, constants)
+    return {k: float(v) for k, v in terms.items()}
+
+
+def test_final_weights_the_stage0_cross_entropy_by_one_half():
+    final = build_parameters(preset="final").loss
+    stage0, plain = _terms(stage0_loss_constants(final), final), _terms(default_loss_constants(final), final)
+    assert stage0["bce"] == pytest.approx(0.5 * -np.log(0.8), rel=1e-6)  # the logged BCE is the weighted one
+    assert stage0["total"] == pytest.approx(plain["total"] - 0.5 * plain["bce"], rel=1e-6)
+    # so the shuffled-label stop compares 0.5·BCE with 0.95·total, both from these terms
+    assert {k: v for k, v in stage0.items() if k not in ("bce", "total")} == {
+        k: v for k, v in plain.items() if k not in ("bce", "total")}
+    # weight 1 in stages 1 and 2
+    assert _terms(stage1_loss_constants(final, LAST_STAGE0_ROW), final)["bce"] == plain["bce"]
+    assert _terms(stage2_loss_constants(final, LAST_STAGE0_ROW), final)["bce"] == plain["bce"]
+    reference = build_parameters().loss
+    assert _terms(stage0_loss_constants(reference), reference) == _terms(default_loss_constants(reference), reference)
+
+
+def test_final_stage1_mean_rate_term_uses_the_last_stage0_rates():
+    final = build_parameters(preset="final").loss
+    constants = stage1_loss_constants(final, LAST_STAGE0_ROW)
+    assert float(constants.lambda_r_mean) == 0.25
+    assert np.asarray(constants.Rmean_E).tolist() == [20.0, 30.0]
+    assert np.asarray(constants.Rmean_I).tolist() == [40.0, 60.0]
+    assert _terms(constants, final)["rmean"] == 0.0  # the row's own rates meet their targets
+    reference = build_parameters().loss
+    fixed = stage1_loss_constants(reference, LAST_STAGE0_ROW)  # 'fixed': 0.01 and 25/50, as in stage 0
+    for mine, default in zip(fixed, default_loss_constants(reference), strict=True):
+        assert np.array_equal(np.asarray(mine), np.asarray(default))
+    one_switch = build_parameters({"LossPars": {"stage1_rate_targets": "last_stage0"}}).loss
+    assert float(stage1_loss_constants(one_switch, LAST_STAGE0_ROW).lambda_r_mean) == np.float32(0.01)
+
+
+# -------------------------------------------------------------------------------------- failed attempts
+@pytest.mark.parametrize("reseed, attempts", [(True, 3), (False, 1)])
+def test_a_failed_attempt_is_retried_only_with_failure_reseed(tmp_path, monkeypatch, reseed, attempts):
+    calls = []
+
+    def failing(params, base_seed, run_index, attempt, progress=True):
+        calls.append(attempt)
+        raise StageFailedError(f"run {run_index}: NaN loss in stage 0 at step 3")
+
+    monkeypatch.setattr(main_pretraining, "pretrain_run", failing)
+    params = build_parameters({"TrainingPars": {"failure_reseed": reseed, "max_failed_runs": 2}})
+    assert not main_pretraining.run_pretraining_job(tmp_path, params, base_seed=0, run_index=4, progress=False)
+    assert calls == list(range(attempts))
+    marker = main_pretraining.job_status(tmp_path, 4)
+    assert marker["success"] is False and len(marker["failures"]) == attempts
+    assert "NaN loss" in marker["failures"][0]
+
+
+def test_figure_preset_drops_a_failed_run_and_goes_on(tmp_path, monkeypatch):
+    """A failed run (one attempt, no retry) is recorded as failed; the next run still runs."""
+    calls = []
+
+    def second_fails(params, base_seed, run_index, attempt, progress=True):
+        calls.append((run_index, attempt))
+        if run_index == 1:
+            raise InitialisationError("no acceptable superficial layer")
+        return {}
+
+    monkeypatch.setattr(main_pretraining, "pretrain_run", second_fails)
+    params = build_parameters(preset="figure")
+    main_pretraining.run_pending_jobs(tmp_path, params, base_seed=0, runs=range(3), progress=False)
+    assert calls == [(0, 0), (1, 0), (2, 0)]
+    assert [main_pretraining.job_status(tmp_path, r)["success"] for r in range(3)] == [True, False, True]
 
 
 # -------------------------------------------------------------------------------------- initialisation
@@ -169,6 +253,53 @@ def test_stage2_starts_from_the_last_stage1_row(study):
         first = train[train["run_index"] == run].iloc[0]
         for column in ("J_EE_m", "J_II_s", "cE_m", "f_I", "log_J_IE_s"):
             assert first[column] == last[column]
+
+
+def test_figure_pretraining_is_stage0_alone_with_its_flip_rule(tmp_path, monkeypatch):
+    """With `figure`'s pretraining switches (on the reference model): stage 0 only, no exclusion, and the stage-2
+    start readable from the last stage-0 row. The flip condition is forced at the first test, to follow a flip
+    through the loop."""
+    seen = []
+
+    def first_test_flips(val_acc, probe_mean_accs):
+        seen.append(val_acc)
+        return len(seen) == 1
+
+    monkeypatch.setattr(stages, "figure_flip_applies", first_test_flips)
+    figure = PRESETS["figure"]
+    tiny = {k: v for k, v in TINY_OVERRIDES["PretrainingPars"].items() if k != "run_threshold_range"}
+    overrides = {  # the test preset's sizes; the reference's (5, 25) range stays, unused with exclude_runs False
+        "PretrainingPars": {**figure["PretrainingPars"], **tiny},
+        "TrainingPars": {**TINY_OVERRIDES["TrainingPars"], "test_offsets": figure["TrainingPars"]["test_offsets"],
+                         "failure_reseed": False},
+    }  # fmt: skip
+    params = build_parameters(overrides)
+    assert params.pretraining.stage1_placement == "training" and params.pretraining.flip_rule == "figure"
+    assert not params.pretraining.exclude_runs and params.pretraining.stage0_plateau
+    assert main_pretraining.main_pretraining(tmp_path, params, base_seed=5, num_runs=1, progress=False) == 1
+    rows = read_results_csv(tmp_path / "pretraining_results.csv")
+    assert rows["stage"].tolist() == [0] * params.pretraining.SGD_steps  # no stage 1 inside pretraining
+    central = readout_indices(9, 5)
+    w = rows[[f"w_sig_{i}" for i in range(81)]].to_numpy()
+    # the flip at step 0: central weights and bias negated, the rest and the SSN unchanged (no update)
+    assert np.array_equal(w[1, central], -w[0, central]) and rows["b_sig"][1] == -rows["b_sig"][0]
+    assert np.array_equal(np.delete(w[1], central), np.delete(w[0], central))
+    assert rows["J_EE_m"][1] == rows["J_EE_m"][0] and rows["J_EE_m"][2] != rows["J_EE_m"][1]
+    assert seen[0] == rows["val_acc"][0] and seen[1] == pytest.approx(1 - rows["val_acc"][0])  # v := 1 - v
+    assert len(seen) == params.pretraining.SGD_steps  # tested at every step (none stopped the stage)
+    last = rows.iloc[-1]
+    readouts = read_results_csv(tmp_path / "init_readout_params.csv")
+    assert len(readouts) == 1 and readouts[["log_regr", "layer", "sup_only"]].iloc[0].tolist() == [0, 1, 1]
+    last_central = last[[f"w_sig_{i}" for i in central]].tolist()
+    assert readouts[[f"w_sig_{i}" for i in range(25)]].iloc[0].tolist() == last_central
+    assert readouts["b_sig"][0] == last["b_sig"]
+    threshold = rows["psychometric_offset"].dropna().iloc[-1]
+    assert readouts["psychometric_offset"][0] == threshold
+    initial = read_results_csv(tmp_path / "initial_parameters.csv")
+    assert initial["stage"].tolist() == [0, 1] and initial["J_II_s"][1] == last["J_II_s"]
+    start = run_state.read_stage2_start(tmp_path, 0, params)  # what stage 2 reads: the last stage-0 row
+    assert np.asarray(start.readout.w).tolist() == last_central
+    assert start.threshold == threshold and start.mean_rates["meanr_E_sup"] == last["meanr_E_sup"]
 
 
 def test_same_run_twice_gives_identical_files(study, tmp_path):

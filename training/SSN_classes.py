@@ -125,6 +125,31 @@ class SSN_mid:
 
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
+class SharedKernels:
+    """Superficial weights whose I columns reuse each row's E kernel: W_ab = J[a, b]·K_a (LINEAGE.md B.1).
+
+    Then W r = [K_E (J_EE r_E + J_EI r_I); K_I (J_IE r_E + J_II r_I)]: two Nx²-wide products instead of one
+    dense 2·Nx² product, as cheap as the local-inhibition layer although the I columns are dense.
+    """
+
+    kernels: jnp.ndarray
+    """K_a per post type a, shape (2, Nx², Nx²), row = post cell."""
+    J: jnp.ndarray
+    """Signed J [post][pre], shape (2, 2)."""
+
+    def dense(self) -> jnp.ndarray:
+        """The full weight matrix W (2·Nx², 2·Nx²)."""
+        return jnp.block([[self.J[a, b] * self.kernels[a] for b in range(2)] for a in range(2)])
+
+    def recurrent(self, r_E: jnp.ndarray, r_I: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """(W r)_E and (W r)_I for split rates (any leading batch axes)."""
+        x_E = self.J[0, 0] * r_E + self.J[0, 1] * r_I
+        x_I = self.J[1, 0] * r_E + self.J[1, 1] * r_I
+        return x_E @ self.kernels[0].T, x_I @ self.kernels[1].T
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
 class SSN_sup:
     """Superficial layer: 81 E then 81 I cells with full recurrent connectivity. Rates have shape (162,)."""
 
@@ -135,6 +160,8 @@ class SSN_sup:
     tau: tuple[float, float] = field(metadata={"static": True})
     local_inhibition: bool = field(default=False, metadata={"static": True})
     """True when the I->E and I->I blocks are provably diagonal (then W r costs half as much)."""
+    shared: SharedKernels | None = None
+    """The factors of W when each post type's I block reuses its E kernel (SSNPars.sup_I_kernel 'reuse_E')."""
 
     @classmethod
     def build(cls, J_2x2: jnp.ndarray, kappa_Jsup: jnp.ndarray, rho: jnp.ndarray, ori_dist: jnp.ndarray,
@@ -144,25 +171,31 @@ class SSN_sup:
         E inputs, Gaussian for I inputs) and with orientation difference, modulated by kappa, cut below min_syn,
         normalised to a mean row sum of 1 and, for E inputs, mixed with the identity by p_local_s.
 
-        ``grid_spacing`` (mm, the smallest distance between two cells) lets the layer detect that the
-        Gaussian I kernels fall below min_syn off the diagonal for every kappa.
+        With SSNPars.sup_I_kernel 'reuse_E' (the figure era, LINEAGE.md B.1) the I block of each post type a
+        is J[a, I] times that row's E kernel K_a, identity part and kappa included; the kappas of I inputs
+        then have no effect (and a zero gradient). ``grid_spacing`` (mm, the smallest distance between two
+        cells) lets the layer detect that the Gaussian I kernels fall below min_syn off the diagonal for
+        every kappa.
         """
+        def kernel(a: int, b: int) -> jnp.ndarray:
+            kap = (kappa_profile(kappa_Jsup[0, a, b], d_ref, ssn.kappa_range)[:, None]
+                   + kappa_profile(kappa_Jsup[1, a, b], d_ref, ssn.kappa_range)[None, :])  # fmt: skip
+            s = ssn.s_2x2_s[a][b]
+            spatial = rho / s if b == 0 else rho**2 / (2 * s**2)
+            K = jnp.exp(-spatial - ori_term - kap)
+            K = jnp.where(ssn.min_syn > K, 0.0, K)
+            K = K / jnp.mean(jnp.sum(K, axis=1))
+            if b == 0:
+                K = ssn.p_local_s[a] * jnp.eye(K.shape[0]) + (1 - ssn.p_local_s[a]) * K
+            return K
+
         ori_term = ori_dist**2 / (2 * ssn.sigma_oris**2)
-        blocks = [[None, None], [None, None]]
-        for a in range(2):
-            for b in range(2):
-                kap = (kappa_profile(kappa_Jsup[0, a, b], d_ref, ssn.kappa_range)[:, None]
-                       + kappa_profile(kappa_Jsup[1, a, b], d_ref, ssn.kappa_range)[None, :])  # fmt: skip
-                s = ssn.s_2x2_s[a][b]
-                spatial = rho / s if b == 0 else rho**2 / (2 * s**2)
-                K = jnp.exp(-spatial - ori_term - kap)
-                K = jnp.where(ssn.min_syn > K, 0.0, K)
-                K = K / jnp.mean(jnp.sum(K, axis=1))
-                if b == 0:
-                    K = ssn.p_local_s[a] * jnp.eye(K.shape[0]) + (1 - ssn.p_local_s[a]) * K
-                blocks[a][b] = J_2x2[a, b] * K
-        return cls(W=jnp.block(blocks), k=ssn.k, n=ssn.n, tau=(ssn.tauE, ssn.tauI),
-                   local_inhibition=inhibition_is_local(ssn, grid_spacing))  # fmt: skip
+        static = dict(k=ssn.k, n=ssn.n, tau=(ssn.tauE, ssn.tauI))
+        if ssn.sup_I_kernel == "reuse_E":
+            shared = SharedKernels(kernels=jnp.stack([kernel(0, 0), kernel(1, 0)]), J=J_2x2)
+            return cls(W=shared.dense(), shared=shared, **static)
+        blocks = [[J_2x2[a, b] * kernel(a, b) for b in range(2)] for a in range(2)]
+        return cls(W=jnp.block(blocks), local_inhibition=inhibition_is_local(ssn, grid_spacing), **static)
 
     def input_current(self, r: jnp.ndarray, h: jnp.ndarray) -> jnp.ndarray:
         """W r + h (written as r Wᵀ: under vmap XLA then runs one well-shaped matrix product)."""
@@ -194,7 +227,8 @@ class SSN_sup:
         """The drive on split rates, (r_E, r_I, h_E, h_I) -> (drive_E, drive_I), with hoisted weights.
 
         The E columns enter as one product r_E W[:, E]ᵀ (under vmap a single matrix product per step)
-        whose output has :func:`padded_width` columns: E inputs first, I inputs from the middle.
+        whose output has :func:`padded_width` columns: E inputs first, I inputs from the middle. With
+        shared kernels (:class:`SharedKernels`) the two post types' products run on the J-mixed rates.
         """
         half = self.W.shape[0] // 2
         k, n = self.k, self.n
@@ -205,15 +239,17 @@ class SSN_sup:
             out = jnp.zeros((block.shape[0], 2 * offset), block.dtype)
             return out.at[:, :half].set(block[:, :half]).at[:, offset : offset + half].set(block[:, half:])
 
-        from_E = padded_product(slice(0, half))
-        if self.local_inhibition:
+        if self.shared is not None:
+            recurrent = self.shared.recurrent
+        elif self.local_inhibition:
+            from_E = padded_product(slice(0, half))
             a, b = self.local_inhibitory_weights()
 
             def recurrent(r_E, r_I):
                 x = r_E @ from_E
                 return x[..., :half] + a * r_I, x[..., offset : offset + half] + b * r_I
         else:
-            from_I = padded_product(slice(half, None))
+            from_E, from_I = padded_product(slice(0, half)), padded_product(slice(half, None))
 
             def recurrent(r_E, r_I):
                 x = r_E @ from_E + r_I @ from_I

@@ -19,10 +19,11 @@ def _add_seed(parser: argparse.ArgumentParser) -> None:
 
 def _add_preset(parser: argparse.ArgumentParser) -> None:
     """--preset (default: the preset recorded in the parameters file)."""
-    from parameters import PRESETS  # parameters.py holds dataclasses only: a light import
+    from parameters import PRESET_DESCRIPTIONS  # parameters.py holds dataclasses only: a light import
 
+    presets = "; ".join(f"{name} = {text}" for name, text in PRESET_DESCRIPTIONS.items())
     parser.add_argument("--preset", default=None, metavar="NAME",
-                        help=f"parameter preset ({', '.join(PRESETS)}) replacing the one the parameters file "
+                        help=f"parameter preset ({presets}) replacing the one the parameters file "
                              "records; its OVERRIDES still apply on top")  # fmt: skip
 
 

@@ -61,12 +61,32 @@ def draw_middle(rng: np.random.Generator, rp: RandomizePars) -> tuple[np.ndarray
                               "draws; widen RandomizePars ranges or raise max_inequality_tries")  # fmt: skip
 
 
-def log_parameters(J_m: np.ndarray, J_s: np.ndarray, c: np.ndarray, f: np.ndarray) -> LogParams:
-    """Log-parameter dictionary (float32 scalars) from |J| of both layers, baselines and feedforward scales."""
+def log_parameters(J_m: np.ndarray, J_s: np.ndarray, c: np.ndarray, f: np.ndarray,
+                   c_s: np.ndarray | None = None) -> LogParams:
+    """Log-parameter dictionary (float32 scalars) from |J| of both layers, baselines and feedforward scales.
+
+    ``c_s``, the superficial baselines, is given only when the layers' baselines are not coupled
+    (SSNPars.couple_c_ms False); coupled layers have no cE_s, cI_s entries.
+    """
     values = {f"log_J_{name}_m": np.log(J_m[i]) for i, name in enumerate(J_ORDER)}
     values.update({f"log_J_{name}_s": np.log(J_s[i]) for i, name in enumerate(J_ORDER)})
-    values.update(cE_m=c[0], cI_m=c[1], log_f_E=np.log(f[0]), log_f_I=np.log(f[1]))
+    values.update(cE_m=c[0], cI_m=c[1])
+    if c_s is not None:
+        values.update(cE_s=c_s[0], cI_s=c_s[1])
+    values.update(log_f_E=np.log(f[0]), log_f_I=np.log(f[1]))
     return {k: jnp.float32(v) for k, v in values.items()}
+
+
+def draw_superficial(rng: np.random.Generator, rp: RandomizePars,
+                     c: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Superficial |J|, baselines and feedforward scales, in the draw order of the earlier code.
+
+    With RandomizePars.draw_c_s (the figure era, LINEAGE.md C.2) cE_s, cI_s are drawn from the c range
+    between J_s and f; otherwise the superficial layer starts from the middle baselines ``c``.
+    """
+    J_s = draw_J(rng, rp)
+    c_s = rng.uniform(rp.c[0], rp.c[1], size=2) if rp.draw_c_s else c
+    return J_s, c_s, rng.uniform(rp.f[0], rp.f[1], size=2)
 
 
 def probe_batches(key: Array, params: Parameters) -> tuple[TrialBatch, TrialBatch]:
@@ -134,15 +154,16 @@ def find_parameters(params: Parameters, rng: np.random.Generator, key: Array, or
         J_m, gE, gI = draw_middle(rng, rp)
         static = build_static(orimap, gE, gI, params) if static is None else with_gains(static, gE, gI)
         c = rng.uniform(rp.c[0], rp.c[1], size=2)
-        candidate = log_parameters(J_m, J_m, c, np.ones(2))
+        coupled = params.ssn.couple_c_ms
+        candidate = log_parameters(J_m, J_m, c, np.ones(2), None if coupled else c)
         if not middle_acceptable(reference_summary(candidate, static, key, fine, general, params), rp):
             continue
         middle_draws += 1
         for failures in range(rp.max_superficial_failures):
             if 100 * (middle_draws - 1) + failures > rp.max_total_failures:
                 raise InitialisationError(f"initialisation gave up after {rp.max_total_failures} failures")
-            J_s, f = draw_J(rng, rp), rng.uniform(rp.f[0], rp.f[1], size=2)
-            candidate = log_parameters(J_m, J_s, c, f)
+            J_s, c_s, f = draw_superficial(rng, rp, c)
+            candidate = log_parameters(J_m, J_s, c, f, None if coupled else c_s)
             if superficial_acceptable(reference_summary(candidate, static, key, fine, general, params), rp):
                 return candidate, static, gE, gI
         batch_draws += 1

@@ -1,5 +1,8 @@
 """Pretraining (stages 0 and 1) of every run, one isolated job per run, then assembly and run exclusion.
 
+With PretrainingPars.stage1_placement = 'training' (the figure era) pretraining is stage 0 alone: stage 1 runs
+at the start of every stage-2 job instead, and there are no post-stage-1 regressions.
+
 A job writes its pieces into ``<results>/pretraining_runs/run_<i>/`` and, last, its job marker (study.layout);
 a folder without marker is an interrupted job and is simply redone. The documented root CSVs are
 assembled from the completed jobs in run order, so they never depend on which job finished first.
@@ -38,7 +41,7 @@ from study.layout import (
 )
 from training.compilation_cache import prepare_process
 from training.initialisation import Initialisation, InitialisationError, randomize_initialisation
-from training.loss import default_loss_constants
+from training.loss import default_loss_constants, stage0_loss_constants, stage1_loss_constants
 from training.model import LogParams, zero_kappas
 from training.psychometrics import fit_threshold
 from training.readout import Readout
@@ -69,7 +72,14 @@ from training.run_state import (
     regression_row,
 )
 from training.stages import pretraining_stage, readout_stage
-from training.training_functions import RunSetup, StageFailedError, StageState, run_probe, train_ori_discr
+from training.training_functions import (
+    RunSetup,
+    StageFailedError,
+    StageResult,
+    StageState,
+    run_probe,
+    train_ori_discr,
+)
 from training.util_gabor import readout_indices
 
 logger = logging.getLogger(__name__)
@@ -87,18 +97,23 @@ def run_folder(results_dir: Path, run_index: int) -> Path:
 
 # --------------------------------------------------------------------------------------------- one run
 def stage0_state(init: Initialisation, params: Parameters) -> StageState:
-    """Stage 0 trains the pretrained keys (with coupling, cE_s/cI_s are the middle values)."""
+    """Stage 0 trains the pretrained keys (with coupling, cE_s/cI_s are the middle values); its loss weights
+    the cross-entropy by LossPars.lambda_task_stage0."""
     trained = stage_trained(init.log_params, params.pretrained_ssn.trained)
     untrained = {**{k: v for k, v in init.log_params.items() if k not in trained}, **zero_kappas()}
-    return StageState(trained=trained, untrained=untrained, readout=init.readout, offset=params.stimuli.offset)
+    return StageState(trained=trained, untrained=untrained, readout=init.readout, offset=params.stimuli.offset,
+                      constants=stage0_loss_constants(params.loss))  # fmt: skip
 
 
-def stage1_state(stage0: StageState, params: Parameters) -> StageState:
-    """Stage 1 trains the readout only, restricted to the central block."""
+def stage1_state(stage0: StageResult, params: Parameters) -> StageState:
+    """Stage 1 trains the readout only, restricted to the central block, from stage 0's final state; its loss
+    constants are LossPars' stage-1 ones (mean-rate targets possibly from the last stage-0 row)."""
+    final = stage0.final
     central = readout_indices(params.grid.gridsize_Nx, params.readout.readout_grid_size[1])
-    readout = Readout(stage0.readout.w[central], stage0.readout.b)
-    return StageState(trained={}, untrained={**stage0.untrained, **stage0.trained}, readout=readout,
-                      offset=params.stimuli.offset)  # fmt: skip
+    readout = Readout(final.readout.w[central], final.readout.b)
+    return StageState(trained={}, untrained={**final.untrained, **final.trained}, readout=readout,
+                      offset=params.stimuli.offset,
+                      constants=stage1_loss_constants(params.loss, stage0.rows[-1]))  # fmt: skip
 
 
 def initial_parameter_row(run_index: int, stage: int, log_params: LogParams, init: Initialisation,
@@ -132,6 +147,14 @@ def regression_rows(run_index: int, setup: RunSetup, log_params: LogParams, stag
     return [regression_row(run_index, code, w, b, offset) for code, w, b, offset in pieces]
 
 
+def stage0_readout_rows(run_index: int, stage0: StageState, threshold: float, params: Parameters) -> list[dict]:
+    """init_readout_params.csv without stage 1 (stage1_placement 'training'): one SGD-readout row, the end of
+    stage 0's readout restricted to the central block (what stage 2 starts from), with the last stage-0
+    threshold; no regression rows, since the post-stage-1 regressions do not exist then."""
+    central = readout_indices(params.grid.gridsize_Nx, params.readout.readout_grid_size[1])
+    return [regression_row(run_index, SGD_READOUT, stage0.readout.w[central], stage0.readout.b, threshold)]
+
+
 def probe_threshold(setup: RunSetup, log_params: LogParams, readout: Readout, contributions: tuple[float, float],
                     key_id: int) -> float:
     """Psychometric threshold of a readout (a fresh probe, spec §13.2)."""
@@ -143,40 +166,57 @@ def probe_threshold(setup: RunSetup, log_params: LogParams, readout: Readout, co
 
 def pretrain_run(params: Parameters, base_seed: int, run_index: int, attempt: int,
                  progress: bool = True) -> dict[str, pd.DataFrame]:
-    """Initialisation, stage 0, stage 1 and the post-stage-1 regressions of one run attempt."""
+    """Initialisation, stage 0, stage 1 and the post-stage-1 regressions of one run attempt; stage 0 alone
+    (with its end as the run's pretrained state) when PretrainingPars.stage1_placement is 'training'."""
     streams = run_streams(base_seed, run_index, attempt)
     k_init, k_regression = jax.random.split(streams.init_key)
     init = randomize_initialisation(params, streams.rng, k_init)
     setup = RunSetup(params, init.static, run_index, init.eta, streams.train_key, streams.eval_key, progress)
     stage0 = train_ori_discr(pretraining_stage(params), stage0_state(init, params), setup)
-    stage1 = train_ori_discr(readout_stage(params), stage1_state(stage0.final, params), setup)
-    final_params = {**stage1.final.untrained, **stage1.final.trained}
-    threshold = last_threshold(stage1.thresholds or stage0.thresholds)
-    num_cells = params.readout.readout_grid_size[1] ** 2
-    data = regression_data(final_params, init.static, k_regression, params,
-                           params.pretraining.post_stage1_regression_trials, num_cells)  # fmt: skip
+    if params.pretraining.stage1_placement == "pretraining":
+        stage1 = train_ori_discr(readout_stage(params), stage1_state(stage0, params), setup)
+        stages = (stage0, stage1)
+        final_params = {**stage1.final.untrained, **stage1.final.trained}
+        threshold = last_threshold(stage1.thresholds or stage0.thresholds)
+        num_cells = params.readout.readout_grid_size[1] ** 2
+        data = regression_data(final_params, init.static, k_regression, params,
+                               params.pretraining.post_stage1_regression_trials, num_cells)  # fmt: skip
+        readouts = regression_rows(run_index, setup, final_params, stage1.final, threshold, data)
+    else:
+        stages = (stage0,)
+        final_params = {**stage0.final.untrained, **stage0.final.trained}
+        readouts = stage0_readout_rows(run_index, stage0.final, last_threshold(stage0.thresholds), params)
     init_row = initial_parameter_row(run_index, 0, init.log_params, init, params)
-    final_row = initial_parameter_row(run_index, 1, final_params, init, params)
+    final_row = initial_parameter_row(run_index, 1, final_params, init, params)  # stage 1: the end of pretraining
     columns = pretraining_columns(params.grid.gridsize_Nx**2)
     return {
-        PRETRAINING_RESULTS: pd.DataFrame(stage0.rows + stage1.rows).reindex(columns=columns),
-        PRETRAINING_RESULTS_VAL: pd.DataFrame(stage0.val_rows + stage1.val_rows).reindex(
+        PRETRAINING_RESULTS: pd.DataFrame([row for s in stages for row in s.rows]).reindex(columns=columns),
+        PRETRAINING_RESULTS_VAL: pd.DataFrame([row for s in stages for row in s.val_rows]).reindex(
             columns=val_columns(columns, params.training.test_offsets)),
         ORIMAP: pd.DataFrame([[float(run_index), *init.orimap]], columns=orimap_columns(init.orimap.size)),
         INITIAL_PARAMETERS: pd.DataFrame([init_row, final_row]),
-        INIT_READOUT_PARAMS: pd.DataFrame(regression_rows(run_index, setup, final_params, stage1.final, threshold,
-                                                          data)).reindex(columns=INIT_READOUT_COLUMNS),
+        INIT_READOUT_PARAMS: pd.DataFrame(readouts).reindex(columns=INIT_READOUT_COLUMNS),
     }
 
 
 # ------------------------------------------------------------------------------------------------- jobs
+def attempts_per_run(params: Parameters) -> int:
+    """Attempts a pretraining job makes: up to max_failed_runs retries with fresh streams, or (failure_reseed
+    False) one. The figure era retried with the same seed, which fails the same way, so a retry there could
+    only repeat the failure; its run is dropped instead and the study goes on."""
+    return params.training.max_failed_runs + 1 if params.training.failure_reseed else 1
+
+
 def run_pretraining_job(results_dir: Path, params: Parameters, base_seed: int, run_index: int,
                         progress: bool = True) -> bool:
-    """One run with its retries (fresh streams per attempt); pieces then its job marker. False if all failed."""
+    """One run with its retries (fresh streams per attempt); pieces then its job marker. False if all failed.
+
+    With TrainingPars.failure_reseed False a failed attempt is not retried: the run is recorded as failed.
+    """
     job = StudyLayout(results_dir).pretraining_run(run_index)
     job.folder.mkdir(parents=True, exist_ok=True)
     failures = []
-    for attempt in range(params.training.max_failed_runs + 1):
+    for attempt in range(attempts_per_run(params)):
         try:
             tables = pretrain_run(params, base_seed, run_index, attempt, progress)
         except (StageFailedError, InitialisationError) as error:
@@ -242,7 +282,7 @@ def assemble_pretraining(results_dir: Path, params: Parameters, num_runs: int) -
     for name, parts in tables.items():
         atomic_write_csv(pd.concat(parts, ignore_index=True), layout.file(name))
     low, high = params.pretraining.run_threshold_range
-    return exclude_and_renumber(layout.root, low=low, high=high)
+    return exclude_and_renumber(layout.root, low=low, high=high, by_threshold=params.pretraining.exclude_runs)
 
 
 def run_pending_jobs(results_dir: Path, params: Parameters, base_seed: int, runs: Iterable[int],

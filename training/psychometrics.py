@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 from parameters import PretrainingPars, StimuliPars, TrainingPars
 
@@ -27,13 +28,22 @@ NO_THRESHOLD: float = 180.0
 """Threshold reported when the fitted curve is still below the criterion at the largest offset."""
 SHUFFLED_BCE_FRACTION: float = 0.95
 """Stage 0 with shuffled labels stops once the BCE exceeds this fraction of the total loss (§13.3)."""
-STAGE1_MAX_THRESHOLD: float = 10.0
-"""Stage 1 stops only when the latest threshold lies below this offset, degrees (§13.4)."""
 STAGE1_ACC_WINDOW: int = 3
 """Stage 1 averages at most this many recent batch accuracies (§13.4)."""
+STAGE1_TRAINING_ACC_WINDOW: int = 10
+"""Stage 1 inside a stage-2 job (PretrainingPars.stage1_placement 'training') averages at most this many recent
+batch accuracies (LINEAGE.md E)."""
+EXP_FIT_MAXFEV: int = 10000
+"""Function evaluations allowed to the exponential fit of the curve-fit plateau test (scipy curve_fit maxfev)."""
 FLIP_MAX_SLOPE: float = -0.01
 FLIP_MAX_P: float = 0.05
 FLIP_MAX_ACC: float = 0.5
+FIGURE_FLIP_MAX_SLOPE: float = -0.02
+"""The figure era's flip rule: the probe's mean accuracies fall by more than this per offset (LINEAGE.md D)."""
+FIGURE_FLIP_MAX_VAL_ACC: float = 0.45
+"""The figure era's flip rule: the latest validation accuracy lies below this (LINEAGE.md D)."""
+EXP_FIT_MAXFEV: int = 10000
+"""Function evaluations allowed to the exponential fit of the stage-0 plateau test (scipy's maxfev)."""
 
 
 # ----------------------------------------------------------------------------------- threshold (§13.2)
@@ -131,8 +141,44 @@ def has_plateaued(series: Sequence[float], window: int = 10, alpha: float = 0.05
     return bool(p > alpha)
 
 
+def exponential_end_slope(series: Sequence[float]) -> float:
+    """|a·b·e^(−b(n−1))|: the slope at the last point of the least-squares fit a·e^(−bx) + c, x = 0 … n−1.
+
+    scipy's curve_fit with its default start (1, 1, 1) and maxfev EXP_FIT_MAXFEV, as the figure era fitted it
+    (LINEAGE.md D, G "T-early"); NaN when the fit fails (it did not converge, or the series has fewer than 3
+    values or a NaN).
+    """
+    y = np.asarray(series, dtype=np.float64)
+    if y.size < 3 or np.any(np.isnan(y)):
+        return math.nan
+    x = np.arange(y.size, dtype=np.float64)
+
+    def model(x, a, b, c):
+        return a * np.exp(-b * x) + c
+
+    try:
+        # trial steps may overflow, and a flat series leaves the covariance undefined: neither matters here
+        with np.errstate(over="ignore", invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", optimize.OptimizeWarning)
+            (a, b, _), _ = optimize.curve_fit(model, x, y, maxfev=EXP_FIT_MAXFEV)
+    except (RuntimeError, ValueError) as error:
+        logger.warning("exponential fit of the plateau test failed: %s", error)
+        return math.nan
+    return float(abs(a * b * np.exp(-b * (y.size - 1))))
+
+
+def stage2_plateaued(series: Sequence[float], pars: TrainingPars) -> bool:
+    """The stage-2 plateau of one offset's probe accuracies: Mann–Whitney p > plateau_alpha (plateau_rule's
+    windows of plateau_window) and, with plateau_curve_fit (figure era, T-early), the exponential fit's end
+    slope below plateau_fit_slope. A failed fit (NaN slope) is no plateau."""
+    if not has_plateaued(series, pars.plateau_window, pars.plateau_alpha, pars.plateau_rule):
+        return False
+    return not pars.plateau_curve_fit or bool(exponential_end_slope(series) < pars.plateau_fit_slope)
+
+
 def stage2_should_stop(probe_history: Sequence[Sequence[float]], step: int, pars: TrainingPars) -> bool:
-    """Stage-2 early stop at a probe step after min_stop_step when all plateau offsets have plateaued.
+    """Stage-2 early stop at a probe step after min_stop_step when all plateau offsets have plateaued
+    (:func:`stage2_plateaued`).
 
     ``probe_history`` holds one row of per-offset mean accuracies per probe so far, columns in the order
     of ``pars.test_offsets``.
@@ -141,7 +187,7 @@ def stage2_should_stop(probe_history: Sequence[Sequence[float]], step: int, pars
         return False
     history = np.asarray(probe_history, dtype=np.float64).reshape(-1, len(pars.test_offsets))
     columns = [pars.test_offsets.index(o) for o in pars.plateau_offsets]
-    return all(has_plateaued(history[:, j], pars.plateau_window, rule=pars.plateau_rule) for j in columns)
+    return all(stage2_plateaued(history[:, j], pars) for j in columns)
 
 
 def probe_accuracy_falls(probe_mean_accs: Sequence[float]) -> bool:
@@ -163,24 +209,90 @@ def should_flip(probe_mean_accs: Sequence[float], fine_acc: float) -> bool:
     return fine_accuracy_below_chance(fine_acc) and probe_accuracy_falls(probe_mean_accs)
 
 
+def probe_slope(probe_mean_accs: Sequence[float]) -> float:
+    """OLS slope of a probe's per-offset mean accuracies on x = 0, 1, …, k − 1 (NaN if any accuracy is NaN)."""
+    y = np.asarray(probe_mean_accs, dtype=np.float64)
+    if np.any(np.isnan(y)):
+        return math.nan
+    return float(stats.linregress(np.arange(y.size, dtype=np.float64), y).slope)
+
+
+def figure_flip_applies(val_acc: float | None, probe_mean_accs: Sequence[float] | None) -> bool:
+    """The figure era's flip condition (LINEAGE.md D): the most recent validation accuracy is below 0.45 and
+    the OLS slope of the most recent probe's mean accuracies on x = 0 … k − 1 is below −0.02.
+
+    No p-value and no fresh test (unlike :func:`should_flip`). A missing or NaN value never flips.
+    """
+    if val_acc is None or probe_mean_accs is None or not val_acc < FIGURE_FLIP_MAX_VAL_ACC:
+        return False
+    return probe_slope(probe_mean_accs) < FIGURE_FLIP_MAX_SLOPE  # NaN compares False
+
+
+def stage0_accuracy_plateaued(batch_accs: Sequence[float], pars: PretrainingPars) -> bool:
+    """The figure era's plateau of the stage-0 batch accuracies (LINEAGE.md D), window w = stage0_plateau_window.
+
+    Needs n ≥ 2w accuracies; then both: a two-sided Mann–Whitney test of s[−w:−1] (w − 1 values) against
+    s[−2w:−w] with p > stage0_plateau_alpha, and an exponential fit whose end slope is below
+    stage0_plateau_slope (:func:`exponential_end_slope`). A fit that does not converge counts as no plateau
+    (logged): the earlier code raised an error there, which would end the run for a numerical reason; stage 0
+    goes on and tests again at its next probe.
+    """
+    window = pars.stage0_plateau_window
+    if len(batch_accs) < 2 * window:
+        return False
+    if not has_plateaued(batch_accs, window, pars.stage0_plateau_alpha, rule="legacy"):
+        return False  # the cheaper test first; the result is the same conjunction
+    return bool(exponential_end_slope(batch_accs) < pars.stage0_plateau_slope)  # a failed fit is NaN: False
+
+
 def stage0_should_stop(thresholds: Sequence[float], step: int, bce: float, total: float, shuffled: bool,
-                       pars: PretrainingPars) -> bool:  # fmt: skip
-    """Stage-0 early stop: last two thresholds inside offset_threshold, or (shuffled) BCE-dominated loss."""
+                       pars: PretrainingPars, batch_accs: Sequence[float] = ()) -> bool:  # fmt: skip
+    """Stage-0 early stop: last two thresholds inside offset_threshold, or (shuffled) BCE-dominated loss.
+
+    Only at steps > min_acc_check_ind with at least three thresholds. With PretrainingPars.stage0_plateau the
+    batch accuracies so far (``batch_accs``, the current one included) must also have plateaued
+    (:func:`stage0_accuracy_plateaued`); the caller then tests on probe steps only.
+    """
     if step <= pars.min_acc_check_ind or len(thresholds) < 3:
         return False
     if shuffled:
-        return bool(bce > SHUFFLED_BCE_FRACTION * total)
-    low, high = pars.offset_threshold
-    return all(low < t < high for t in thresholds[-2:])
+        settled = bce > SHUFFLED_BCE_FRACTION * total
+    else:
+        low, high = pars.offset_threshold
+        settled = all(low < t < high for t in thresholds[-2:])
+    return bool(settled) and (not pars.stage0_plateau or stage0_accuracy_plateaued(batch_accs, pars))
 
 
 def stage1_should_stop(batch_accs: Sequence[float], thresholds: Sequence[float], step: int,
                        pars: PretrainingPars) -> bool:  # fmt: skip
-    """Stage-1 early stop: recent mean batch accuracy > stage1_acc_threshold and latest threshold < 10.
+    """Stage-1 early stop: recent mean batch accuracy > stage1_acc_threshold and latest threshold below
+    stage1_max_threshold (10 degrees in the reference, 20 in the final revision).
 
     ``batch_accs`` ends with the current step's batch accuracy; ``thresholds`` are those recorded so far.
     """
     if not thresholds or not batch_accs:
         return False
     recent = batch_accs[-max(1, min(step, STAGE1_ACC_WINDOW)) :]
-    return bool(np.mean(recent) > pars.stage1_acc_threshold and thresholds[-1] < STAGE1_MAX_THRESHOLD)
+    return bool(np.mean(recent) > pars.stage1_acc_threshold and thresholds[-1] < pars.stage1_max_threshold)
+
+
+def readout_stage_skipped(batch_acc: float, step: int, threshold: float) -> bool:
+    """Stage 1 inside a stage-2 job (LINEAGE.md E): the stage ends before anything of step 0 is recorded when
+    step 0's batch accuracy already exceeds ``threshold`` (PretrainingPars.stage1_acc_threshold)."""
+    return step == 0 and batch_acc > threshold
+
+
+def trailing_accuracy_exceeds(batch_accs: Sequence[float], step: int, threshold: float,
+                              window: int = STAGE1_TRAINING_ACC_WINDOW) -> bool:  # fmt: skip
+    """Stage 1 inside a stage-2 job (LINEAGE.md E): stop once the mean of the last min(step, window) batch
+    accuracies exceeds ``threshold``; there is no threshold condition.
+
+    ``batch_accs`` holds one accuracy per recorded step, 0 … step, the current one last. The window is the
+    figure era's min(step, window), so it leaves out step 0's accuracy until step > window (at step 1 it is
+    the current accuracy alone); at step 0 it is empty and never stops (step 0 is
+    :func:`readout_stage_skipped`'s).
+    """
+    count = min(step, window)
+    if count < 1 or len(batch_accs) < count:
+        return False
+    return bool(np.mean(batch_accs[-count:]) > threshold)

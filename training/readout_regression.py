@@ -81,3 +81,17 @@ def rescale_readout(readout: Readout, target_std: float, scale_bias: bool) -> Re
     factor = target_std / (np.std(w) * np.floor(np.sqrt(w.size)))
     b = float(readout.b) * factor if scale_bias else float(readout.b)
     return Readout(jnp.asarray(w * factor, jnp.float32), jnp.float32(b))
+
+
+def mixed_features(data: RegressionData, contributions: tuple[float, float]) -> np.ndarray:
+    """Regression features of a readout mix (superficial, middle), combined as the readout combines its layers
+    (:func:`training.readout.readout_features`): one layer scaled by its contribution, or both, middle first."""
+    c_sup, c_mid = contributions
+    if c_sup and c_mid:
+        return np.hstack([c_mid * data.mid, c_sup * data.sup])
+    return c_sup * data.sup + c_mid * data.mid
+
+
+def fit_mix_readout(data: RegressionData, contributions: tuple[float, float], train_fraction: float) -> Readout:
+    """The logistic-regression readout of a readout mix, unscaled (w and b as fitted)."""
+    return fit_logistic_readout(mixed_features(data, contributions), data.labels, train_fraction)[0]

@@ -113,7 +113,8 @@ def pretraining_columns(num_weights: int = 81) -> list[str]:
 
 
 def training_columns() -> list[str]:
-    """Columns of training_results.csv (stage 2): no readout, plus staircase offset and raw κ."""
+    """Columns of training_results.csv (stage 2, and stage 1 where it runs in the training job): no readout, plus
+    staircase offset and raw κ."""
     return [*STEP_COLUMNS, *SSN_COLUMNS, "psychometric_offset", "staircase_offset", *KAPPA_COLUMNS]
 
 
@@ -534,13 +535,15 @@ def runs_to_exclude(thresholds: pd.Series, low: float = 5.0, high: float = 25.0)
 
 
 def exclude_and_renumber(
-    folder: str | os.PathLike, low: float = 5.0, high: float = 25.0, files: Sequence[str] = PER_RUN_FILES
+    folder: str | os.PathLike, low: float = 5.0, high: float = 25.0, files: Sequence[str] = PER_RUN_FILES,
+    by_threshold: bool = True,
 ) -> int:
     """Drop runs with a final threshold outside [low, high] from every per-run file and renumber.
 
     Keeps the unfiltered files as ``*_complete.csv``, lists excluded original indices in
     excluded_runs_from_pretraining.csv, renumbers survivors 0..n-1 in index order (k → k − #excluded < k,
-    counting indices missing from every file as excluded) and returns n.
+    counting indices missing from every file as excluded) and returns n. With ``by_threshold`` False
+    (PretrainingPars.exclude_runs) only the runs without pretraining rows (failed runs) are excluded.
     """
     folder = Path(folder)
     if PRETRAINING_RESULTS not in files:
@@ -550,7 +553,11 @@ def exclude_and_renumber(
     all_runs = set().union(*(set(_run_indices(df["run_index"], name)) for name, df in tables.items()))
     universe = range(max(all_runs) + 1) if all_runs else range(0)
     thresholds = final_pretraining_thresholds(tables[PRETRAINING_RESULTS]).reindex(universe)
-    excluded = runs_to_exclude(thresholds, low, high)
+    if by_threshold:
+        excluded = runs_to_exclude(thresholds, low, high)
+    else:  # every run that has pretraining rows is kept, whatever (or whether) its threshold
+        present = set(_run_indices(tables[PRETRAINING_RESULTS]["run_index"], PRETRAINING_RESULTS))
+        excluded = sorted(set(universe) - present)
     survivors = sorted(set(universe) - set(excluded))
     _log_exclusion(universe, all_runs, excluded, survivors)
     for name in files:

@@ -24,13 +24,7 @@ from parameters import Parameters
 from training.evaluation import StepMetrics, fine_task_test, merge_params, psychometric_accuracies, sgd_gradients
 from training.loss import LossConstants, default_loss_constants
 from training.model import LogParams, ModelStatic
-from training.psychometrics import (
-    StaircaseState,
-    fine_accuracy_below_chance,
-    fit_threshold,
-    probe_accuracy_falls,
-    staircase_update,
-)
+from training.psychometrics import StaircaseState, fit_threshold, staircase_update
 from training.readout import Readout
 from training.results_io import format_offset, kappa_columns, ssn_columns
 from training.stages import Stage
@@ -101,6 +95,9 @@ class StageLog:
     thresholds: list = field(default_factory=list)
     probe_means: list = field(default_factory=list)
     batch_accs: list = field(default_factory=list)
+    val_acc: float | None = None
+    """The most recent validation accuracy (None before the first); the figure-era flip rule reads it and
+    sets it to 1 − itself after a flip (training.stages.FigureFlip)."""
     seconds: dict = field(default_factory=lambda: {"sgd": 0.0, "probe": 0.0, "validation": 0.0})
     """Wall time spent in SGD steps, psychometric probes and validations (incl. the flip test)."""
     started: float = field(default_factory=time.perf_counter)
@@ -196,15 +193,19 @@ def accs_125_trials(offset: float, params: Parameters) -> tuple[float, float]:
 
 def flip_applies(log: StageLog, log_params: LogParams, readout: Readout, stage: Stage, setup: RunSetup,
                  key: Array, constants: LossConstants) -> bool:
-    """The flip rule of :attr:`Stage.flip_test_trials`: the latest probe's accuracy falls with the offset
-    and a fine-task test is below chance. The test runs only when the probe slope already qualifies."""
-    p = setup.params
-    if stage.flip_test_trials is None or not log.probe_means or not probe_accuracy_falls(log.probe_means[-1]):
+    """Whether the stage's flip rule (:attr:`Stage.flip`) applies at this step; a rule that asks for a fine-task
+    test gets it on the step's flip-test key, at StimuliPars.offset, with the stage's test readout."""
+    if stage.flip is None:
         return False
-    acc, _ = fine_task_test(log_params, readout, setup.static, jax.random.fold_in(key, FLIP_TEST),
-                            jnp.float32(p.stimuli.offset), jnp.float32(p.stimuli.ref_ori), constants, p,
-                            stage.flip_test_trials, stage.contributions)  # fmt: skip
-    return fine_accuracy_below_chance(float(acc))  # the probe half was checked above
+    p = setup.params
+
+    def fine_test(num_trials: int) -> float:
+        acc, _ = fine_task_test(log_params, readout, setup.static, jax.random.fold_in(key, FLIP_TEST),
+                                jnp.float32(p.stimuli.offset), jnp.float32(p.stimuli.ref_ori), constants, p,
+                                num_trials, stage.contributions)  # fmt: skip
+        return float(acc)
+
+    return stage.flip.applies(log, fine_test)
 
 
 def flip_readout(readout: Readout, readout_opt_state: optax.OptState, params: Parameters):
@@ -265,6 +266,7 @@ def train_ori_discr(stage: Stage, state: StageState, setup: RunSetup) -> StageRe
     ssn_opt, readout_opt = optimizer.init(trained), optimizer.init(readout)
     stair_state = StaircaseState()
     log = StageLog()
+    recorded = (trained, readout)  # the final state of a stage that ends before recording a step
     steps = tqdm(range(stage.max_steps), desc=f"run {setup.run_index} stage {stage.number}", leave=False,
                  disable=not setup.progress)  # fmt: skip
     for step in steps:
@@ -275,6 +277,8 @@ def train_ori_discr(stage: Stage, state: StageState, setup: RunSetup) -> StageRe
                                                                     stage.step)  # fmt: skip
         if not math.isfinite(float(metrics.loss_terms["total"])):
             raise StageFailedError(f"run {setup.run_index}: NaN loss in stage {stage.number} at step {step}")
+        if stage.stop_before_recording is not None and stage.stop_before_recording(stage, step, log, metrics):
+            break
         log_params = merge_params(trained, state.untrained)
         test_readout = stage.test_readout(readout)
         row = {"run_index": setup.run_index, "stage": stage.number, "SGD_steps": step, **metrics_columns(metrics),
@@ -296,6 +300,7 @@ def train_ori_discr(stage: Stage, state: StageState, setup: RunSetup) -> StageRe
             offset, stair_state = staircase_update(offset, stair_state, float(metrics.acc), stage.staircase)
         if stage.is_validation_step(step):
             row.update(run_validation(log_params, test_readout, stage, setup, eval_key, offset, constants))
+            log.val_acc = row["val_acc"]
             clock = log.tick("validation", clock)
         log.rows.append(row)
         recorded = (trained, readout)
@@ -308,6 +313,7 @@ def train_ori_discr(stage: Stage, state: StageState, setup: RunSetup) -> StageRe
         clock = log.tick("validation", clock)
         if flip:
             readout, readout_opt = flip_readout(readout, readout_opt, params)
+            stage.flip.flipped(log)
             logger.info("run %d: readout flipped at stage-%d step %d", setup.run_index, stage.number, step)
             continue
         if stage.trains_ssn:
