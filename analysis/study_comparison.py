@@ -5,10 +5,14 @@ depend on reading out from it?) for each study.
 Usage::
 
     python -m analysis.study_comparison results/Dec02_v0 results/Dec03_v0 --out docs/results
-    python -m analysis.study_comparison studies/corrected studies/reference --out docs/results --headlines
+    python -m analysis.study_comparison studies/figure studies/figure_kernel studies/reference studies/corrected \
+        --base studies/figure --out docs/results --headlines
 
 The second form regenerates the published tables and figures from the kept studies (docs/studies.md):
-``--headlines`` adds each study's headline figure (``headline_<folder>.png``), drawn from its CSV files.
+``--headlines`` adds each study's headline figure (``headline_<folder>.png``), drawn from its CSV files;
+``--base`` names the study whose variants (studies of its preset with other switches) are paired with it run
+by run (default: the one ``figure`` study without overridden switches). A study is labelled by its preset and
+the switches it overrides (``figure + SSNPars.sup_I_kernel=own``), as its study record says.
 A study folder written by main.py must be complete (every job of its runs and configurations done and
 assembled, its analysis of all its runs) and whole (study.inventory); otherwise the comparison names it and
 what it lacks, one line per study, and writes nothing.
@@ -31,7 +35,10 @@ What this adds to the per-study summary:
 Outputs in ``--out``: ``comparison_runs.csv``, ``comparison_summary.csv``, ``comparison_training.csv``,
 ``comparison_stats.csv``, ``comparison.md`` (the tables in Markdown) and ``comparison.png`` (per study and
 configuration, the per-run changes of the inhibitory and excitatory weights of both layers, with the earlier
-implementation's published medians for the baseline).
+implementation's published medians for the baseline); and the lineage outputs of analysis.lineage:
+``lineage.csv``, ``lineage_runs.csv``, ``sensitivity.csv``, ``lineage.md`` and, per study with a baseline,
+``baseline_rel_changes_<folder>.png`` (its baseline drawn as the published figure) and
+``baseline_rel_changes_<folder>_published.png`` (the same above the published figure).
 """
 
 from __future__ import annotations

@@ -256,7 +256,7 @@ def test_published_medians_stand_beside_the_studies(outputs) -> None:
     assert "+18.0; 4 of 4 > 0; p = 0.125, r = 1 (n = 4)" in text  # the baseline's sup - mid
 
 
-def test_published_style_values_follow_lineage_h(outputs) -> None:
+def test_published_style_values_follow_lineage_h(outputs, studies) -> None:
     runs = pd.read_csv(outputs / "lineage_runs.csv")
     base = runs[(runs["study"] == "figure") & (runs["configuration"] == BASE)]
     assert base["run_index"].tolist() == [0, 1, 3, 4, 5]  # run 2 failed: no rows, not drawn
@@ -268,6 +268,10 @@ def test_published_style_values_follow_lineage_h(outputs) -> None:
     np.testing.assert_allclose(base["cE_s"], 2.0)
     np.testing.assert_allclose(base["f_I"], -4.0)
     np.testing.assert_allclose(base["J_EI_m"], 0.0, atol=1e-9)
+    # the analysis' own changes over stage 2 agree for J, c and f
+    own = pd.read_csv(studies["base"] / BASE / "rel_changes_train.csv").set_index("run_index")
+    for column in ("J_II_s", "J_EE_s", "J_II_m", "cE_s", "f_I"):
+        np.testing.assert_allclose(base[column].to_numpy(), own.loc[base["run_index"], column].to_numpy(), atol=1e-9)
     # κ: the change from 0, i.e. the final raw value (not a percentage, not tanh)
     for column, share in KAPPA_SHARES.items():
         np.testing.assert_allclose(base[column], [share * k for k in (0.4, 0.8, 0.2, 0.6, 0.0)], atol=1e-12)
