@@ -264,12 +264,25 @@ LINEAGE_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 
+COUNT_COLUMNS: tuple[str, ...] = (
+    "base_seed", "runs_started", "runs_failed", "runs_excluded", "runs_kept", "failed_pretraining", "failed_stage2",
+    "excluded_after_pretraining", "excluded_by_analysis", "sup_minus_mid_n", "sup_minus_mid_positive", "contrast_n",
+    "threshold_pre_not_measured", "threshold_post_not_measured",
+)  # fmt: skip
+"""Integer columns, written as integers where the published row (or a missing test) leaves them empty."""
+
+
 def lineage_table(studies: Sequence[StudyData], summary: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
     """lineage.csv: the published row, then one row per study and configuration (from the comparison's summary
     and statistics tables)."""
     summary_rows, stats_rows = _lookup(summary, "quantity"), _lookup(stats, "comparison")
     rows = [published_row()] + [row for s in studies for row in study_rows(s, summary_rows, stats_rows)]
-    return pd.DataFrame(rows).reindex(columns=list(LINEAGE_COLUMNS))
+    return as_counts(pd.DataFrame(rows).reindex(columns=list(LINEAGE_COLUMNS)), COUNT_COLUMNS)
+
+
+def as_counts(table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """The table with these columns as nullable integers (an empty cell stays empty, 7 is not written 7.0)."""
+    return table.astype({c: "Int64" for c in columns})
 
 
 # ------------------------------------------------------------------------------------------- sensitivity
@@ -340,13 +353,17 @@ def sensitivity_table(studies: Sequence[StudyData], base: StudyData | None, stat
         for variant in variants(studies, base):
             rows += [sensitivity_row(variant, base, conf, lookup)
                      for conf in variant.configurations if conf in base.configurations]  # fmt: skip
-    return pd.DataFrame(rows).reindex(columns=list(SENSITIVITY_COLUMNS))
+    return as_counts(pd.DataFrame(rows).reindex(columns=list(SENSITIVITY_COLUMNS)), ("variant_n", "base_n", "n"))
 
 
 # ---------------------------------------------------------------------------------------------- markdown
 def _signed(value: object, digits: int = 1) -> str:
     """'+1.5', '-0.3', '+0.0' (never '-0.0'), or a dash for a missing value."""
     return "–" if not _finite(value) else f"{round(float(value), digits) + 0.0:+.{digits}f}"
+
+
+def _count(value: object) -> str:
+    return str(int(float(value))) if _finite(value) else "–"  # type: ignore[arg-type]
 
 
 def _finite(value: object) -> bool:
@@ -424,9 +441,9 @@ def sensitivity_markdown(sensitivity: pd.DataFrame) -> str:
         ["variant (switches)", "configuration", "pairing", "variant sup − mid (median, n)",
          "base sup − mid (median, n)", "per-run difference variant − base (median)", "n", "p", "r", "note"],
         [[r.overrides or r.study, r.configuration, r.pairing,
-          f"{_signed(r.variant_sup_minus_mid_median)} ({fmt(r.variant_n)})",
-          f"{_signed(r.base_sup_minus_mid_median)} ({fmt(r.base_n)})", _signed(r.median_difference),
-          int(r.n) if _finite(r.n) else 0, fmt(r.p), fmt(r.effect_size, 2),
+          f"{_signed(r.variant_sup_minus_mid_median)} ({_count(r.variant_n)})",
+          f"{_signed(r.base_sup_minus_mid_median)} ({_count(r.base_n)})", _signed(r.median_difference),
+          _count(r.n), fmt(r.p), fmt(r.effect_size, 2),
           r.note if isinstance(r.note, str) else ""]
          for r in sensitivity.itertuples()],
     )  # fmt: skip
@@ -450,10 +467,17 @@ def markdown_report(lineage: pd.DataFrame, sensitivity: pd.DataFrame) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- figures
-def figure_name(folder: Path, beside_published: bool = False) -> str:
-    """``baseline_rel_changes_<folder>.png`` (the published figure's name with the study's folder), or its
+def figure_name(stem: str, beside_published: bool = False) -> str:
+    """``baseline_rel_changes_<stem>.png`` (the published figure's name with the study's folder name), or its
     ``_published`` companion."""
-    return f"baseline_rel_changes_{folder.name}{'_published' if beside_published else ''}.png"
+    return f"baseline_rel_changes_{stem}{'_published' if beside_published else ''}.png"
+
+
+def figure_stems(folders: Sequence[Path]) -> list[str]:
+    """Each study's folder name, with its parent's name in front where two studies share a folder name (two
+    results roots each with a Dec04_v0), so that no study's figure overwrites another's."""
+    names = [f.name for f in folders]
+    return [n if names.count(n) == 1 else f"{f.parent.name}_{n}" for f, n in zip(folders, names, strict=True)]
 
 
 def _median(values: pd.Series) -> float:
@@ -534,12 +558,12 @@ def plot_beside_published(ours: Path, label: str, runs: int, path: Path, publish
 def draw_figures(studies: Sequence[StudyData], runs: pd.DataFrame, out: Path) -> list[Path]:
     """Each study's published-style baseline figure and its companion beside the published figure."""
     written = []
-    for study in studies:
+    for study, stem in zip(studies, figure_stems([s.folder for s in studies]), strict=True):
         rows = runs[(runs["study"] == study.label) & (runs["configuration"] == BASELINE)]
         if rows.empty:
             continue
-        ours = plot_published_style(rows, figure_title(study.label, rows), out / figure_name(study.folder))
-        written += [ours, plot_beside_published(ours, study.label, len(rows), out / figure_name(study.folder, True))]
+        ours = plot_published_style(rows, figure_title(study.label, rows), out / figure_name(stem))
+        written += [ours, plot_beside_published(ours, study.label, len(rows), out / figure_name(stem, True))]
     return written
 
 

@@ -274,11 +274,16 @@ def override_items(settings: Mapping[str, Any]) -> list[str]:
     return items
 
 
+LABEL_ITEMS = 3
+"""Overridden switches a label names; a study with more is labelled by their count (the tables list them all)."""
+
+
 def study_label(settings: Mapping[str, Any]) -> str:
     """'figure', 'figure + SSNPars.sup_I_kernel=own', 'reference (quick)': the preset, then the switches the
     study changes with --overrides-json (a variant of the preset), as its records say."""
     items = override_items(settings)
-    label = str(settings["preset"]) + (" + " + ", ".join(items) if items else "")
+    named = ", ".join(items) if len(items) <= LABEL_ITEMS else f"{len(items)} overridden settings"
+    label = str(settings["preset"]) + (f" + {named}" if items else "")
     return label + (" (quick)" if settings.get("quick") else "")
 
 

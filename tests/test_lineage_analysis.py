@@ -212,6 +212,14 @@ def test_studies_are_labelled_by_preset_and_overridden_switches(outputs) -> None
     quick = {"preset": "reference", "quick": True, "run_overrides": {"TrainingPars": {"num_runs": 2, "SGD_steps": 6}}}
     assert sc.study_label(quick) == "reference (quick)"  # the quick sizes are the label's "quick"
     assert sc.study_label({**quick, "quick": False}) == "reference + TrainingPars.SGD_steps=6"
+    from study.parameter_files import merge_overrides
+    from study.quick import END_TO_END_OVERRIDES, QUICK_OVERRIDES
+
+    end_to_end = json.loads(json.dumps(merge_overrides(QUICK_OVERRIDES, END_TO_END_OVERRIDES)))  # as recorded
+    items = sc.override_items({**quick, "run_overrides": end_to_end})
+    assert len(items) > sc.LABEL_ITEMS and "TrainingPars.SGD_steps=2" in items
+    label = sc.study_label({**quick, "run_overrides": end_to_end})
+    assert label == f"reference + {len(items)} overridden settings (quick)"
 
 
 def test_lineage_table_against_hand_computed_medians_and_tests(outputs) -> None:
@@ -311,6 +319,8 @@ def test_figures_are_drawn_from_the_runs_table(outputs) -> None:
     rows = runs[(runs["study"] == "figure") & (runs["configuration"] == BASE)]
     values = lineage.panel_values(rows, lineage.PANELS[1])
     np.testing.assert_allclose(values[3], [20, 30, 12, 25, 100])  # J^sup I→I, every run with stage-2 rows
+    assert lineage.figure_stems([Path("a/Dec04_v0"), Path("b/Dec04_v0"), Path("c/x")]) == ["a_Dec04_v0",
+                                                                                          "b_Dec04_v0", "x"]
     title = lineage.figure_title("figure", rows)
     assert title.startswith("figure, conf_baseline, 5 runs") and "excludes 1 of them" in title
 
