@@ -202,13 +202,18 @@ def _lookup(table: pd.DataFrame, key: str) -> dict[tuple[str, str, str], pd.Seri
     return {(str(r["study"]), str(r["configuration"]), str(r[key])): r for _, r in table.iterrows()}
 
 
+TEST_FIELDS: tuple[tuple[str, str], ...] = (("n", "n"), ("median", "median_difference"), ("p", "p"),
+                                           ("r", "effect_size"))  # fmt: skip
+"""(lineage column suffix, statistics-table column) of a test."""
+
+
 def _test_columns(prefix: str, row: pd.Series | None) -> dict[str, object]:
-    """n, median difference, p, r and note of a statistics row, under a prefix (NaN where there is none)."""
-    keys = (("n", "n"), ("median", "median_difference"), ("p", "p"), ("r", "effect_size"), ("note", "note"))
-    if row is None:
-        return {f"{prefix}_{mine}": (math.nan if mine != "note" else "") for mine, _ in keys}
-    return {f"{prefix}_{mine}": row[theirs] if mine != "note" or isinstance(row[theirs], str) else ""
-            for mine, theirs in keys}  # fmt: skip
+    """n, median difference, p, r and note of a statistics row, under a prefix (empty where there is none)."""
+    values: dict[str, object] = {f"{prefix}_{mine}": math.nan if row is None else row[theirs]
+                                 for mine, theirs in TEST_FIELDS}  # fmt: skip
+    note = None if row is None else row["note"]
+    values[f"{prefix}_note"] = note if isinstance(note, str) else ""  # a CSV's empty note reads back as NaN
+    return values
 
 
 def positive_runs(study: StudyData, conf: str) -> int:
