@@ -5,10 +5,14 @@ depend on reading out from it?) for each study.
 Usage::
 
     python -m analysis.study_comparison results/Dec02_v0 results/Dec03_v0 --out docs/results
-    python -m analysis.study_comparison studies/corrected studies/reference --out docs/results --headlines
+    python -m analysis.study_comparison studies/figure studies/figure_kernel studies/reference studies/corrected \
+        --base studies/figure --out docs/results --headlines
 
 The second form regenerates the published tables and figures from the kept studies (docs/studies.md):
-``--headlines`` adds each study's headline figure (``headline_<folder>.png``), drawn from its CSV files.
+``--headlines`` adds each study's headline figure (``headline_<folder>.png``), drawn from its CSV files;
+``--base`` names the study whose variants (studies of its preset with other switches) are paired with it run
+by run (default: the one ``figure`` study without overridden switches). A study is labelled by its preset and
+the switches it overrides (``figure + SSNPars.sup_I_kernel=own``), as its study record says.
 A study folder written by main.py must be complete (every job of its runs and configurations done and
 assembled, its analysis of all its runs) and whole (study.inventory); otherwise the comparison names it and
 what it lacks, one line per study, and writes nothing.
@@ -31,19 +35,24 @@ What this adds to the per-study summary:
 Outputs in ``--out``: ``comparison_runs.csv``, ``comparison_summary.csv``, ``comparison_training.csv``,
 ``comparison_stats.csv``, ``comparison.md`` (the tables in Markdown) and ``comparison.png`` (per study and
 configuration, the per-run changes of the inhibitory and excitatory weights of both layers, with the earlier
-implementation's published medians for the baseline).
+implementation's published medians for the baseline); and the lineage outputs of analysis.lineage:
+``lineage.csv``, ``lineage_runs.csv``, ``sensitivity.csv``, ``lineage.md`` and, per study with a baseline,
+``baseline_rel_changes_<folder>.png`` (its baseline drawn as the published figure) and
+``baseline_rel_changes_<folder>_published.png`` (the same above the published figure).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the command line parses before pandas and matplotlib load (fast --help)
     import pandas as pd
@@ -51,13 +60,19 @@ if TYPE_CHECKING:  # the command line parses before pandas and matplotlib load (
 logger = logging.getLogger(__name__)
 
 BASELINE = "conf_baseline"
+LINEAGE_OUTPUTS: tuple[str, ...] = ("lineage.csv", "lineage_runs.csv", "sensitivity.csv", "lineage.md")
+"""The lineage tables (analysis.lineage), written with the comparison."""
 OUTPUTS: tuple[str, ...] = (
     "comparison_runs.csv", "comparison_summary.csv", "comparison_training.csv", "comparison_stats.csv",
-    "comparison.md", "comparison.png",
+    "comparison.md", "comparison.png", *LINEAGE_OUTPUTS,
 )  # fmt: skip
 PUBLISHED_BASELINE: dict[str, float] = {"J_II_s": 25.0, "J_II_m": 5.0, "J_EE_s": -12.0}
 """Medians (percent change over stage 2, baseline configuration) read off the earlier implementation's
 published figure (its `figure` version, 49 runs, no exclusion); shown for comparison only."""
+PUBLISHED_RUNS = 49
+"""Runs behind the published figure (runs 0-48 of the figure-era code, none excluded; LINEAGE.md H)."""
+BOOKKEEPING_OVERRIDES: frozenset[tuple[str, str]] = frozenset({("TrainingPars", "num_runs")})
+"""Overrides that say how many runs a study has, not how it trains: left out of its label."""
 CONTRASTS: tuple[tuple[str, str, str], ...] = (
     ("dJ_II sup-mid", "J_II_m", "J_II_s"),
     ("dE/I ratio sup-mid", "EI_ratio_J_m", "EI_ratio_J_s"),
@@ -73,10 +88,13 @@ class StudyData:
 
     folder: Path
     label: str
-    """Column label: the preset, made unique with the folder name when two studies share a preset."""
+    """Column label: the preset and the switches the study overrides (study_label), made unique with the folder
+    name when two studies share one."""
     preset: str
     base_seed: int
     runs_started: int
+    """Pretraining runs started for the runs the study trains (all of its pretraining folder's, unless a
+    --skip-pretraining study takes only the first of the runs that folder retains)."""
     configurations: tuple[str, ...]
     summary: pd.DataFrame
     stats: pd.DataFrame
@@ -89,6 +107,17 @@ class StudyData:
     changes: dict[str, pd.DataFrame]
     """Configuration -> rel_changes_train.csv rows of the runs its analysis retains."""
     analysis_excluded: dict[str, list[int]]
+    overrides: str = ""
+    """The study's overridden switches as 'Class.field=value, ...' (study_label), empty for the plain preset."""
+    original_runs: tuple[int, ...] = ()
+    """Original (initialisation) index of each stage-2 run: run k of the study is pretraining run
+    original_runs[k]; studies of one base seed pair up by it."""
+    pretraining_folder: Path | None = None
+    """The folder whose pretraining the study trained from (its own, or the one it reused)."""
+    pretraining_failed: tuple[int, ...] = ()
+    """Original indices of the started runs whose pretraining job failed (its marker says so)."""
+    stage2_failed: Mapping[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+    """Configuration -> stage-2 runs whose job failed (its marker says so)."""
 
 
 def _results_io():
@@ -141,34 +170,132 @@ def load_study(folder: Path, label: str | None = None) -> StudyData:
                                                                       "psychometric_offset"])  # fmt: skip
     pretraining_excluded = rio.excluded_runs_with_thresholds(pretraining_root, pretraining)
     pretraining_settings = settings if pretraining_root == folder else study_settings(pretraining_root)
-    training, changes, analysis_excluded = {}, {}, {}
+    retained = original_run_indices(pretraining_root)
+    originals = retained[: stage2_run_count(folder, len(retained))]
+    started = runs_started(int(pretraining_settings.get("runs", pretraining["run_index"].nunique())), originals,
+                           len(retained))  # fmt: skip
+    training, changes, analysis_excluded, stage2_failed = {}, {}, {}, {}
     for conf in confs:
-        rows = _read(folder / conf / layout.TRAINING_RESULTS,
-                     ["run_index", "stage", "loss_dx_max", "gradient_unrolled", "loss_all"])  # fmt: skip
-        training[conf] = rows[rows["stage"] == 2]  # not the stage-1 rows a figure-era training job starts with
+        training[conf] = read_stage2_rows(folder / conf / layout.TRAINING_RESULTS)
         dropped = read_index_list(folder / conf / layout.EXCLUDED_CONF)
         rc = _read(folder / conf / layout.REL_TRAIN, ["run_index"])
         changes[conf] = rc[~rc["run_index"].astype(int).isin(dropped)].reset_index(drop=True)
         analysis_excluded[conf] = dropped
+        conf_layout = layout.StudyLayout(folder).configuration(conf)
+        stage2_failed[conf] = tuple(k for k in range(len(originals)) if job_failed(conf_layout.run(k).marker))
+    pre_layout = layout.StudyLayout(pretraining_root)
     return StudyData(
-        folder=folder, label=label or str(settings["preset"]), preset=str(settings["preset"]),
-        base_seed=int(settings.get("base_seed", 0)),
-        runs_started=int(pretraining_settings.get("runs", pretraining["run_index"].nunique())),
+        folder=folder, label=label or study_label(settings), preset=str(settings["preset"]),
+        base_seed=int(settings.get("base_seed", 0)), runs_started=started,
         configurations=confs, summary=summary, stats=_read(folder / layout.STUDY_STATS, ["p"]),
         pretraining=pretraining, pretraining_excluded=pretraining_excluded,
         training=training, changes=changes, analysis_excluded=analysis_excluded,
+        overrides=", ".join(override_items(settings)), original_runs=tuple(originals),
+        pretraining_folder=pretraining_root,
+        pretraining_failed=tuple(i for i in range(started) if job_failed(pre_layout.pretraining_run(i).marker)),
+        stage2_failed=stage2_failed,
     )  # fmt: skip
 
 
-def unique_labels(presets: Sequence[str], folders: Sequence[Path]) -> list[str]:
-    """The presets as labels; a preset shared by several studies gets its folder name appended."""
-    return [p if presets.count(p) == 1 else f"{p} ({f.name})" for p, f in zip(presets, folders, strict=True)]
+TRAINING_COLUMNS: tuple[str, ...] = ("run_index", "stage", "loss_dx_max", "gradient_unrolled", "loss_all")
+"""The training-file columns every comparison needs."""
+
+
+def read_stage2_rows(path: Path) -> pd.DataFrame:
+    """The stage-2 rows of a configuration's training_results.csv (not the stage-1 rows a figure-era training
+    job starts with): the columns of TRAINING_COLUMNS, and the parameters the published-style figure draws
+    where the file has them (analysis.lineage.FIGURE_COLUMNS)."""
+    from analysis.changes import stage2_rows
+    from analysis.lineage import FIGURE_COLUMNS
+
+    wanted = {*TRAINING_COLUMNS, *FIGURE_COLUMNS}
+    rows = _results_io().read_results_csv(path, TRAINING_COLUMNS, columns=lambda c: c in wanted)
+    return stage2_rows(rows)
+
+
+def original_run_indices(pretraining_root: Path) -> list[int]:
+    """Original (initialisation) index of each run a pretraining retained, in retained order: run exclusion
+    renumbers the retained runs and keeps their original index in a column (results_io.ORIGINAL_RUN_INDEX);
+    a pretraining that was never renumbered keeps its indices."""
+    from study.layout import StudyLayout
+
+    rio = _results_io()
+    table = rio.read_results_csv(StudyLayout(pretraining_root).initial_parameters, ["run_index"],
+                                 columns=lambda c: c in ("run_index", rio.ORIGINAL_RUN_INDEX))  # fmt: skip
+    source = rio.ORIGINAL_RUN_INDEX if rio.ORIGINAL_RUN_INDEX in table.columns else "run_index"
+    original = table[source].groupby(table["run_index"].astype(int)).first().sort_index()
+    return [int(v) for v in original]
+
+
+def stage2_run_count(folder: Path, retained: int) -> int:
+    """Runs the study trains in stage 2: the retained runs its pretraining marker records (a --skip-pretraining
+    study may take only the first of the ``retained`` runs its pretraining folder retains), else all of them."""
+    from study.layout import StudyLayout
+
+    done = _results_io().read_marker(StudyLayout(folder).pretraining_done)
+    if isinstance(done, dict) and "retained_runs" in done:
+        return int(done["retained_runs"])
+    return retained
+
+
+def runs_started(pretraining_runs: int, originals: Sequence[int], retained: int) -> int:
+    """Pretraining runs started for the runs a study trains: all of them, or, where a study takes only the first
+    of the retained runs, those up to the last it takes (as a study started with that many runs would have)."""
+    if not originals or len(originals) >= retained:
+        return pretraining_runs
+    return int(originals[-1]) + 1
+
+
+def job_failed(marker: Path) -> bool:
+    """Whether a job's marker records a failure (a run that failed is dropped, not retried, under failure_reseed
+    False, and is counted by this record)."""
+    payload = _results_io().read_marker(marker)
+    return isinstance(payload, dict) and payload.get("success") is False
+
+
+def _flatten_overrides(overrides: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, str], Any]:
+    """{(class, field): value} with values as JSON keeps them (tuples become lists)."""
+    return {(str(cls), str(name)): json.loads(json.dumps(value))
+            for cls, fields in overrides.items() for name, value in fields.items()}  # fmt: skip
+
+
+def override_items(settings: Mapping[str, Any]) -> list[str]:
+    """The switches a study overrides, as sorted 'Class.field=value' items, from its study record: without the
+    run count (bookkeeping) and, in a --quick study, without the quick sizes (the label says 'quick')."""
+    from study.quick import QUICK_OVERRIDES
+
+    quick = _flatten_overrides(QUICK_OVERRIDES) if settings.get("quick") else {}
+    items = []
+    for key, value in sorted(_flatten_overrides(settings.get("run_overrides") or {}).items()):
+        if key in BOOKKEEPING_OVERRIDES or (key in quick and quick[key] == value):
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        items.append(f"{key[0]}.{key[1]}={text}")
+    return items
+
+
+LABEL_ITEMS = 3
+"""Overridden switches a label names; a study with more is labelled by their count (the tables list them all)."""
+
+
+def study_label(settings: Mapping[str, Any]) -> str:
+    """'figure', 'figure + SSNPars.sup_I_kernel=own', 'reference (quick)': the preset, then the switches the
+    study changes with --overrides-json (a variant of the preset), as its records say."""
+    items = override_items(settings)
+    named = ", ".join(items) if len(items) <= LABEL_ITEMS else f"{len(items)} overridden settings"
+    label = str(settings["preset"]) + (f" + {named}" if items else "")
+    return label + (" (quick)" if settings.get("quick") else "")
+
+
+def unique_labels(labels: Sequence[str], folders: Sequence[Path]) -> list[str]:
+    """The labels; a label shared by several studies gets its folder name appended."""
+    return [p if labels.count(p) == 1 else f"{p} ({f.name})" for p, f in zip(labels, folders, strict=True)]
 
 
 def load_studies(folders: Sequence[Path]) -> list[StudyData]:
-    """Load every study, labelled by its preset."""
-    presets = [str(study_settings(f)["preset"]) for f in folders]
-    return [load_study(f, label) for f, label in zip(folders, unique_labels(presets, folders), strict=True)]
+    """Load every study, labelled by its preset and overridden switches."""
+    labels = [study_label(study_settings(f)) for f in folders]
+    return [load_study(f, label) for f, label in zip(folders, unique_labels(labels, folders), strict=True)]
 
 
 # ------------------------------------------------------------------------------------------------- tables
@@ -178,7 +305,7 @@ def runs_table(studies: Sequence[StudyData]) -> pd.DataFrame:
 
     rows = []
     for s in studies:
-        pre_reasons = "; ".join(f"run {r}: final threshold {t:.3g} deg"
+        pre_reasons = "; ".join(f"run {r}: {pretraining_exclusion_reason(s, r, t)}"
                                 for r, t in sorted(s.pretraining_excluded.items()))  # fmt: skip
         for conf in s.configurations:
             trained = sorted(s.training[conf]["run_index"].astype(int).unique())
@@ -192,6 +319,12 @@ def runs_table(studies: Sequence[StudyData]) -> pd.DataFrame:
                 "runs_retained": len(trained) - len([r for r in dropped if r in trained]),
             })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def pretraining_exclusion_reason(study: StudyData, run: int, threshold: float) -> str:
+    """Why a run left after pretraining: it failed (its job marker says so; such a run has no rows, and is listed
+    with the excluded runs where there is no run exclusion), or its final threshold."""
+    return "failed" if run in study.pretraining_failed else f"final threshold {threshold:.3g} deg"
 
 
 def summary_table(studies: Sequence[StudyData]) -> pd.DataFrame:
@@ -296,7 +429,8 @@ def stats_table(studies: Sequence[StudyData]) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------------------- markdown
-def _fmt(value: float, digits: int = 3) -> str:
+def fmt(value: float, digits: int = 3) -> str:
+    """Three significant digits, or a dash for a missing value."""
     return "–" if value is None or not math.isfinite(float(value)) else f"{float(value):.{digits}g}"
 
 
@@ -308,7 +442,8 @@ def _iqr(row: pd.Series) -> str:
     return f"{float(row['median']):{f}} [{float(row['q25']):{f}}, {float(row['q75']):{f}}]"
 
 
-def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -326,7 +461,7 @@ SUMMARY_QUANTITIES: tuple[tuple[str, str], ...] = (
 def markdown_report(runs: pd.DataFrame, summary: pd.DataFrame, training: pd.DataFrame, stats: pd.DataFrame) -> str:
     """The comparison tables in Markdown, ready to paste into docs/results.md."""
     out = ["## Runs", ""]
-    out.append(_markdown_table(
+    out.append(markdown_table(
         ["study", "configuration", "started", "excluded after pretraining", "in stage 2", "excluded by analysis",
          "retained"],
         [[r.study, r.configuration, r.runs_started,
@@ -349,21 +484,21 @@ def markdown_report(runs: pd.DataFrame, summary: pd.DataFrame, training: pd.Data
         rows.append([label, *cells])
     n_row = ["n (retained runs)", *[str(int(lookup[(*k, "d_J_II_s")]["n"])) if (*k, "d_J_II_s") in lookup else "–"
                                     for k in columns]]  # fmt: skip
-    out.append(_markdown_table(["quantity", *[f"{s}: {c}" for s, c in columns]], [n_row, *rows]))
+    out.append(markdown_table(["quantity", *[f"{s}: {c}" for s, c in columns]], [n_row, *rows]))
     out += ["", "## Training: stage lengths and numerics", ""]
-    out.append(_markdown_table(
+    out.append(markdown_table(
         ["study", "stage", "configuration", "runs", "steps median [IQR]", "unrolled steps", "steps with dx > 0",
          "runs with dx > 0", "largest dx (median of runs)", "non-finite loss"],
         [[r.study, r.stage, r.configuration, r.n_runs,
-          f"{_fmt(r.steps_median)} [{_fmt(r.steps_q25)}, {_fmt(r.steps_q75)}]", f"{_fmt(r.unrolled_percent)} %",
-          f"{_fmt(r.dx_positive_percent)} %", r.runs_with_dx_positive,
-          f"{_fmt(r.max_dx)} ({_fmt(r.median_run_max_dx)})", r.runs_with_nonfinite_loss]
+          f"{fmt(r.steps_median)} [{fmt(r.steps_q25)}, {fmt(r.steps_q75)}]", f"{fmt(r.unrolled_percent)} %",
+          f"{fmt(r.dx_positive_percent)} %", r.runs_with_dx_positive,
+          f"{fmt(r.max_dx)} ({fmt(r.median_run_max_dx)})", r.runs_with_nonfinite_loss]
          for r in training.itertuples()],
     ))  # fmt: skip
     out += ["", "## Tests (Wilcoxon signed-rank, two-sided; effect size: matched-pairs rank-biserial r)", ""]
-    out.append(_markdown_table(
+    out.append(markdown_table(
         ["study", "configuration", "comparison", "n", "median difference", "p", "r", "note"],
-        [[r.study, r.configuration, r.comparison, int(r.n), _fmt(r.median_difference), _fmt(r.p), _fmt(r.effect_size),
+        [[r.study, r.configuration, r.comparison, int(r.n), fmt(r.median_difference), fmt(r.p), fmt(r.effect_size),
           "" if not isinstance(r.note, str) else r.note]
          for r in stats.itertuples() if not str(r.comparison).startswith(("staircase", "psychometric"))],
     ))  # fmt: skip
@@ -411,8 +546,8 @@ def plot_comparison(studies: Sequence[StudyData], stats: pd.DataFrame, path: Pat
             ax.set_xticks([3 * k + d for k in range(len(FIGURE_WEIGHTS)) for d in (0, 1)])
             ax.set_xticklabels([f"{w[2:]}\n{layer}" for w in FIGURE_WEIGHTS for layer in ("mid", "sup")], fontsize=8)
             row = lookup.get((study.label, conf, "dJ_II sup vs mid"))
-            test = "" if row is None else (f"ΔJ_II sup−mid: median {_fmt(row['median_difference'])} pp, "
-                                           f"p = {_fmt(row['p'])}")  # fmt: skip
+            test = "" if row is None else (f"ΔJ_II sup−mid: median {fmt(row['median_difference'])} pp, "
+                                           f"p = {fmt(row['p'])}")  # fmt: skip
             ax.set_title(f"{study.label}: {conf.removeprefix('conf_')} (n = {len(changes)})\n{test}", fontsize=9)
             if j == 0:
                 ax.set_ylabel("change over stage 2 (%)")
@@ -470,11 +605,19 @@ def study_problem(folder: Path) -> str | None:
     return f"{folder}: {damage}" if damage else None
 
 
-def compare_studies(folders: Sequence[Path], out: Path, headlines: bool = False) -> list[Path]:
-    """Write every comparison output for these study folders into ``out`` (with ``headlines``, each study's
-    headline figure too); return the paths."""
+def compare_studies(folders: Sequence[Path], out: Path, headlines: bool = False,
+                    base: Path | None = None) -> list[Path]:  # fmt: skip
+    """Write every comparison output for these study folders into ``out``: the comparison tables and figure, the
+    lineage tables and each study's published-style baseline figures (analysis.lineage), with ``headlines``
+    each study's headline figure too; return the paths. ``base`` names the study the variants are paired with
+    (default: the one plain ``figure`` study); it is compared too if it is not among ``folders``."""
+    from analysis import lineage
+
     rio = _results_io()
+    folders = with_base(folders, base)
     check_studies(folders)
+    if not lineage.PUBLISHED_FIGURE.is_file():
+        raise rio.ResultsFileError(f"the published figure is missing: {lineage.PUBLISHED_FIGURE}")
     studies = load_studies(folders)
     out.mkdir(parents=True, exist_ok=True)
     runs, summary = runs_table(studies), summary_table(studies)
@@ -483,14 +626,26 @@ def compare_studies(folders: Sequence[Path], out: Path, headlines: bool = False)
         rio.atomic_write_csv(table, out / name)
     rio.atomic_write_text(out / OUTPUTS[4], markdown_report(runs, summary, training, stats))
     plot_comparison(studies, stats, out / OUTPUTS[5])
-    written = [out / name for name in OUTPUTS]
+    written = [out / name for name in OUTPUTS[:6]]
+    chosen = lineage.base_study(studies, base)
+    if chosen is None:
+        logger.info("no base study to pair variants with (no single plain figure study; --base names one)")
+    written += lineage.write_lineage_outputs(studies, summary, stats, chosen, out)
     if headlines:
         from analysis.main_analysis import draw_headline_figure
 
         written += [draw_headline_figure(s.folder, list(s.configurations), out / headline_name(s.folder))
                     for s in studies]  # fmt: skip
-    logger.info("comparison of %d studies written to %s (see %s)", len(studies), out, out / OUTPUTS[4])
+    logger.info("comparison of %d studies written to %s (see %s and %s)", len(studies), out, out / OUTPUTS[4],
+                out / "lineage.md")  # fmt: skip
     return written
+
+
+def with_base(folders: Sequence[Path], base: Path | None) -> list[Path]:
+    """The folders, with the base study first if it is not among them."""
+    if base is None or any(Path(f).resolve() == Path(base).resolve() for f in folders):
+        return list(folders)
+    return [Path(base), *folders]
 
 
 def headline_name(folder: Path) -> str:
@@ -510,13 +665,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("results/comparison"), help="output folder")
     parser.add_argument("--headlines", action="store_true",
                         help="also draw each study's headline figure into --out (headline_<folder>.png)")  # fmt: skip
+    parser.add_argument("--base", type=Path, metavar="FOLDER",
+                        help="the study the variants (studies of its preset with other switches) are paired with run "
+                             "by run in sensitivity.csv; compared too if not among the folders (default: the one "
+                             "study of the figure preset without overridden switches)")  # fmt: skip
     return parser.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> None:
     """Compare the studies named on the command line."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    compare_studies(args.folders, args.out, args.headlines)
+    compare_studies(args.folders, args.out, args.headlines, args.base)
 
 
 if __name__ == "__main__":

@@ -448,7 +448,7 @@ def test_regeneration_from_kept_studies_gives_the_same_tables(tmp_path):
     assert not list((tmp_path / "studies").rglob("*.csv")) and not list((tmp_path / "studies").rglob("*.png"))
     sc.compare_studies(originals, tmp_path / "out_results", headlines=True)
     sc.compare_studies(kept, tmp_path / "out_studies", headlines=True)
-    for name in sc.OUTPUTS[:5]:
+    for name in [n for n in sc.OUTPUTS if not n.endswith(".png")]:  # the comparison and lineage tables
         assert (tmp_path / "out_studies" / name).read_bytes() == (tmp_path / "out_results" / name).read_bytes(), name
     for folder in kept:
         assert (tmp_path / "out_studies" / f"headline_{folder.name}.png").stat().st_size > 10_000

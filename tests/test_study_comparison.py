@@ -214,7 +214,8 @@ def test_quick_studies_of_both_presets_compare_end_to_end(quick_studies, tmp_pat
     shown = run_cli(*map(str, folders), "--out", str(out))
     assert shown.returncode == 0, shown.stderr[-3000:]
     runs = pd.read_csv(out / "comparison_runs.csv")
-    assert sorted(set(runs["study"])) == ["corrected", "reference"]
+    labels = {sc.study_label(sc.study_settings(f)) for f in folders}  # preset and overridden sizes, "(quick)"
+    assert set(runs["study"]) == labels and sorted(label.split()[0] for label in labels) == ["corrected", "reference"]
     assert set(runs["configuration"]) == {CONF, OTHER} and (runs["runs_started"] == 2).all()
     training = pd.read_csv(out / "comparison_training.csv")
     assert sorted(set(training["stage"])) == [0, 1, 2] and (training["steps_total"] > 0).all()
