@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 
 import jax.numpy as jnp
@@ -9,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.report import read_study_settings, write_report_html
+from analysis.report import preset_label, read_study_settings, write_report_html
 from parameters import SSNPars, build_parameters
 from study.layout import JOB_DONE, ORIMAP, PRETRAINING_RESULTS
 from study.parameter_files import write_parameters_copy
@@ -135,9 +136,10 @@ def test_assembly_applies_the_failure_budget(tmp_path, budget, retained):
 
 
 # ---------------------------------------------------------------------------------------------- report
-@pytest.mark.parametrize("preset", ["reference", "corrected"])
+@pytest.mark.parametrize("preset", ["reference", "corrected", "figure", "final"])
 def test_report_names_the_studys_preset(tmp_path, preset):
     write_parameters_copy(tmp_path / "parameters.py", {}, preset=preset)
     settings = read_study_settings(tmp_path, [], 0)
     text = write_report_html(tmp_path, settings, []).read_text()
-    assert settings.preset == preset and f"<td>Preset</td><td>{preset}</td>" in text
+    assert settings.preset == preset and f"<td>Preset</td><td>{html.escape(preset_label(preset))}</td>" in text
+    assert f"<td>Preset</td><td>{preset} (" in text  # the name first, then which version of the model it is
