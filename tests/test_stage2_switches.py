@@ -317,7 +317,7 @@ def test_reference_midonly_still_starts_from_the_pretraining_readout(tmp_path) -
     write_stage0_pretraining(tmp_path)
     params = build_parameters({"TrainedSSNPars": {"opt_readout_before_training": True},
                                "ReadoutPars": {"readout_contributions": (0.0, 1.0)}})  # fmt: skip
-    assert not main_training.readout_stage_in_training(params)
+    assert not params.pretraining.stage1_in_training_job
     start = read_stage2_start(tmp_path, 0, params)
     assert main_training.start_readout(start, params, tmp_path, 0, None, None) == (start.readout, 7.5)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from parameters import ALL_TRAINABLE, PRESETS, RandomizePars, build_parameters
+from parameters import ALL_TRAINABLE, RandomizePars, build_parameters
 from tests.conftest import TINY_OVERRIDES, golden_log_params, golden_path, write_parameters_file
 from training import main_pretraining, main_training, run_state, stages
 from training.initialisation import InitialisationError, draw_middle, find_parameters
@@ -256,9 +256,9 @@ def test_stage2_starts_from_the_last_stage1_row(study):
 
 
 def test_figure_pretraining_is_stage0_alone_with_its_flip_rule(tmp_path, monkeypatch):
-    """With `figure`'s pretraining switches (on the reference model): stage 0 only, no exclusion, and the stage-2
-    start readable from the last stage-0 row. The flip condition is forced at the first test, to follow a flip
-    through the loop."""
+    """Under the `figure` preset (its model and its pretraining switches, at the test preset's sizes): stage 0
+    only, no exclusion, uncoupled superficial baselines, and the stage-2 start readable from the last stage-0
+    row. The flip condition is forced at the first test, to follow a flip through the loop."""
     seen = []
 
     def first_test_flips(val_acc, probe_mean_accs):
@@ -266,19 +266,16 @@ def test_figure_pretraining_is_stage0_alone_with_its_flip_rule(tmp_path, monkeyp
         return len(seen) == 1
 
     monkeypatch.setattr(stages, "figure_flip_applies", first_test_flips)
-    figure = PRESETS["figure"]
     tiny = {k: v for k, v in TINY_OVERRIDES["PretrainingPars"].items() if k != "run_threshold_range"}
-    overrides = {  # the test preset's sizes; the reference's (5, 25) range stays, unused with exclude_runs False
-        "PretrainingPars": {**figure["PretrainingPars"], **tiny},
-        "TrainingPars": {**TINY_OVERRIDES["TrainingPars"], "test_offsets": figure["TrainingPars"]["test_offsets"],
-                         "failure_reseed": False},
-    }  # fmt: skip
-    params = build_parameters(overrides)
+    params = build_parameters({"PretrainingPars": tiny, "TrainingPars": TINY_OVERRIDES["TrainingPars"]},
+                              preset="figure")  # fmt: skip
+    assert params.ssn.sup_I_kernel == "reuse_E" and params.randomize.draw_c_s
     assert params.pretraining.stage1_placement == "training" and params.pretraining.flip_rule == "figure"
     assert not params.pretraining.exclude_runs and params.pretraining.stage0_plateau
     assert main_pretraining.main_pretraining(tmp_path, params, base_seed=5, num_runs=1, progress=False) == 1
     rows = read_results_csv(tmp_path / "pretraining_results.csv")
     assert rows["stage"].tolist() == [0] * params.pretraining.SGD_steps  # no stage 1 inside pretraining
+    assert rows["cE_s"][0] != rows["cE_m"][0]  # the figure model's own superficial baselines
     central = readout_indices(9, 5)
     w = rows[[f"w_sig_{i}" for i in range(81)]].to_numpy()
     # the flip at step 0: central weights and bias negated, the rest and the SSN unchanged (no update)

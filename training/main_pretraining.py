@@ -25,7 +25,6 @@ if __name__ == "__main__":  # parse before the slow imports below, so that --hel
     parse_pretraining_args()
 
 import jax
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -45,7 +44,7 @@ from training.loss import default_loss_constants, stage0_loss_constants, stage1_
 from training.model import LogParams, zero_kappas
 from training.psychometrics import fit_threshold
 from training.readout import Readout
-from training.readout_regression import RegressionData, fit_logistic_readout, regression_data
+from training.readout_regression import RegressionData, fit_mix_readout, regression_data
 from training.results_io import (
     INIT_READOUT_COLUMNS,
     INITIAL_PARAMETERS_COLUMNS,
@@ -130,11 +129,7 @@ def regression_rows(run_index: int, setup: RunSetup, log_params: LogParams, stag
     stage 1 on each readout mix, each with the threshold of its own probe (row codes: training.run_state)."""
     params = setup.params
     fraction = params.pretraining.regression_train_fraction
-    fits = {
-        (1.0, 0.0): fit_logistic_readout(data.sup, data.labels, fraction)[0],
-        (0.5, 0.5): fit_logistic_readout(np.hstack([0.5 * data.mid, 0.5 * data.sup]), data.labels, fraction)[0],
-        (0.0, 1.0): fit_logistic_readout(data.mid, data.labels, fraction)[0],
-    }
+    fits = {mix: fit_mix_readout(data, mix, fraction) for mix in ((1.0, 0.0), (0.5, 0.5), (0.0, 1.0))}
     thresholds = {mix: probe_threshold(setup, log_params, readout, mix, key_id)
                   for key_id, (mix, readout) in enumerate(fits.items())}  # fmt: skip
     n = data.sup.shape[1]
@@ -173,7 +168,7 @@ def pretrain_run(params: Parameters, base_seed: int, run_index: int, attempt: in
     init = randomize_initialisation(params, streams.rng, k_init)
     setup = RunSetup(params, init.static, run_index, init.eta, streams.train_key, streams.eval_key, progress)
     stage0 = train_ori_discr(pretraining_stage(params), stage0_state(init, params), setup)
-    if params.pretraining.stage1_placement == "pretraining":
+    if not params.pretraining.stage1_in_training_job:
         stage1 = train_ori_discr(readout_stage(params), stage1_state(stage0, params), setup)
         stages = (stage0, stage1)
         final_params = {**stage1.final.untrained, **stage1.final.trained}

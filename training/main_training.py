@@ -84,15 +84,6 @@ def stage2_state(start: Stage2Start, params: Parameters, readout: Readout, thres
                       constants=stage2_loss_constants(params.loss, start.mean_rates))  # fmt: skip
 
 
-def readout_stage_in_training(params: Parameters) -> bool:
-    """Whether stage 1 runs at the start of each stage-2 job instead of in the pretraining (figure era).
-
-    Then the pretraining has no stage 1 and no post-stage-1 regressions: stage 2 starts from the last stage-0
-    row, and a regression readout is fitted at the stage-2 start (:func:`start_regression_readout`).
-    """
-    return params.pretraining.stage1_placement == "training"
-
-
 def loads_regression_readout(params: Parameters) -> bool:
     """Whether stage 2 starts from a readout fitted by logistic regression (after the pretraining's stage 1, or
     at the stage-2 start where stage 1 runs in the training job) instead of the SGD readout.
@@ -133,7 +124,7 @@ def start_readout(start: Stage2Start, params: Parameters, pretraining_dir: Path,
             raise ValueError("a mixed readout needs TrainedSSNPars.opt_readout_before_training (its 50 weights "
                              "come from the post-stage-1 regression)")  # fmt: skip
         return start.readout, start.threshold
-    if readout_stage_in_training(params):
+    if params.pretraining.stage1_in_training_job:
         return start_regression_readout(start, params, static, key), start.threshold
     return regression_readout(pretraining_dir, run_index, contributions)
 
@@ -142,11 +133,6 @@ def readout_stage_setup(setup: RunSetup) -> RunSetup:
     """The run's setup with the streams of the stage 1 inside a stage-2 job (READOUT_STAGE_STREAM)."""
     return dataclasses.replace(setup, train_key=jax.random.fold_in(setup.train_key, READOUT_STAGE_STREAM),
                                eval_key=jax.random.fold_in(setup.eval_key, READOUT_STAGE_STREAM))  # fmt: skip
-
-
-def after_readout_stage(state: StageState, readout: Readout) -> StageState:
-    """Stage 2's start after a stage 1 inside the job: stage 1's final readout, everything else unchanged."""
-    return dataclasses.replace(state, readout=readout)
 
 
 def train_run(params: Parameters, pretraining_dir: Path, run_index: int, base_seed: int,
@@ -164,10 +150,10 @@ def train_run(params: Parameters, pretraining_dir: Path, run_index: int, base_se
     setup = RunSetup(params, static, run_index, start.eta, streams.train_key, streams.eval_key, progress)
     state = stage2_state(start, params, readout, threshold)
     rows, val_rows = [], []
-    if readout_stage_in_training(params):
+    if params.pretraining.stage1_in_training_job:
         stage1 = train_ori_discr(training_readout_stage(params), state, readout_stage_setup(setup))
         rows, val_rows = stage1.rows, stage1.val_rows
-        state = after_readout_stage(state, stage1.final.readout)
+        state = dataclasses.replace(state, readout=stage1.final.readout)  # stage 2 starts from stage 1's readout
     result = train_ori_discr(training_stage(params), state, setup)
     columns = training_columns()
     probe_columns = val_columns(columns, params.training.test_offsets)

@@ -89,7 +89,7 @@ def mixed_features(data: RegressionData, contributions: tuple[float, float]) -> 
     c_sup, c_mid = contributions
     if c_sup and c_mid:
         return np.hstack([c_mid * data.mid, c_sup * data.sup])
-    return c_sup * data.sup + c_mid * data.mid
+    return c_sup * data.sup if c_sup else c_mid * data.mid
 
 
 def fit_mix_readout(data: RegressionData, contributions: tuple[float, float], train_fraction: float) -> Readout:
