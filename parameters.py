@@ -455,12 +455,12 @@ class PretrainingPars:
         _check_bool(self, "shuffle_labels", "exclude_runs", "stage0_plateau")
         _check_positive(self, "stage1_max_threshold", "stage0_plateau_window", "stage0_plateau_slope")
         _check_choice(self, "stage1_placement", STAGE1_PLACEMENTS)
+        _check_choice(self, "flip_rule", FLIP_RULES)
 
     @property
     def stage1_in_training_job(self) -> bool:
         """Stage 1 runs at the start of every stage-2 job (figure era), so pretraining is stage 0 alone."""
         return self.stage1_placement == "training"
-        _check_choice(self, "flip_rule", FLIP_RULES)
 
 
 @dataclass(frozen=True)
