@@ -821,7 +821,7 @@ def as_current(loaded: Any) -> Parameters:
     groups = {}
     for group_field in dataclasses.fields(Parameters):
         group = getattr(loaded, group_field.name)
-        current_class = type(getattr(Parameters(), group_field.name))
+        current_class = group_field.default_factory  # each group field's factory is its class
         known = {f.name for f in dataclasses.fields(current_class)}
         values = {f.name: getattr(group, f.name) for f in dataclasses.fields(group)}
         unknown = sorted(set(values) - known)
