@@ -8,7 +8,7 @@
     python main.py --resume studies/reference --runs 38   # grow a (kept) study to 38 runs (docs/studies.md)
     python main.py --executor slurm --jobs 200 --slurm-partition gpu --slurm-gpus 1 --slurm-time 720
 
-Results folder (``<results-root>/<Mon><DD>_v<k>/``; every name in study/layout.py): ``note.txt``, ``scripts/``
+Results folder (``<results-root>/<Mon><DD>_v<k>/``; every name in store/layout.py): ``note.txt``, ``scripts/``
 (the code), ``environment.json`` (Python, package versions, JAX backend and devices, command line, base seed, the
 study settings, the results-format version), ``log.txt`` (everything logged, job output included),
 ``parameters.py`` (the repository's parameters.py plus this study's ``OVERRIDES``), ``logs/`` (one log per job),
@@ -16,9 +16,10 @@ study settings, the results-format version), ``log.txt`` (everything logged, job
 (plus the configuration's overrides), ``<conf>/training_runs/run_<i>/`` and ``<conf>/training_results.csv``,
 ``training_results_val.csv``.
 
-The code is the package study/: cli (settings, parser, plan), parameter_files (OVERRIDES and parameter
-copies), records (environment.json, scripts/, lock), folder (creating the results folder), jobs (jobs and
-launchers), stages (the study stages), logs, quick (the small presets) and layout (every file name).
+The code is the package study/: cli (settings, parser, plan), design (what determines a study's results),
+records (environment.json, scripts/, lock), folder (creating the results folder), jobs (jobs and launchers),
+stages (the study stages), growth, keep and quick (the small presets). Below it, the package store/ holds the
+results folder's layout (every file name), its files and their reading, the parameter files and logging.
 
 Jobs: each pretraining run and each (configuration, run) stage-2 job is its own process
 (``python -m training.main_pretraining FOLDER ... --runs I`` and
@@ -55,6 +56,10 @@ from typing import Any
 
 try:  # parameters.py is the file users edit: a syntax (or any import) error in it is bad input, not a crash
     import configurations
+    from store.errors import ResultsFolderError
+    from store.files import remove_stale_temporaries, write_marker
+    from store.layout import ANALYSIS_DONE, StudyLayout
+    from store.logs import close_logging, setup_logging
     from study import lazy_module, records
     from study.cli import (
         EXIT_FAILED,
@@ -64,11 +69,11 @@ try:  # parameters.py is the file users edit: a syntax (or any import) error in 
         RESUME_FORBIDDEN,
         Execution,
         Plan,
-        Study,
         UsageError,
         build_parser,
         plan_from_args,
     )
+    from study.design import StudyDesign
     from study.folder import (
         complete_study_folder,
         create_study_folder,
@@ -77,10 +82,8 @@ try:  # parameters.py is the file users edit: a syntax (or any import) error in 
     )
     from study.growth import grow_study
     from study.jobs import Job, child_environment, marker_payload, run_jobs, training_job
-    from study.layout import ANALYSIS_DONE, StudyLayout
-    from study.logs import close_logging, setup_logging
     from study.quick import QUICK_CONFIGS, QUICK_OVERRIDES
-    from study.stages import analysis_stage, main_analysis, run_study
+    from study.stages import run_study, stopped
 except Exception as import_error:
     if __name__ != "__main__":
         raise
@@ -90,14 +93,14 @@ except Exception as import_error:
 
 __all__ = [  # the entry point, and the names of the study package that code and tests reach through main
     "ANALYSIS_DONE", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "QUICK_CONFIGS", "QUICK_OVERRIDES",
-    "RESUME_FORBIDDEN", "Execution", "Job", "Plan", "Study", "UsageError", "analysis_stage", "build_parser",
+    "RESUME_FORBIDDEN", "Execution", "Job", "Plan", "StudyDesign", "UsageError", "analysis_stage", "build_parser",
     "child_environment", "complete_study_folder", "configurations", "create_study_folder", "main", "main_analysis",
     "marker_payload", "plan_from_args", "pretraining_files", "run_jobs", "start", "training_job",
     "write_configuration_files",
 ]  # fmt: skip
 
 compilation_cache = lazy_module("training.compilation_cache")
-results_io = lazy_module("training.results_io")
+main_analysis = lazy_module("analysis.main_analysis")
 
 logger = logging.getLogger("main")
 
@@ -138,15 +141,48 @@ def start(plan: Plan, argv: Sequence[str]) -> int:
             setup_logging(StudyLayout(folder).log)
             logger.info("resuming %s", folder)
             record_resume(folder, argv)
-            results_io.remove_stale_temporaries(folder)  # jobs die with their main process: none is alive
+            remove_stale_temporaries(folder)  # jobs die with their main process: none is alive
             complete_study_folder(folder, plan, argv)  # a kill may have come right after environment.json
         try:
             if plan.grow_to is not None:
                 plan = dataclasses.replace(plan, study=grow_study(folder, plan.study, plan.grow_to))
-            return run_study(folder, plan)
+            status = run_study(folder, plan)
+            return analysis_stage(folder, plan) if status == EXIT_OK else status
         except KeyboardInterrupt:
             logger.error("interrupted; finished jobs are kept, continue with: python main.py --resume %s", folder)
             return EXIT_INTERRUPTED
+
+
+def analysis_stage(folder: Path, plan: Plan) -> int:
+    """Run the analysis once stage 2 is complete (study files -> tables -> figures); the exit status.
+
+    An analysis of fewer runs than the study has (it grew since) is redone from scratch (overwrite): its
+    outputs are tables over all runs, which must come out as in a study started with its runs. A finished
+    analysis whose report is missing (a kept study keeps its tables, not its figures) draws what is missing.
+    """
+    if not plan.execution.analysis:
+        logger.info("analysis skipped (--no-analysis); study complete in %s", folder)
+        return EXIT_OK
+    layout = StudyLayout(folder)
+    done = marker_payload(layout.analysis_done)
+    current = done is not None and done.get("runs", plan.study.runs) == plan.study.runs
+    if current and layout.report.is_file():
+        logger.info("analysis already done; study complete in %s; the report: %s", folder, layout.report)
+        return EXIT_OK
+    overwrite = done is not None and not current
+    if current:  # the analysis keeps every output it finds and draws the rest
+        logger.info("analysis done, its figures and report missing (a kept study): drawing them")
+    elif overwrite:
+        logger.info("the analysis covered %s runs, the study has %d: redoing it", done.get("runs"), plan.study.runs)
+    settings = main_analysis.QUICK_SETTINGS if plan.study.quick else None
+    try:
+        main_analysis.run_analysis(folder, list(plan.study.configs), overwrite=overwrite, settings=settings)
+    except Exception:
+        logger.exception("analysis failed")
+        return stopped(folder, "the analysis failed")
+    write_marker(layout.analysis_done, {"configs": list(plan.study.configs), "runs": plan.study.runs})
+    logger.info("study complete in %s; the report: %s", folder, layout.report)
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return EXIT_USAGE
             try:
                 return start(plan, argv)
-            except records.ResultsFolderError as error:
+            except ResultsFolderError as error:
                 logger.error("%s", error)
                 return EXIT_USAGE
     except KeyboardInterrupt:

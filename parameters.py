@@ -765,7 +765,7 @@ DEFAULT_PRESET = "reference"
 # A configuration's copy of this file reassigns OVERRIDES (and PRESET) at its end; the repository's copy keeps
 # OVERRIDES empty and the default preset.
 OVERRIDES: dict[str, dict[str, Any]] = {}
-PRESET: str = "reference"  # DEFAULT_PRESET, as a literal that util.read_preset can parse
+PRESET: str = "reference"  # DEFAULT_PRESET, as a literal that store.parameter_files.read_preset can parse
 
 
 def check_preset(name: str) -> str:

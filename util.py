@@ -3,8 +3,8 @@
 ``study.jobs.SubmititLauncher`` registers this module with ``cloudpickle.register_pickle_by_value``, so that a
 submitit job unpickles ``run_job_command`` by value and needs no import path to this repository. Keep the
 module free of imports from the repository for that reason: the rest of the study code lives in ``study/``
-(parameter files: study.parameter_files; environment record, scripts snapshot and lock: study.records; logging:
-study.logs; jobs and launchers: study.jobs; folder layout: study.layout).
+(environment record, scripts snapshot and lock: study.records; jobs and launchers: study.jobs) and ``store/``
+(parameter files: store.parameter_files; logging: store.logs; folder layout: store.layout).
 """
 
 from __future__ import annotations

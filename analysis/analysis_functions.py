@@ -31,14 +31,12 @@ from analysis.changes import (  # noqa: F401
     exclusion_table,
     is_kappa_column,
     pre_post_values,
-    read_excluded_runs,
     relative_changes,
     run_relative_changes,
     run_table,
     time_indices,
     value_columns,
     window_endpoints,
-    write_excluded_runs,
     write_exclusion_files,
 )
 from analysis.decoding import (  # noqa: F401

@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.files import EXCLUDED_ALL, EXCLUDED_CONF, EXCLUDED_DETAILS
-from training.results_io import atomic_open, read_stored_text
+from store.exclusion import write_excluded_runs
+from store.files import atomic_open
+from store.layout import EXCLUDED_ALL, EXCLUDED_CONF, EXCLUDED_DETAILS
 
 NON_VALUE_COLUMNS: tuple[str, ...] = ("run_index", "stage", "SGD_steps", "index")
 """Columns of the results tables that are bookkeeping, not measured values."""
@@ -90,21 +91,6 @@ def excluded_runs(train_df: pd.DataFrame, run_indices: Iterable[int], max_train_
     """Sorted indices of the runs excluded from one configuration's analysis."""
     table = exclusion_table(train_df, run_indices, max_train_offset)
     return sorted(int(r) for r in table.loc[table["excluded"], "run_index"])
-
-
-def write_excluded_runs(runs: Iterable[int], path: str | Path) -> Path:
-    """Write run indices one per line, no header."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(path) as fh:
-        fh.write("".join(f"{int(r)}\n" for r in sorted(runs)))
-    return path
-
-
-def read_excluded_runs(path: str | Path) -> list[int]:
-    """Read a one-index-per-line file (empty file -> empty list)."""
-    text = read_stored_text(path).split()
-    return sorted(int(float(t)) for t in text)
 
 
 def write_exclusion_files(results_root: str | Path, excluded_by_conf: Mapping[str, Iterable[int]]) -> list[int]:

@@ -37,8 +37,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from analysis.cells import CELL_TYPES, DEFAULT_ORIENTATIONS, LAYER_NAMES, CellLayout
-from analysis.files import SCORE_TABLES
-from training.results_io import atomic_write_csv
+from store.files import atomic_write_csv
+from store.layout import SCORE_TABLES, table_name
 
 logger = logging.getLogger(__name__)
 
@@ -339,7 +339,7 @@ def write_scores_csvs(results: Mapping[int, RunScores], folder: str | Path) -> d
     tables = score_tables(results)
     paths = {}
     for name, table in tables.items():
-        paths[name] = folder / f"{name}.csv"
+        paths[name] = folder / table_name(name)
         atomic_write_csv(table, paths[name])
     return paths
 

@@ -47,6 +47,7 @@ from analysis.study_comparison import (
     layer_difference,
     markdown_table,
 )
+from store.files import atomic_savefig, atomic_write_csv, atomic_write_text
 
 MIDONLY = "conf_midonly_readout"
 BASE_PRESET = "figure"
@@ -515,8 +516,6 @@ def plot_published_style(runs: pd.DataFrame, title: str, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from training.results_io import atomic_savefig
-
     fig, axes = plt.subplots(1, len(PANELS), figsize=(25, 5.6))
     for ax, panel in zip(axes, PANELS, strict=True):
         boxes = ax.boxplot(panel_values(runs, panel), patch_artist=True, widths=0.5,
@@ -541,8 +540,6 @@ def plot_beside_published(ours: Path, label: str, runs: int, path: Path, publish
     matplotlib.use("Agg")
     import matplotlib.image as mpimg
     import matplotlib.pyplot as plt
-
-    from training.results_io import atomic_savefig
 
     images = [mpimg.imread(ours), mpimg.imread(published)]
     ratios = [image.shape[0] / image.shape[1] for image in images]
@@ -576,8 +573,6 @@ def draw_figures(studies: Sequence[StudyData], runs: pd.DataFrame, out: Path) ->
 def write_lineage_outputs(studies: Sequence[StudyData], summary: pd.DataFrame, stats: pd.DataFrame,
                           base: StudyData | None, out: Path) -> list[Path]:  # fmt: skip
     """Write lineage.csv, lineage_runs.csv, sensitivity.csv, lineage.md and the figures into ``out``."""
-    from training.results_io import atomic_write_csv, atomic_write_text
-
     runs = lineage_runs_table(studies)
     lineage = lineage_table(studies, summary, stats)
     sensitivity = sensitivity_table(studies, base, stats)

@@ -52,28 +52,6 @@ from analysis.cli import ALL_PARTS, parse_analysis_args
 if __name__ == "__main__":  # parse before the slow imports below, so that --help and bad arguments answer at once
     parse_analysis_args()
 
-from analysis.files import (  # noqa: F401  (the file names of the analysis, by their earlier home)
-    CONF_FEATURES,
-    CONF_TC,
-    EXCLUDED_ALL,
-    EXCLUDED_CONF,
-    EXCLUDED_DETAILS,
-    FIGURES,
-    MVPA_SETTINGS,
-    PER_RUN,
-    PRETRAINING_FEATURES,
-    PRETRAINING_FIGURES,
-    PRETRAINING_TC,
-    REL_PRETRAIN,
-    REL_TRAIN,
-    REPORT_HTML,
-    SCORE_TABLES,
-    STATS_ANOVA,
-    STATS_CORR,
-    STATS_PAIRED,
-    STATS_TRIANGLES,
-    SUMMARY_PDF,
-)
 from analysis.pipeline import (  # noqa: F401
     COLOR_BY,
     CORRELATION_TARGETS,
@@ -92,8 +70,8 @@ from analysis.study_inputs import (  # noqa: F401
     order_configurations,
 )
 from analysis.tuning_curve_files import read_complete_tuning_curves  # noqa: F401
-from study.logs import setup_logging
-from training.results_io import ResultsFileError, run_entry_point
+from store.errors import ResultsFileError, run_entry_point
+from store.logs import setup_logging
 
 logger = logging.getLogger(__name__)
 

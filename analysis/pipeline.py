@@ -33,28 +33,6 @@ from analysis.cells import CellLayout, TaskOrientations
 from analysis.changes import exclusion_table, pre_post_values, relative_changes, run_table, write_exclusion_files
 from analysis.cli import ALL_PARTS
 from analysis.decoding import score_tables
-from analysis.files import (
-    CONF_FEATURES,
-    CONF_TC,
-    EXCLUDED_ALL,
-    EXCLUDED_CONF,
-    EXCLUDED_DETAILS,
-    FIGURES,
-    MVPA_SETTINGS,
-    PER_RUN,
-    PRETRAINING_FEATURES,
-    PRETRAINING_FIGURES,
-    PRETRAINING_TC,
-    REL_PRETRAIN,
-    REL_TRAIN,
-    REPORT_HTML,
-    SCORE_TABLES,
-    STATS_ANOVA,
-    STATS_CORR,
-    STATS_PAIRED,
-    STATS_TRIANGLES,
-    SUMMARY_PDF,
-)
 from analysis.mvpa_responses import ResponseCache, mvpa_scores_for_run
 from analysis.scheduler import Scheduler, Target
 from analysis.settings import AnalysisSettings
@@ -75,7 +53,31 @@ from analysis.tuning_curve_files import (
 )
 from analysis.tuning_curves import tuning_curve_blocks
 from analysis.tuning_features import tuning_curve_features_table
-from training.results_io import ResultsFileError, atomic_open, atomic_write_csv, has_stored, remove_stored, stored
+from store.errors import ResultsFileError
+from store.files import atomic_open, atomic_write_csv, has_stored, remove_stored, stored
+from store.layout import (
+    CONF_FEATURES,
+    CONF_TC,
+    EXCLUDED_ALL,
+    EXCLUDED_CONF,
+    EXCLUDED_DETAILS,
+    MVPA_SETTINGS,
+    PER_RUN,
+    PRETRAINING_FEATURES,
+    PRETRAINING_FIGURES,
+    PRETRAINING_TC,
+    REL_PRETRAIN,
+    REL_TRAIN,
+    REPORT,
+    SCORE_TABLES,
+    STATS_ANOVA,
+    STATS_CORR,
+    STATS_PAIRED,
+    STATS_TRIANGLES,
+    SUMMARY_PDF,
+    StudyLayout,
+    table_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -211,11 +213,11 @@ class Pipeline:
     # ---------------------------------------------------------------------------------- folders
     def conf_dir(self, conf: str) -> Path:
         """``R/<conf>``."""
-        return self.root / conf
+        return StudyLayout(self.root).configuration(conf).folder
 
     def fig_dir(self, conf: str) -> Path:
         """``R/<conf>/figures``."""
-        return self.root / conf / FIGURES
+        return StudyLayout(self.root).configuration(conf).figures
 
     # ------------------------------------------------------------------------------- declarations
     def _declare(self) -> None:
@@ -276,7 +278,7 @@ class Pipeline:
         mvpa = {
             conf: self._incremental(
                 f"mvpa/{conf}", "mvpa",
-                [self.conf_dir(conf) / f"{name}.csv" for name in SCORE_TABLES],
+                [self.conf_dir(conf) / table_name(name) for name in SCORE_TABLES],
                 lambda c=conf: c in self._mvpa_all(),
                 (exclusion,),
             )
@@ -461,7 +463,7 @@ class Pipeline:
         settings_path = folder / MVPA_SETTINGS
         if self.overwrite or not settings_path.is_file() or json.loads(settings_path.read_text()) != record:
             return {}
-        tables = {name: _read_csv_or_none(folder / f"{name}.csv") for name in SCORE_TABLES}
+        tables = {name: _read_csv_or_none(folder / table_name(name)) for name in SCORE_TABLES}
         if any(t is None or "run_index" not in t.columns for t in tables.values()):
             return {}
         return tables
@@ -471,13 +473,13 @@ class Pipeline:
         """Write the score tables (sorted by run) and the settings they were computed with."""
         for name, table in tables.items():
             table = table if len(table.columns) else pd.DataFrame(columns=["run_index"])
-            atomic_write_csv(table.sort_values("run_index", kind="stable"), folder / f"{name}.csv")
+            atomic_write_csv(table.sort_values("run_index", kind="stable"), folder / table_name(name))
         with atomic_open(folder / MVPA_SETTINGS) as fh:  # the cache trusts any settings file it finds
             fh.write(json.dumps(record, indent=1))
 
     def scores(self, conf: str, kind: str) -> pd.DataFrame | None:
         """MVPA ('MVPA_scores') or Mahalanobis ('Mahal_scores') scores of the valid runs (None if missing)."""
-        df = _read_csv_or_none(self.conf_dir(conf) / f"{kind}.csv")
+        df = _read_csv_or_none(self.conf_dir(conf) / table_name(kind))
         if df is None or df.empty:
             logger.warning("%s/%s.csv missing or empty (run the mvpa part)", conf, kind)
             return None
@@ -736,7 +738,7 @@ class Pipeline:
                 f"summary_pdf/{conf}", "report", self.conf_dir(conf) / SUMMARY_PDF,
                 lambda c=conf: self._write_summary_pdf(c), figures,
             )  # fmt: skip
-        self.scheduler.add("report_html", "report", self.root / REPORT_HTML, self._write_report_html,
+        self.scheduler.add("report_html", "report", self.root / REPORT, self._write_report_html,
                            tuple(self.scheduler.targets))  # fmt: skip
 
     def _configuration_report(self, conf: str) -> report.ConfigurationReport:

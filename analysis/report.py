@@ -12,11 +12,8 @@ figures are skipped with a warning.
 
 from __future__ import annotations
 
-import ast
-import contextlib
 import datetime as dt
 import html
-import json
 import logging
 import os
 import re
@@ -32,10 +29,13 @@ import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
-from parameters import PRESET_DESCRIPTIONS
-from study.layout import ENVIRONMENT, EXCLUDED_RUNS, NOTE, PARAMETERS, REPORT
-from training import results_io
-from training.results_io import atomic_open
+from parameters import PRESET_DESCRIPTIONS, ParameterError
+from store import layout
+from store.errors import ResultsFileError
+from store.exclusion import excluded_runs_with_thresholds, read_all_pretraining_results
+from store.files import atomic_open, has_stored
+from store.parameter_files import read_preset
+from store.records import pretraining_folder, read_environment_record, study_record
 
 logger = logging.getLogger(__name__)
 
@@ -86,41 +86,43 @@ FIGURE_CAPTIONS: dict[str, str] = {
 }
 
 CSV_DESCRIPTIONS: dict[str, str] = {
-    "pretraining_results.csv": "every pretraining step (stages 0 and 1) of every run: metrics and parameters",
-    "pretraining_results_val.csv": "pretraining probe steps with the accuracy at every probe offset",
-    "training_results.csv": "every stage-2 step of every run (after its stage-1 steps where stage 1 runs in the "
+    layout.PRETRAINING_RESULTS: "every pretraining step (stages 0 and 1) of every run: metrics and parameters",
+    layout.PRETRAINING_RESULTS_VAL: "pretraining probe steps with the accuracy at every probe offset",
+    layout.TRAINING_RESULTS: "every stage-2 step of every run (after its stage-1 steps where stage 1 runs in the "
     "training job): metrics, parameters, staircase offset, thresholds",
-    "training_results_val.csv": "stage-2 probe steps (every acc_check_freq-th and the last; after the stage-1 ones "
+    layout.TRAINING_RESULTS_VAL: "stage-2 probe steps (every acc_check_freq-th and the last; after the stage-1 ones "
     "where stage 1 runs in the training job) with the accuracy at every probe offset",
-    "orimap.csv": "orientation map of each run (one value per grid point, degrees)",
-    "initial_parameters.csv": "gE, gI and the learning rate of each run and pretraining stage",
-    "init_readout_params.csv": "initial readout weights of each run",
-    "excluded_runs_from_pretraining.csv": "runs whose pretraining ended outside the accepted threshold range",
-    "excluded_runs.csv": "runs excluded from this configuration's analysis (one index per line)",
-    "excluded_runs_all.csv": "runs excluded by at least one configuration",
-    "excluded_runs_details.csv": "excluded runs per configuration",
-    "pretraining_tuning_curves.csv": "tuning curves of every cell, stages 0 and 1, every run",
-    "tuning_curves.csv": "tuning curves of every cell after stage 2, retained runs",
-    "pretraining_tuning_curve_features.csv": "tuning-curve features (width, slopes, preferred orientation...), "
+    layout.ORIMAP: "orientation map of each run (one value per grid point, degrees)",
+    layout.INITIAL_PARAMETERS: "gE, gI and the learning rate of each run and pretraining stage",
+    layout.INIT_READOUT_PARAMS: "initial readout weights of each run",
+    layout.EXCLUDED_RUNS: "runs whose pretraining ended outside the accepted threshold range",
+    layout.EXCLUDED_CONF: "runs excluded from this configuration's analysis (one index per line)",
+    layout.EXCLUDED_ALL: "runs excluded by at least one configuration",
+    layout.EXCLUDED_DETAILS: "excluded runs per configuration",
+    layout.PRETRAINING_TC: "tuning curves of every cell, stages 0 and 1, every run",
+    layout.CONF_TC: "tuning curves of every cell after stage 2, retained runs",
+    layout.PRETRAINING_FEATURES: "tuning-curve features (width, slopes, preferred orientation...), "
     "stages 0 and 1",
-    "tuning_curve_features.csv": "tuning-curve features after stage 2",
-    "rel_changes_pretrain.csv": "per run: relative change (%) of every column over pretraining",
-    "rel_changes_train.csv": "per run: relative change (%) of every column over stage 2 (κ: Δtanh(κ))",
-    "MVPA_scores.csv": "MVPA decoding accuracy per run, layer, stage and orientation",
-    "Mahal_scores.csv": "Mahalanobis distance per run, layer, stage and orientation",
-    "Mahal_details.csv": "Mahalanobis distances of every condition",
-    "LMI.csv": "learning modulation indices from the Mahalanobis distances",
-    "stats_paired_tests.csv": "paired t and Wilcoxon tests of MVPA and Mahalanobis scores, stage 1 vs 2",
-    "stats_rm_anova.csv": "repeated-measures ANOVA score ~ stage × orientation per layer",
-    "stats_param_offset_correlations.csv": "Pearson correlations of parameter changes with the threshold change",
-    "stats_corr_triangles.csv": "Pearson correlations of ΔMVPA, ΔE/I ratio and Δthreshold",
-    "study_summary.csv": "per configuration: runs kept and excluded, median [IQR] change of |J|, f, c and the "
+    layout.CONF_FEATURES: "tuning-curve features after stage 2",
+    layout.REL_PRETRAIN: "per run: relative change (%) of every column over pretraining",
+    layout.REL_TRAIN: "per run: relative change (%) of every column over stage 2 (κ: Δtanh(κ))",
+    layout.table_name("MVPA_scores"): "MVPA decoding accuracy per run, layer, stage and orientation",
+    layout.table_name("Mahal_scores"): "Mahalanobis distance per run, layer, stage and orientation",
+    layout.table_name("Mahal_details"): "Mahalanobis distances of every condition",
+    layout.table_name("LMI"): "learning modulation indices from the Mahalanobis distances",
+    layout.STATS_PAIRED: "paired t and Wilcoxon tests of MVPA and Mahalanobis scores, stage 1 vs 2",
+    layout.STATS_ANOVA: "repeated-measures ANOVA score ~ stage × orientation per layer",
+    layout.STATS_CORR: "Pearson correlations of parameter changes with the threshold change",
+    layout.STATS_TRIANGLES: "Pearson correlations of ΔMVPA, ΔE/I ratio and Δthreshold",
+    layout.STUDY_SUMMARY: "per configuration: runs kept and excluded, median [IQR] change of |J|, f, c and the "
     "offsets before and after stage 2",
-    "study_stats.csv": "per configuration: paired Wilcoxon tests (sup vs mid, E/I balance, post vs pre)",
+    layout.STUDY_STATS: "per configuration: paired Wilcoxon tests (sup vs mid, E/I balance, post vs pre)",
 }
 """One line per CSV file name (the report's annotated file table)."""
 
-PER_JOB_FOLDER = re.compile(r"(?:^|/)(?:pretraining|training)_runs/run_\d+/")
+PER_JOB_FOLDER = re.compile(
+    rf"(?:^|/)(?:{layout.PRETRAINING_RUNS}|{layout.TRAINING_RUNS})/{layout.RUN_FOLDER_PREFIX}\d+/"
+)
 """Per-job copies of the combined tables (listed once per pattern in the file table)."""
 
 
@@ -183,46 +185,28 @@ class StudySettings:
     """The folder whose pretraining the study reused (``--skip-pretraining``); None for its own."""
 
 
-def _module_constant(path: Path, name: str) -> str | None:
-    """The literal value of a top-level ``NAME = ...`` of a Python file (None if absent or not a literal)."""
+def _recorded_preset(root: Path) -> str | None:
+    """The preset the folder's parameters.py records (None where it has none or cannot be read)."""
+    path = layout.StudyLayout(root).parameters
     if not path.is_file():
         return None
     try:
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-    except (SyntaxError, UnicodeDecodeError):
+        return read_preset(path, default=None)
+    except ParameterError:
         return None
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
-            try:
-                return str(ast.literal_eval(node.value))
-            except ValueError:
-                return None
-    return None
-
-
-def _environment(folder: Path) -> dict:
-    """A results folder's environment.json ({} where there is none: a folder written by hand)."""
-    with contextlib.suppress(OSError, ValueError):
-        env = json.loads((folder / ENVIRONMENT).read_text(encoding="utf-8"))
-        return env if isinstance(env, dict) else {}
-    return {}
-
-
-def _study_record(env: dict) -> dict:
-    """The study settings recorded in an environment.json ({} if absent)."""
-    return env["study"] if isinstance(env.get("study"), dict) else {}
 
 
 def read_study_settings(root: Path, confs: Sequence[str], runs: int) -> StudySettings:
     """Settings of a results folder from environment.json, parameters.py and note.txt (each optional)."""
-    env = _environment(root)
-    study = _study_record(env)
-    preset = _module_constant(root / PARAMETERS, "PRESET") or env.get("preset") or study.get("preset")
+    env = read_environment_record(root, strict=False)  # {} for a folder written by hand
+    study = study_record(env)
+    preset = _recorded_preset(root) or env.get("preset") or study.get("preset")
     seed = env.get("base_seed", study.get("base_seed"))
-    note_path = root / NOTE
+    note_path = root / layout.NOTE
     note = note_path.read_text(encoding="utf-8").strip() if note_path.is_file() else ""
-    source = results_io.pretraining_folder(root)
-    started = _study_record(_environment(source)).get("runs")  # the runs its pretraining started
+    source = pretraining_folder(root)
+    # the runs its pretraining started
+    started = study_record(read_environment_record(source, strict=False)).get("runs")
     return StudySettings(
         name=root.name, preset=str(preset) if preset else None, runs=runs,
         seed=int(seed) if seed is not None else None, configurations=tuple(confs),
@@ -241,13 +225,12 @@ def pretraining_exclusions(root: Path) -> dict[int, float]:
     report. A list or pretraining file that exists but cannot be read is logged, so the report's silence
     about exclusions never hides a damaged file.
     """
-    pretraining = results_io.pretraining_folder(root)
-    if not results_io.has_stored(pretraining / EXCLUDED_RUNS):
+    pretraining = pretraining_folder(root)
+    if not has_stored(pretraining / layout.EXCLUDED_RUNS):
         return {}
     try:
-        return results_io.excluded_runs_with_thresholds(
-            pretraining, results_io.read_all_pretraining_results(pretraining))
-    except (results_io.ResultsFileError, KeyError, ValueError) as error:
+        return excluded_runs_with_thresholds(pretraining, read_all_pretraining_results(pretraining))
+    except (ResultsFileError, KeyError, ValueError) as error:
         logger.warning("report: runs excluded after pretraining not listed: %s", error)
         return {}
 
@@ -474,7 +457,7 @@ def stats_html(stats: pd.DataFrame | None) -> str:
         rows,
         (2, 3, 5, 6),
     ) + (
-        '<p class="note">The key tests; every test is in <a href="study_stats.csv">study_stats.csv</a>. '
+        f'<p class="note">The key tests; every test is in <a href="{layout.STUDY_STATS}">{layout.STUDY_STATS}</a>. '
         "Wilcoxon signed-rank tests (two-sided, exact for small n) on per-run paired differences; "
         "effect size: matched-pairs rank-biserial correlation. With n &lt; 2 nothing is tested; with n &lt; 6 "
         "no p can fall below 0.05.</p>"
@@ -561,6 +544,12 @@ def configuration_html(conf: ConfigurationReport, root: Path, pdf: Path | None) 
     return "".join(parts)
 
 
+def _any_run(match: re.Match) -> str:
+    """``pretraining_runs/run_7/`` -> ``pretraining_runs/run_*/`` (a PER_JOB_FOLDER match)."""
+    prefix = layout.RUN_FOLDER_PREFIX
+    return match.group(0).split(prefix)[0] + prefix + "*/"
+
+
 def files_html(root: Path) -> str:
     """The annotated table of the CSV and PDF files (per-job copies collapsed to one line per pattern)."""
     rows, patterns = [], {}
@@ -569,7 +558,7 @@ def files_html(root: Path) -> str:
         if rel.startswith(("scripts/", ".")):
             continue
         if PER_JOB_FOLDER.search(rel):
-            key = PER_JOB_FOLDER.sub(lambda m: m.group(0).split("run_")[0] + "run_*/", rel)
+            key = PER_JOB_FOLDER.sub(_any_run, rel)
             patterns.setdefault(key, []).append(path)
             continue
         what = CSV_DESCRIPTIONS.get(path.name, "summary of a configuration's figures (cover, contents, bookmarks)"
@@ -623,7 +612,7 @@ def write_report_html(
         f"</title><style>{CSS}</style></head><body><h1>Report: {html.escape(root.name)}</h1>"
         f'<nav id="contents"><h2>Contents</h2><ul>{contents}</ul></nav>' + "\n".join(body) + "</body></html>"
     )
-    out = root / REPORT
+    out = root / layout.REPORT
     with atomic_open(out, "w") as fh:
         fh.write(page)
     return out

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.results_io import is_complete_output
+from store.files import is_complete_output
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ same gains, if the stage-1 row is missing) and the orientation map from ``orimap
 
 A study started with ``--skip-pretraining`` holds no pretraining files: stages 0 and 1 (their tables, map,
 gains and ``parameters.py``) come from the folder its PRETRAINING_DONE.json names
-(training.results_io.pretraining_folder), stage 2 from the study itself.
+(store.records.pretraining_folder), stage 2 from the study itself.
 """
 
 from __future__ import annotations
@@ -27,10 +27,13 @@ import numpy as np
 import pandas as pd
 
 from parameters import Parameters, load_parameters_file
-from study.layout import ORIMAP, ConfigurationLayout, StudyLayout
+from store.errors import ResultsFileError
+from store.layout import ORIMAP, ConfigurationLayout, StudyLayout
+from store.records import pretraining_folder
+from store.schema import KAPPA_COLUMNS, SSN_COLUMNS
+from store.tables import STAGES, RunTables, pretraining_row, run_rows
 from training.model import ModelStatic, build_static
-from training.results_io import KAPPA_COLUMNS, SSN_COLUMNS, ResultsFileError, pretraining_folder
-from training.run_state import STAGES, RunTables, log_params_from_row, pretraining_row, run_rows
+from training.run_state import log_params_from_row
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +119,7 @@ class SnapshotLoader:
 
     # ---------------------------------------------------------------------------------- snapshot parts
     def parameter_row(self, run_index: int, stage: int, conf: str | None = None) -> pd.Series:
-        """The results row whose parameters define the snapshot (training.run_state)."""
+        """The results row whose parameters define the snapshot (store.tables)."""
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage}")
         if stage == 2:

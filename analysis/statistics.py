@@ -22,7 +22,7 @@ from statsmodels.stats.anova import AnovaRM
 from analysis.cells import CellLayout, cell_info, wrap_orientation_difference
 from analysis.changes import change_column
 from analysis.tuning_features import feature_matrix
-from training.results_io import atomic_write_csv
+from store.files import atomic_write_csv
 
 logger = logging.getLogger(__name__)
 

@@ -54,6 +54,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from store import layout
+from store.errors import ResultsFileError, ResultsFolderError, run_entry_point
+from store.files import atomic_savefig, atomic_write_csv, atomic_write_text, has_stored, read_marker
+from store.records import pretraining_folder, read_environment_record
+
 if TYPE_CHECKING:  # the command line parses before pandas and matplotlib load (fast --help)
     import pandas as pd
 
@@ -120,55 +125,46 @@ class StudyData:
     """Configuration -> stage-2 runs whose job failed (its marker says so)."""
 
 
-def _results_io():
-    from training import results_io
-
-    return results_io
-
-
 def _read(path: Path, columns: Sequence[str] = ()) -> pd.DataFrame:
     """A results CSV, refused with one line naming it when missing, truncated or short of columns."""
-    return _results_io().read_results_csv(path, columns)
+    from store.tables import read_results_csv  # loads pandas: after the command line is parsed
+
+    return read_results_csv(path, columns)
 
 
 def read_index_list(path: Path) -> list[int]:
     """A one-run-index-per-line file (the analysis' exclusion lists; empty means none)."""
-    rio = _results_io()
-    if not rio.has_stored(path):
-        raise rio.ResultsFileError(f"results file not found: {path} (run the analysis first)")
-    try:
-        return sorted(int(float(t)) for t in rio.read_stored_text(path).split())
-    except ValueError as error:
-        raise _results_io().ResultsFileError(f"results file cannot be parsed: {path}: {error}") from error
+    from store.exclusion import read_excluded_runs
+
+    if not has_stored(path):
+        raise ResultsFileError(f"results file not found: {path} (run the analysis first)")
+    return read_excluded_runs(path)
 
 
 def study_settings(folder: Path) -> dict:
     """The ``study`` settings of environment.json (preset, runs, configurations, base seed)."""
-    from study import records
-
     try:
-        record = records.read_environment_record(folder)
-    except records.ResultsFolderError as error:  # reported like any other unusable results file
-        raise _results_io().ResultsFileError(str(error)) from error
+        record = read_environment_record(folder)
+    except ResultsFolderError as error:  # reported like any other unusable results file
+        raise ResultsFileError(str(error)) from error
     settings = record.get("study")
     if not isinstance(settings, dict) or "preset" not in settings:
-        raise _results_io().ResultsFileError(f"{folder}/environment.json has no study settings with a preset")
+        raise ResultsFileError(f"{folder}/environment.json has no study settings with a preset")
     return settings
 
 
 def load_study(folder: Path, label: str | None = None) -> StudyData:
     """Read one analysed study folder (the analysis' stats part must have run)."""
-    from study import layout
+    from store.exclusion import excluded_runs_with_thresholds, read_all_pretraining_results
 
-    rio = _results_io()
     settings = study_settings(folder)
     summary = _read(folder / layout.STUDY_SUMMARY, ["median", "q25", "q75"])
     confs = tuple(dict.fromkeys(summary["configuration"].astype(str)))
-    pretraining_root = rio.pretraining_folder(folder)  # another folder's where the study reused its pretraining
-    pretraining = rio.read_all_pretraining_results(pretraining_root, ["run_index", "stage", "loss_dx_max",
-                                                                      "gradient_unrolled", "loss_all",
-                                                                      "psychometric_offset"])  # fmt: skip
-    pretraining_excluded = rio.excluded_runs_with_thresholds(pretraining_root, pretraining)
+    pretraining_root = pretraining_folder(folder)  # another folder's where the study reused its pretraining
+    pretraining = read_all_pretraining_results(pretraining_root, ["run_index", "stage", "loss_dx_max",
+                                                                  "gradient_unrolled", "loss_all",
+                                                                  "psychometric_offset"])  # fmt: skip
+    pretraining_excluded = excluded_runs_with_thresholds(pretraining_root, pretraining)
     pretraining_settings = settings if pretraining_root == folder else study_settings(pretraining_root)
     retained = original_run_indices(pretraining_root)
     originals = retained[: stage2_run_count(folder, len(retained))]
@@ -207,22 +203,23 @@ def read_stage2_rows(path: Path) -> pd.DataFrame:
     where the file has them (analysis.lineage.FIGURE_COLUMNS)."""
     from analysis.changes import stage2_rows
     from analysis.lineage import FIGURE_COLUMNS
+    from store.tables import read_results_csv
 
     wanted = {*TRAINING_COLUMNS, *FIGURE_COLUMNS}
-    rows = _results_io().read_results_csv(path, TRAINING_COLUMNS, columns=lambda c: c in wanted)
+    rows = read_results_csv(path, TRAINING_COLUMNS, columns=lambda c: c in wanted)
     return stage2_rows(rows)
 
 
 def original_run_indices(pretraining_root: Path) -> list[int]:
     """Original (initialisation) index of each run a pretraining retained, in retained order: run exclusion
-    renumbers the retained runs and keeps their original index in a column (results_io.ORIGINAL_RUN_INDEX);
+    renumbers the retained runs and keeps their original index in a column (store.schema.ORIGINAL_RUN_INDEX);
     a pretraining that was never renumbered keeps its indices."""
-    from study.layout import StudyLayout
+    from store.schema import ORIGINAL_RUN_INDEX
+    from store.tables import read_results_csv
 
-    rio = _results_io()
-    table = rio.read_results_csv(StudyLayout(pretraining_root).initial_parameters, ["run_index"],
-                                 columns=lambda c: c in ("run_index", rio.ORIGINAL_RUN_INDEX))  # fmt: skip
-    source = rio.ORIGINAL_RUN_INDEX if rio.ORIGINAL_RUN_INDEX in table.columns else "run_index"
+    table = read_results_csv(layout.StudyLayout(pretraining_root).initial_parameters, ["run_index"],
+                             columns=lambda c: c in ("run_index", ORIGINAL_RUN_INDEX))  # fmt: skip
+    source = ORIGINAL_RUN_INDEX if ORIGINAL_RUN_INDEX in table.columns else "run_index"
     original = table[source].groupby(table["run_index"].astype(int)).first().sort_index()
     return [int(v) for v in original]
 
@@ -230,9 +227,7 @@ def original_run_indices(pretraining_root: Path) -> list[int]:
 def stage2_run_count(folder: Path, retained: int) -> int:
     """Runs the study trains in stage 2: the retained runs its pretraining marker records (a --skip-pretraining
     study may take only the first of the ``retained`` runs its pretraining folder retains), else all of them."""
-    from study.layout import StudyLayout
-
-    done = _results_io().read_marker(StudyLayout(folder).pretraining_done)
+    done = read_marker(layout.StudyLayout(folder).pretraining_done)
     if isinstance(done, dict) and "retained_runs" in done:
         return int(done["retained_runs"])
     return retained
@@ -249,7 +244,7 @@ def runs_started(pretraining_runs: int, originals: Sequence[int], retained: int)
 def job_failed(marker: Path) -> bool:
     """Whether a job's marker records a failure (a run that failed is dropped, not retried, under failure_reseed
     False, and is counted by this record)."""
-    payload = _results_io().read_marker(marker)
+    payload = read_marker(marker)
     return isinstance(payload, dict) and payload.get("success") is False
 
 
@@ -515,8 +510,6 @@ def plot_comparison(studies: Sequence[StudyData], stats: pd.DataFrame, path: Pat
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from training.results_io import atomic_savefig
-
     confs = list(dict.fromkeys(c for s in studies for c in s.configurations))
     fig, axes = plt.subplots(len(studies), len(confs), figsize=(4.6 * len(confs), 3.6 * len(studies)),
                              squeeze=False, sharey=True)  # fmt: skip
@@ -584,17 +577,17 @@ def check_studies(folders: Sequence[Path]) -> None:
     for line in lines[:-1]:
         logger.error("%s", line)
     if lines:
-        raise _results_io().ResultsFileError(lines[-1])
+        raise ResultsFileError(lines[-1])
 
 
 def study_problem(folder: Path) -> str | None:
     """One line on why a study folder cannot be compared (None if it can). A folder without main.py's study
     record (made by hand) is taken as it is."""
-    from study import inventory, records
+    from study import inventory
 
     try:
         state = inventory.study_state(folder)
-    except records.ResultsFolderError:
+    except ResultsFolderError:
         return None
     if not state.complete:
         return f"{folder} is incomplete: {'; '.join(state.missing())}"
@@ -613,18 +606,17 @@ def compare_studies(folders: Sequence[Path], out: Path, headlines: bool = False,
     (default: the one plain ``figure`` study); it is compared too if it is not among ``folders``."""
     from analysis import lineage
 
-    rio = _results_io()
     folders = with_base(folders, base)
     check_studies(folders)
     if not lineage.PUBLISHED_FIGURE.is_file():
-        raise rio.ResultsFileError(f"the published figure is missing: {lineage.PUBLISHED_FIGURE}")
+        raise ResultsFileError(f"the published figure is missing: {lineage.PUBLISHED_FIGURE}")
     studies = load_studies(folders)
     out.mkdir(parents=True, exist_ok=True)
     runs, summary = runs_table(studies), summary_table(studies)
     training, stats = training_table(studies), stats_table(studies)
     for table, name in ((runs, OUTPUTS[0]), (summary, OUTPUTS[1]), (training, OUTPUTS[2]), (stats, OUTPUTS[3])):
-        rio.atomic_write_csv(table, out / name)
-    rio.atomic_write_text(out / OUTPUTS[4], markdown_report(runs, summary, training, stats))
+        atomic_write_csv(table, out / name)
+    atomic_write_text(out / OUTPUTS[4], markdown_report(runs, summary, training, stats))
     plot_comparison(studies, stats, out / OUTPUTS[5])
     written = [out / name for name in OUTPUTS[:6]]
     chosen = lineage.base_study(studies, base)
@@ -650,9 +642,7 @@ def with_base(folders: Sequence[Path], base: Path | None) -> list[Path]:
 
 def headline_name(folder: Path) -> str:
     """The file name of a study's headline figure among the comparison outputs."""
-    from study.layout import HEADLINE
-
-    return f"{Path(HEADLINE).stem}_{folder.name}{Path(HEADLINE).suffix}"
+    return f"{Path(layout.HEADLINE).stem}_{folder.name}{Path(layout.HEADLINE).suffix}"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -680,6 +670,4 @@ def run(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     arguments = parse_args()  # before the heavy imports, so that --help answers at once
-    from training.results_io import run_entry_point
-
     sys.exit(run_entry_point(lambda: run(arguments)))

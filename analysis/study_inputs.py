@@ -9,22 +9,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.changes import excluded_runs, read_excluded_runs
-from analysis.files import EXCLUDED_ALL, EXCLUDED_CONF, EXCLUDED_DETAILS
+from analysis.changes import excluded_runs
 from analysis.snapshots import SnapshotLoader, configuration_parameters_path, read_parameters, training_results_path
 from parameters import Parameters
-from study.layout import PACKED_SUFFIX, TRAINING_RESULTS
-from training.results_io import (
+from store.errors import ResultsFileError
+from store.exclusion import read_excluded_runs
+from store.files import has_stored, stored
+from store.layout import (
+    EXCLUDED_ALL,
+    EXCLUDED_CONF,
+    EXCLUDED_DETAILS,
+    PACKED_SUFFIX,
     PRETRAINING_RESULTS,
-    SSN_COLUMNS,
-    STEP_COLUMNS,
-    ResultsFileError,
-    has_stored,
-    pretraining_folder,
-    read_results_csv,
-    stored,
-    training_columns,
+    TRAINING_RESULTS,
 )
+from store.records import pretraining_folder
+from store.schema import SSN_COLUMNS, STEP_COLUMNS, training_columns
+from store.tables import read_results_csv
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from study.layout import HEADLINE, STUDY_STATS, STUDY_SUMMARY  # noqa: F401  (used as ss.STUDY_SUMMARY etc.)
+from store.layout import HEADLINE, STUDY_STATS, STUDY_SUMMARY  # noqa: F401  (used as ss.STUDY_SUMMARY etc.)
 from training.psychometrics import NO_THRESHOLD
 
 WEIGHTS: tuple[str, ...] = tuple(f"J_{k}_{x}" for x in ("m", "s") for k in ("EE", "IE", "EI", "II"))

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.cells import CellLayout, cell_names
-from training.results_io import atomic_open, has_stored, is_packed, read_stored_bytes, stored, unpack_file
+from store.files import atomic_open, has_stored, is_packed, read_stored_bytes, stored, unpack_file
 
 logger = logging.getLogger(__name__)
 

@@ -45,8 +45,8 @@ from analysis.statistics import (
 )
 from analysis.study_summary import measured
 from analysis.tuning_features import TC_ORIENTATIONS, feature_matrix
+from store.files import atomic_savefig
 from training.psychometrics import NO_THRESHOLD
-from training.results_io import atomic_savefig
 
 logger = logging.getLogger(__name__)
 

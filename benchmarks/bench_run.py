@@ -18,9 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from parameters import Parameters  # noqa: E402
-from study.layout import StudyLayout  # noqa: E402
-from study.logs import setup_logging  # noqa: E402
-from study.parameter_files import REPO_PARAMETERS  # noqa: E402
+from store.assembly import assemble_pretraining  # noqa: E402
+from store.layout import StudyLayout  # noqa: E402
+from store.logs import setup_logging  # noqa: E402
+from store.parameter_files import REPO_PARAMETERS  # noqa: E402
 from training import main_pretraining, main_training  # noqa: E402
 
 
@@ -36,7 +37,7 @@ def main() -> None:
     start = time.perf_counter()
     main_pretraining.run_pretraining_job(folder, params, args.seed, 0, progress=False)
     pretraining_s = time.perf_counter() - start
-    main_pretraining.assemble_pretraining(folder, params, 1)
+    assemble_pretraining(folder, params, 1)
     conf = StudyLayout(folder).configuration("conf_baseline")
     conf.folder.mkdir(exist_ok=True)
     conf.parameters.write_text(REPO_PARAMETERS.read_text())

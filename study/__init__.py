@@ -1,7 +1,13 @@
-"""The study around the model: folder layout, command line, parameter files, jobs and the study stages.
+"""The study around the model: command line, study design and records, jobs and the study stages.
 
-Every module here imports only the standard library and parameters.py at import time (JAX, pandas and the
-training code are loaded on first use), so that ``python main.py --help`` answers at once.
+The study reaches the training only through the command lines of its jobs (``python -m
+training.main_pretraining ...``, ``python -m training.main_training ...``): it imports no module of
+``training`` (nor of ``analysis``, which main.py runs after the study's stages). The results folder's layout,
+files and parameter files are the store's (package ``store``).
+
+Every module here imports only the standard library, parameters.py and the light modules of ``store`` at
+import time (the store's pandas-backed modules are loaded on first use), so that ``python main.py --help``
+answers at once.
 """
 
 from __future__ import annotations

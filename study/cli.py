@@ -6,12 +6,11 @@ Everything a study needs is validated here, before any work: bad input becomes o
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,16 @@ from parameters import (
     check_preset,
     load_parameters_file,
 )
-from study import inventory, lazy_module, parameter_files, records
-from study.layout import StudyLayout, configuration_parameters
+from store import parameter_files
+from store.errors import ResultsFileError, ResultsFolderError
+from store.files import has_stored
+from store.layout import StudyLayout, configuration_parameters
+from store.records import read_environment_record
+from study import inventory, lazy_module
+from study.design import StudyDesign, read_study_design
 from study.quick import QUICK_CONFIGS, QUICK_OVERRIDES
 
-main_training = lazy_module("training.main_training")
-results_io = lazy_module("training.results_io")
+assembly = lazy_module("store.assembly")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_CONFIGS: tuple[str, ...] = ("conf_baseline",)
@@ -46,44 +49,6 @@ class UsageError(Exception):
 
 
 # ------------------------------------------------------------------------------------------------- settings
-@dataclass(frozen=True)
-class Study:
-    """What determines the results of a study (kept in environment.json, so that --resume repeats it)."""
-
-    runs: int
-    configs: tuple[str, ...]
-    base_seed: int
-    run_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    skip_pretraining: str | None = None
-    quick: bool = False
-    preset: str = DEFAULT_PRESET
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dictionary."""
-        return {**dataclasses.asdict(self), "configs": list(self.configs)}
-
-    @classmethod
-    def from_json(cls, data: Any, origin: Path) -> Study:
-        """The study recorded in a results folder (ResultsFolderError if the record is unusable)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        if not isinstance(data, dict) or set(data) != names:
-            raise records.ResultsFolderError(
-                f"{origin}: environment.json has no valid 'study' record; start a new study"
-            )
-        try:
-            parameter_files.check_overrides_shape(data["run_overrides"], str(origin))
-            study = cls(int(data["runs"]), tuple(str(c) for c in data["configs"]), int(data["base_seed"]),
-                        data["run_overrides"], data["skip_pretraining"], bool(data["quick"]),
-                        check_preset(str(data["preset"])))  # fmt: skip
-            if study.runs < 1 or not study.configs:
-                raise ValueError(f"runs {study.runs}, configurations {list(study.configs)}")
-            return study
-        except (TypeError, ValueError) as error:
-            raise records.ResultsFolderError(
-                f"{origin}: environment.json has an invalid 'study' record: {error}"
-            ) from error
-
-
 @dataclass(frozen=True)
 class Execution:
     """How jobs run (may change between a study and its resumption)."""
@@ -102,7 +67,7 @@ class Execution:
 class Plan:
     """A validated command line."""
 
-    study: Study
+    study: StudyDesign
     execution: Execution
     results_root: Path
     note: str = ""
@@ -242,7 +207,7 @@ def fresh_plan(args: argparse.Namespace, execution: Execution, source: Path) -> 
         raise UsageError(f"--seed {seed}: the base seed must be an integer in 0..{MAX_SEED} (numpy seeds must "
                          "be non-negative; JAX keys keep 32 bits, so larger seeds would repeat smaller ones)")
     run_overrides = json.loads(json.dumps(run_overrides))  # as environment.json keeps it, for identical resumes
-    study = Study(runs, configs, seed, run_overrides, str(skip[0]) if skip else None, bool(args.quick), preset)
+    study = StudyDesign(runs, configs, seed, run_overrides, str(skip[0]) if skip else None, bool(args.quick), preset)
     return Plan(study, execution, results_root, args.note or "")
 
 
@@ -271,9 +236,8 @@ def resume_plan(args: argparse.Namespace, execution: Execution) -> Plan:
                          "recorded in its environment.json")  # fmt: skip
     folder = args.resume.resolve()
     try:
-        record = records.read_environment_record(folder)
-        study = Study.from_json(record.get("study"), folder)
-    except records.ResultsFolderError as error:
+        study = read_study_design(folder)
+    except ResultsFolderError as error:
         raise UsageError(f"cannot resume: {error}") from error
     layout = StudyLayout(folder)
     if layout.parameters.is_file() and not layout.snapshot_parameters.is_file():
@@ -291,7 +255,7 @@ def resume_plan(args: argparse.Namespace, execution: Execution) -> Plan:
     return Plan(study, execution, folder.parent, resume=folder, grow_to=grow_to)
 
 
-def growth_target(runs: int | None, study: Study, layout: StudyLayout) -> int | None:
+def growth_target(runs: int | None, study: StudyDesign, layout: StudyLayout) -> int | None:
     """The runs a resumed study grows to (None: it keeps its runs); UsageError if it would shrink, or if a
     --skip-pretraining study would need runs that the reused pretraining does not retain (yet)."""
     if runs is None or runs == study.runs:
@@ -317,7 +281,7 @@ def reused_pretraining_in_progress(folder: Path) -> bool:
     hold an earlier assembly. A folder without a study record (made by hand) is taken as finished."""
     try:
         return inventory.study_state(folder).retained is None
-    except records.ResultsFolderError:
+    except ResultsFolderError:
         return False
 
 
@@ -349,12 +313,12 @@ def pretraining_folder_info(folder: Path) -> tuple[Path, int, int]:
     """(folder, retained runs, base seed) of a finished pretraining to reuse (UsageError if unusable)."""
     folder = folder.resolve()
     try:
-        record = records.read_environment_record(folder)
-        missing = [path.name for path in StudyLayout(folder).pretraining_files() if not results_io.has_stored(path)]
+        record = read_environment_record(folder)
+        missing = [path.name for path in StudyLayout(folder).pretraining_files() if not has_stored(path)]
         if missing:
-            raise records.ResultsFolderError(f"{folder} has no finished pretraining (missing {', '.join(missing)})")
-        retained = main_training.retained_runs(folder)
-    except (records.ResultsFolderError, results_io.ResultsFileError) as error:
+            raise ResultsFolderError(f"{folder} has no finished pretraining (missing {', '.join(missing)})")
+        retained = assembly.retained_runs(folder)
+    except (ResultsFolderError, ResultsFileError) as error:
         raise UsageError(f"cannot reuse the pretraining: {error}") from error
     if retained < 1:
         raise UsageError(f"cannot reuse the pretraining: {folder} retained no run")

@@ -9,10 +9,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import configurations
-from study import parameter_files, records
-from study.cli import Plan, Study, configuration_overrides
-from study.layout import StudyLayout
-from study.logs import setup_logging
+from store import parameter_files
+from store.errors import ResultsFolderError
+from store.files import atomic_write_text, write_json
+from store.layout import StudyLayout
+from store.logs import setup_logging
+from store.records import read_environment_record
+from study import records
+from study.cli import Plan, configuration_overrides
+from study.design import StudyDesign
 from study.quick import QUICK_NOTE
 
 logger = logging.getLogger("main")
@@ -27,9 +32,9 @@ def create_study_folder(plan: Plan, argv: Sequence[str]) -> Path:
     record = records.environment_record(["main.py", *argv], plan.study.base_seed) | {"study": plan.study.to_json()}
     try:
         folder = records.make_results_folder(plan.results_root).resolve()
-        records.write_json(StudyLayout(folder).environment, record)
+        write_json(StudyLayout(folder).environment, record)
     except OSError as error:
-        raise records.ResultsFolderError(
+        raise ResultsFolderError(
             f"cannot create a results folder in {plan.results_root}: {error.strerror or error} "
             "(choose a writable folder with --results-root)"
         ) from error
@@ -53,9 +58,8 @@ def complete_study_folder(folder: Path, plan: Plan, argv: Sequence[str]) -> None
 
 def write_text(path: Path, text: str) -> None:
     """Write a text file atomically."""
-    from training import results_io  # here: the command line must not load pandas
 
-    results_io.atomic_write_text(path, text)
+    atomic_write_text(path, text)
 
 
 def note_text(plan: Plan, argv: Sequence[str]) -> str:
@@ -69,7 +73,7 @@ def note_text(plan: Plan, argv: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_configuration_files(folder: Path, study: Study) -> None:
+def write_configuration_files(folder: Path, study: StudyDesign) -> None:
     """Each configuration's parameters_<conf>.py (missing ones only: a resumed study keeps its files)."""
     layout = StudyLayout(folder)
     for name in study.configs:
@@ -89,11 +93,11 @@ def write_configuration_files(folder: Path, study: Study) -> None:
 
 def record_resume(folder: Path, argv: Sequence[str]) -> None:
     """Append this resumption's environment to environment.json and log changed code files."""
-    record = records.read_environment_record(folder)
+    record = read_environment_record(folder)
     entry = records.environment_record(["main.py", *argv], record.get("base_seed", 0))
     entry.pop("results_format_version")
     record["resumes"] = [*record.get("resumes", []), entry]
-    records.write_json(StudyLayout(folder).environment, record)
+    write_json(StudyLayout(folder).environment, record)
     if StudyLayout(folder).kept.is_file():  # a kept study keeps no code snapshot, only the code version
         logger.info("kept study made with code version %s, resumed with %s", record.get("code_version"),
                     entry.get("code_version"))  # fmt: skip

@@ -13,7 +13,7 @@ run order, so a grown study ends with the files of a study started with N runs:
   stages assemble again from the jobs (a kept study's left-out pieces are written back first, study.pieces);
 * **TrainingPars.num_runs** in environment.json's study record and in every parameters copy becomes N (the
   only value that differs between the copies of a study started with fewer runs and one started with N);
-* **the analysis** is redone from scratch (study.stages.analysis_stage) once the study's runs exceed those
+* **the analysis** is redone from scratch (main.analysis_stage) once the study's runs exceed those
   its last analysis covered: its outputs are tables over all runs (tuning curves in run order, statistics).
 
 A ``--skip-pretraining`` study grows into the runs that its reused pretraining retains: grow that folder
@@ -30,11 +30,12 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-from study import lazy_module, parameter_files, records
-from study.cli import Study
-from study.layout import EXCLUDED_ALL, PRETRAINING_TC, REL_PRETRAIN, STUDY_SUMMARY, StudyLayout
-
-results_io = lazy_module("training.results_io")
+from store import parameter_files
+from store.files import has_stored, read_marker, write_json, write_marker
+from store.layout import EXCLUDED_ALL, PRETRAINING_TC, REL_PRETRAIN, STUDY_SUMMARY, StudyLayout
+from store.records import read_environment_record
+from study import records
+from study.design import StudyDesign
 
 logger = logging.getLogger("main")
 
@@ -42,7 +43,7 @@ ANALYSIS_TRACES: tuple[str, ...] = (EXCLUDED_ALL, PRETRAINING_TC, REL_PRETRAIN, 
 """Root files of the analysis: if one exists, the folder holds analysis outputs (of the runs before a growth)."""
 
 
-def grow_study(folder: Path, study: Study, runs: int) -> Study:
+def grow_study(folder: Path, study: StudyDesign, runs: int) -> StudyDesign:
     """Record that the study in ``folder`` has ``runs`` runs (more than now); the grown study."""
     layout = StudyLayout(folder)
     logger.info("growing the study from %d to %d runs", study.runs, runs)
@@ -53,14 +54,14 @@ def grow_study(folder: Path, study: Study, runs: int) -> Study:
         if path.is_file():
             parameter_files.set_num_runs(path, runs)
     grown = grown_study(study, runs)
-    record = records.read_environment_record(folder)
+    record = read_environment_record(folder)
     record["study"] = grown.to_json()
     record["growths"] = [*record.get("growths", []), growth_entry(study.runs, runs)]
-    records.write_json(layout.environment, record)
+    write_json(layout.environment, record)
     return grown
 
 
-def grown_study(study: Study, runs: int) -> Study:
+def grown_study(study: StudyDesign, runs: int) -> StudyDesign:
     """The study record with ``runs`` runs (TrainingPars.num_runs among its overrides, as a new study's)."""
     overrides = parameter_files.merge_overrides(study.run_overrides, {"TrainingPars": {"num_runs": runs}})
     return dataclasses.replace(study, runs=runs, run_overrides=overrides)
@@ -72,12 +73,12 @@ def growth_entry(before: int, after: int) -> dict:
             "code_version": records.code_version()}  # fmt: skip
 
 
-def note_analysed_runs(layout: StudyLayout, study: Study) -> None:
+def note_analysed_runs(layout: StudyLayout, study: StudyDesign) -> None:
     """Make the analysis marker say which runs the analysis outputs in the folder cover, so that the grown
     study's analysis is redone from scratch: add the runs to a marker of an earlier code version, and write one
     where the analysis ran by hand (python -m analysis.main_analysis writes no marker) or stopped part way."""
-    payload = results_io.read_marker(layout.analysis_done)
-    if payload is None and any(results_io.has_stored(layout.file(name)) for name in ANALYSIS_TRACES):
+    payload = read_marker(layout.analysis_done)
+    if payload is None and any(has_stored(layout.file(name)) for name in ANALYSIS_TRACES):
         payload = {"configs": list(study.configs)}
     if payload is not None and "runs" not in payload:
-        results_io.write_marker(layout.analysis_done, {**payload, "runs": study.runs})
+        write_marker(layout.analysis_done, {**payload, "runs": study.runs})

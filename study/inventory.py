@@ -16,11 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from study import lazy_module, pieces
-from study.layout import CONFIGURATION_DONE, PACKED_SUFFIX, TRAINING_PIECES, StudyLayout, complete_copy
-
-results_io = lazy_module("training.results_io")
-cli = lazy_module("study.cli")
+from store.errors import ResultsFileError
+from store.files import has_stored, is_packed, read_marker, read_stored_bytes, stored
+from store.layout import CONFIGURATION_DONE, PACKED_SUFFIX, TRAINING_PIECES, StudyLayout, complete_copy
+from store.records import pretraining_folder
+from study import pieces
+from study.design import read_study_design
 
 
 @dataclass(frozen=True)
@@ -73,18 +74,16 @@ class StudyState:
 
 def study_state(folder: Path) -> StudyState:
     """The state of a study folder written by main.py (ResultsFolderError if it has no study record)."""
-    from study import records
-
     layout = StudyLayout(folder)
-    study = cli.Study.from_json(records.read_environment_record(folder).get("study"), folder)
+    study = read_study_design(folder)
     reused = layout.recorded_folder(study.skip_pretraining) if study.skip_pretraining else None
-    done = results_io.read_marker(layout.pretraining_done)
+    done = read_marker(layout.pretraining_done)
     # a marker of an earlier code version has no "runs": growth removes markers before it records more runs
     retained = int(done["retained_runs"]) if done and done.get("runs", study.runs) == study.runs else None
-    jobs = 0 if reused else sum(results_io.read_marker(layout.pretraining_run(i).marker) is not None
+    jobs = 0 if reused else sum(read_marker(layout.pretraining_run(i).marker) is not None
                                 for i in range(study.runs))  # fmt: skip
     confs = tuple(_configuration_state(layout, name, retained) for name in study.configs)
-    analysis = results_io.read_marker(layout.analysis_done)
+    analysis = read_marker(layout.analysis_done)
     analysis_runs = int(analysis.get("runs", study.runs)) if analysis else None
     return StudyState(layout.root, study.runs, reused, jobs, retained, confs, analysis_runs)
 
@@ -93,8 +92,8 @@ def _configuration_state(layout: StudyLayout, name: str, retained: int | None) -
     conf = layout.configuration(name)
     if retained is None:
         return ConfigurationState(name, 0, False)
-    jobs = sum(results_io.read_marker(conf.run(i).marker) is not None for i in range(retained))
-    done = results_io.read_marker(conf.done)
+    jobs = sum(read_marker(conf.run(i).marker) is not None for i in range(retained))
+    done = read_marker(conf.done)
     return ConfigurationState(name, jobs, bool(done) and int(done.get("runs", -1)) == retained)
 
 
@@ -104,12 +103,12 @@ def damaged_files(folder: Path) -> list[str]:
     layout = StudyLayout(folder)
     problems = [_cut(path) for path in sorted(layout.root.rglob(f"*.csv{PACKED_SUFFIX}"))]
     for piece in pieces.completed_pieces(layout.root):
-        if results_io.has_stored(piece.path):
+        if has_stored(piece.path):
             problems.append(_cut(piece.path))
-        elif not results_io.has_stored(piece.holder):
+        elif not has_stored(piece.holder):
             problems.append(f"{piece.path} is missing (a completed job's file; {piece.holder.name} does not hold it)")
     for path in assembled_files(layout):
-        problems.append(_cut(path) if results_io.has_stored(path) else f"{path} is missing (an assembled file)")
+        problems.append(_cut(path) if has_stored(path) else f"{path} is missing (an assembled file)")
     return list(dict.fromkeys(p for p in problems if p))
 
 
@@ -118,7 +117,7 @@ def damage_report(folder: Path) -> str | None:
     none); an unreadable marker counts as a problem too."""
     try:
         problems = damaged_files(folder)
-    except results_io.ResultsFileError as error:
+    except ResultsFileError as error:
         problems = [str(error)]
     if not problems:
         return None
@@ -129,8 +128,8 @@ def damage_report(folder: Path) -> str | None:
 def assembled_files(layout: StudyLayout) -> list[Path]:
     """The assembled files that the study-stage markers of a folder promise."""
     files: list[Path] = []
-    done = results_io.read_marker(layout.pretraining_done)
-    if done and results_io.pretraining_folder(layout.root) == layout.root:
+    done = read_marker(layout.pretraining_done)
+    if done and pretraining_folder(layout.root) == layout.root:
         files += [*layout.pretraining_files(), *(layout.file(complete_copy(p.name)) for p in layout.pretraining_files()
                                                  if p != layout.excluded_runs)]  # fmt: skip
     for marker in sorted(layout.root.glob(f"*/{CONFIGURATION_DONE}")):
@@ -142,10 +141,10 @@ def assembled_files(layout: StudyLayout) -> list[Path]:
 def _cut(path: Path) -> str | None:
     """A line if a stored results file is cut or corrupt, None if it is whole (a packed file is unpacked whole,
     which checks its length and CRC; of a plain file only the last byte is read)."""
-    where = results_io.stored(path)
+    where = stored(path)
     try:
-        data = results_io.read_stored_bytes(where) if results_io.is_packed(where) else _last_byte(where)
-    except results_io.ResultsFileError as error:
+        data = read_stored_bytes(where) if is_packed(where) else _last_byte(where)
+    except ResultsFileError as error:
         return str(error)
     if data and not data.endswith(b"\n"):
         return f"results file {where} is truncated (its last row is incomplete)"
@@ -160,4 +159,4 @@ def _last_byte(path: Path) -> bytes:
             fh.seek(max(0, size - 1))
             return fh.read()
     except OSError as error:
-        raise results_io.ResultsFileError(f"results file cannot be read: {path}: {error}") from error
+        raise ResultsFileError(f"results file cannot be read: {path}: {error}") from error

@@ -1,6 +1,6 @@
 """Jobs of a study and their launchers: one isolated process per pretraining run and per (configuration, run).
 
-A job writes only into its own folder and its marker last (study.layout). ``run_jobs`` keeps at most
+A job writes only into its own folder and its marker last (store.layout). ``run_jobs`` keeps at most
 ``Execution.jobs`` of them running, as local child processes or as submitit jobs (SLURM, or submitit's local
 executor), shows their progress lines, copies their output into log.txt and reports the ones that did not
 complete.
@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import util
-from study import REPO_ROOT, lazy_module
+from store.errors import ResultsFileError
+from store.files import read_marker
+from store.layout import StudyLayout
+from store.logs import FILE_ONLY, clean_log_text
+from study import REPO_ROOT
 from study.cli import Execution
-from study.layout import StudyLayout
-from study.logs import FILE_ONLY, clean_log_text
-
-results_io = lazy_module("training.results_io")
 
 logger = logging.getLogger("main")
 
@@ -72,8 +72,8 @@ def marker_payload(path: Path) -> dict | None:
     A corrupt marker is removed, so that the redone job (which checks its own marker first) sees it missing.
     """
     try:
-        return results_io.read_marker(path)
-    except results_io.ResultsFileError as error:
+        return read_marker(path)
+    except ResultsFileError as error:
         logger.warning("%s; the job will be redone", error)
         path.unlink(missing_ok=True)
         return None

@@ -12,7 +12,7 @@ What a kept study holds (docs/studies.md):
   ``note.txt``, ``parameters.py``, ``scripts/parameters.py`` (the source of the study's parameter copies;
   ``--resume`` needs it), every ``<conf>/parameters_<conf>.py``, and ``kept.json`` (where and when it was kept);
 * every marker and JSON record (study stages, jobs, the MVPA settings);
-* every CSV file, gzip-packed as ``<name>.csv.gz`` (the readers unpack transparently, training.results_io),
+* every CSV file, gzip-packed as ``<name>.csv.gz`` (the readers unpack transparently, store.files),
   except a job's pieces whose rows an assembled file holds (study.pieces: every row is stored once; a growth
   writes them back before it assembles again). Job folders without a marker (jobs in flight) are left out;
 * not the figures, PDFs, report, logs, the code snapshot or the lock: they are regenerated or not needed.
@@ -32,10 +32,20 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from study import inventory, lazy_module, pieces, records
-from study.layout import (
+from store.errors import ResultsFileError, ResultsFolderError
+from store.files import (
+    atomic_copy,
+    atomic_write_text,
+    is_packed,
+    pack_file,
+    read_marker,
+    read_stored_bytes,
+    stored,
+    write_json,
+    write_marker,
+)
+from store.layout import (
     FIGURES,
     JOB_DONE,
     JOB_LOGS,
@@ -52,12 +62,9 @@ from study.layout import (
     configuration_parameters,
     packed,
 )
-
-if TYPE_CHECKING:  # study.cli is loaded lazily (it imports configurations and parameters)
-    from study.cli import Study
-
-results_io = lazy_module("training.results_io")
-cli = lazy_module("study.cli")
+from store.records import read_environment_record
+from study import inventory, pieces, records
+from study.design import StudyDesign, read_study_design
 
 logger = logging.getLogger("main")
 
@@ -148,7 +155,7 @@ def keep_study(source: Path, dest: Path) -> KeepReport:
     dest.mkdir(parents=True, exist_ok=True)
     written = unchanged = 0
     for rel in selection:
-        changed = store(source / rel, dest / rel, in_place=source == dest)
+        changed = keep_file(source / rel, dest / rel, in_place=source == dest)
         written, unchanged = written + changed, unchanged + (not changed)
     removed = remove_stale(dest, set(selection))
     point_to_kept_copies(dest, study, reused)
@@ -157,11 +164,11 @@ def keep_study(source: Path, dest: Path) -> KeepReport:
     return KeepReport(dest, written, unchanged, removed, size)
 
 
-def read_study(folder: Path) -> Study:
+def read_study(folder: Path) -> StudyDesign:
     """The study record of a folder written by main.py (KeepError otherwise)."""
     try:
-        return cli.Study.from_json(records.read_environment_record(folder).get("study"), folder)
-    except records.ResultsFolderError as error:
+        return read_study_design(folder)
+    except ResultsFolderError as error:
         raise KeepError(f"cannot keep {folder}: {error}") from error
 
 
@@ -176,8 +183,8 @@ def check_destination(source: Path, dest: Path) -> None:
     if not dest.exists():
         return
     try:
-        same = creation(records.read_environment_record(dest)) == creation(records.read_environment_record(source))
-    except records.ResultsFolderError:
+        same = creation(read_environment_record(dest)) == creation(read_environment_record(source))
+    except ResultsFolderError:
         same = False
     if read_kept_record(dest) is None or not same:
         raise KeepError(f"{dest} exists and is not a kept copy of the study in {source}; choose another name")
@@ -189,7 +196,7 @@ def creation(record: dict) -> tuple:
     return record.get("created"), study.get("base_seed"), study.get("preset")
 
 
-def reused_kept_name(source: Path, dest: Path, study: Study) -> str | None:
+def reused_kept_name(source: Path, dest: Path, study: StudyDesign) -> str | None:
     """For a --skip-pretraining study, the kept folder (next to ``dest``) of its reused pretraining."""
     if not study.skip_pretraining:
         return None
@@ -207,24 +214,24 @@ def stored_name(rel: Path) -> Path:
     return packed(rel) if rel.suffix == ".csv" else rel
 
 
-def store(source: Path, target: Path, in_place: bool) -> bool:
+def keep_file(source: Path, target: Path, in_place: bool) -> bool:
     """Put one file into the kept folder (CSVs packed); whether anything was written."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if source.suffix != ".csv":
         if in_place or (target.is_file() and target.read_bytes() == source.read_bytes()):
             return False
-        results_io.atomic_copy(source, target)
+        atomic_copy(source, target)
         return True
-    content = results_io.stored(source)
+    content = stored(source)
     twin = packed(target)
-    if results_io.is_packed(content):  # already packed (a kept source): the bytes as they are
+    if is_packed(content):  # already packed (a kept source): the bytes as they are
         if in_place or (twin.is_file() and twin.read_bytes() == content.read_bytes()):
             return False
-        results_io.atomic_copy(content, twin)
+        atomic_copy(content, twin)
         return True
-    same = twin.is_file() and results_io.read_stored_bytes(twin) == content.read_bytes()
+    same = twin.is_file() and read_stored_bytes(twin) == content.read_bytes()
     if not same:
-        results_io.pack_file(content, twin)
+        pack_file(content, twin)
     target.unlink(missing_ok=True)  # the plain file written by a resume in place, now packed
     return not same or in_place
 
@@ -242,18 +249,18 @@ def remove_stale(dest: Path, selection: set[Path]) -> int:
     return removed
 
 
-def point_to_kept_copies(dest: Path, study: Study, reused: str | None) -> None:
+def point_to_kept_copies(dest: Path, study: StudyDesign, reused: str | None) -> None:
     """Name the pretraining folder relative to the kept study: ``.`` for its own, ``../<kept name>`` for a reused
     one (in environment.json's study record and PRETRAINING_DONE.json), valid wherever the repository is."""
     layout = StudyLayout(dest)
     recorded = "." if reused is None else f"../{reused}"
     if reused is not None and study.skip_pretraining != recorded:
-        record = records.read_environment_record(dest)
+        record = read_environment_record(dest)
         record["study"] = {**record["study"], "skip_pretraining": recorded}
-        records.write_json(layout.environment, record)
-    done = results_io.read_marker(layout.pretraining_done)
+        write_json(layout.environment, record)
+    done = read_marker(layout.pretraining_done)
     if done is not None and done.get("pretraining_folder") != recorded:
-        results_io.write_marker(layout.pretraining_done, {**done, "pretraining_folder": recorded})
+        write_marker(layout.pretraining_done, {**done, "pretraining_folder": recorded})
 
 
 def read_kept_record(folder: Path) -> dict | None:
@@ -272,7 +279,7 @@ def write_kept_record(dest: Path, source: Path) -> None:
     earlier = read_kept_record(dest) or {}
     record = {"source": earlier.get("source", str(source)) if source == dest else str(source),
               "kept": earlier.get("kept", now), "updated": now, "code_version": records.code_version()}  # fmt: skip
-    records.write_json(StudyLayout(dest).kept, record)
+    write_json(StudyLayout(dest).kept, record)
 
 
 # ------------------------------------------------------------------------------------------------------ listing
@@ -284,8 +291,8 @@ def listing(studies: Path) -> str:
 
 def study_entry(folder: Path) -> str:
     """One study's section of the listing: settings, code versions, the exact commands, its state."""
-    record = records.read_environment_record(folder)
-    study = cli.Study.from_json(record.get("study"), folder)
+    record = read_environment_record(folder)
+    study = StudyDesign.from_json(record.get("study"), folder)
     state = inventory.study_state(folder)
     kept = read_kept_record(folder) or {}
     runs = f"{study.runs} (stage 2 on the runs retained by `{study.skip_pretraining}`)" if study.skip_pretraining \
@@ -333,7 +340,7 @@ def update_listing(studies: Path, check: bool = False) -> bool:
     if new == text:
         return True
     if not check:
-        results_io.atomic_write_text(readme, new)
+        atomic_write_text(readme, new)
     return False
 
 
@@ -376,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if (report.dest.parent / STUDIES_README).is_file():
             update_listing(report.dest.parent)
         return 0
-    except (KeepError, records.ResultsFolderError, results_io.ResultsFileError) as error:
+    except (KeepError, ResultsFolderError, ResultsFileError) as error:
         logger.error("%s", error)
         return 2
 

@@ -19,20 +19,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from study import lazy_module
-from study.layout import (
+from store.errors import ResultsFileError
+from store.files import atomic_write_csv, has_stored, read_marker
+from store.layout import (
     PRETRAINING_PIECES,
     PRETRAINING_RUNS,
+    RUN_FOLDER_PREFIX,
     TRAINING_PIECES,
     TRAINING_RUNS,
     JobLayout,
     StudyLayout,
     complete_copy,
+    run_folder_name,
 )
+from study import lazy_module
 
-results_io = lazy_module("training.results_io")
-
-RUN_PREFIX = "run_"
+tables = lazy_module("store.tables")  # loads pandas: not needed to answer --help
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,11 @@ def job_folders(parent: Path) -> Iterator[tuple[int, JobLayout]]:
     """(run index, job) of every ``run_<i>`` folder under ``parent``, in run order."""
     if not parent.is_dir():
         return
-    suffixes = [p.name[len(RUN_PREFIX):] for p in parent.iterdir() if p.is_dir() and p.name.startswith(RUN_PREFIX)]
+    suffixes = [p.name[len(RUN_FOLDER_PREFIX):] for p in parent.iterdir()
+                if p.is_dir() and p.name.startswith(RUN_FOLDER_PREFIX)]  # fmt: skip
     indices = sorted(int(s) for s in suffixes if s.isdigit())
     for index in indices:
-        yield index, JobLayout(parent / f"{RUN_PREFIX}{index}")
+        yield index, JobLayout(parent / run_folder_name(index))
 
 
 def completed_pieces(folder: Path) -> list[Piece]:
@@ -68,7 +71,7 @@ def completed_pieces(folder: Path) -> list[Piece]:
 
 def _pieces(parent: Path, names: tuple[str, ...], holder_of: Callable[[str], Path]) -> Iterator[Piece]:
     for run_index, job in job_folders(parent):
-        payload = results_io.read_marker(job.marker)
+        payload = read_marker(job.marker)
         if not payload or not payload.get("success"):
             continue
         rows = payload.get("rows", {})
@@ -82,7 +85,7 @@ def held_pieces(pieces: list[Piece]) -> list[Piece]:
     counts: dict[Path, dict[int, int]] = {}
     held = []
     for piece in pieces:
-        if not results_io.has_stored(piece.holder):
+        if not has_stored(piece.holder):
             continue
         if piece.holder not in counts:
             counts[piece.holder] = _rows_per_run(piece.holder)
@@ -94,8 +97,8 @@ def held_pieces(pieces: list[Piece]) -> list[Piece]:
 def _rows_per_run(path: Path) -> dict[int, int]:
     """Run index -> number of rows of an assembled file (empty where it has no rows)."""
     try:
-        table = results_io.read_results_csv(path, ["run_index"])
-    except results_io.ResultsFileError as error:
+        table = tables.read_results_csv(path, ["run_index"])
+    except ResultsFileError as error:
         if "is empty" in str(error):
             return {}
         raise
@@ -107,19 +110,19 @@ def restore_pieces(folder: Path) -> list[Path]:
 
     ResultsFileError naming the piece if its assembled file is missing or does not hold its recorded rows.
     """
-    missing = [piece for piece in completed_pieces(folder) if not results_io.has_stored(piece.path)]
-    tables: dict[Path, Any] = {}  # holder -> its table (pandas, loaded with results_io)
+    missing = [piece for piece in completed_pieces(folder) if not has_stored(piece.path)]
+    holders: dict[Path, Any] = {}  # holder -> its table (pandas, loaded with store.tables)
     written = []
     for piece in missing:
-        if not results_io.has_stored(piece.holder):
-            raise results_io.ResultsFileError(f"{piece.path} is missing and {piece.holder} that holds its rows too")
-        if piece.holder not in tables:
-            tables[piece.holder] = results_io.read_results_csv(piece.holder, ["run_index"])
-        table = tables[piece.holder]
+        if not has_stored(piece.holder):
+            raise ResultsFileError(f"{piece.path} is missing and {piece.holder} that holds its rows too")
+        if piece.holder not in holders:
+            holders[piece.holder] = tables.read_results_csv(piece.holder, ["run_index"])
+        table = holders[piece.holder]
         rows = table[table["run_index"].astype(int) == piece.run_index].reset_index(drop=True)
         if len(rows) != piece.rows:
-            raise results_io.ResultsFileError(f"{piece.path} is missing and {piece.holder} holds {len(rows)} of its "
-                                              f"{piece.rows} rows")  # fmt: skip
-        results_io.atomic_write_csv(rows, piece.path)
+            raise ResultsFileError(f"{piece.path} is missing and {piece.holder} holds {len(rows)} of its "
+                                   f"{piece.rows} rows")  # fmt: skip
+        atomic_write_csv(rows, piece.path)
         written.append(piece.path)
     return written

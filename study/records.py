@@ -1,8 +1,9 @@
-"""The records of a results folder: its name, the environment record, the code snapshot and the folder lock.
+"""The records a study writes into its results folder: its name, the environment record, the code snapshot and
+the folder lock.
 
 environment.json holds the format version of the folder, Python, package versions, JAX backend and devices,
 the command line, the base seed and the code version (plus, written by main.py, the study settings and
-every resumption).
+every resumption); it is read back by store.records.read_environment_record.
 """
 
 from __future__ import annotations
@@ -22,29 +23,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from store.errors import ResultsFolderError
+from store.files import write_json
+from store.layout import StudyLayout
+from store.records import RESULTS_FORMAT_VERSION
 from study import REPO_ROOT
-from study.layout import StudyLayout
 
-RESULTS_FORMAT_VERSION = "1.0"
-"""Layout of a results folder (files, markers, environment.json). A different major number is incompatible."""
-SCRIPT_FOLDERS: tuple[str, ...] = (".", "training", "analysis", "study")
+SCRIPT_FOLDERS: tuple[str, ...] = (".", "store", "training", "analysis", "study")
 """The folders whose Python files scripts/ keeps."""
 PACKAGES: tuple[tuple[str, str], ...] = (
     ("jax", "jax"), ("jaxlib", "jaxlib"), ("optax", "optax"), ("numpy", "numpy"), ("pandas", "pandas"),
     ("scipy", "scipy"), ("sklearn", "scikit-learn"), ("statsmodels", "statsmodels"), ("matplotlib", "matplotlib"),
 )  # fmt: skip
 """(name in the record, distribution name) of the packages whose versions environment.json records."""
-
-
-class ResultsFolderError(ValueError):
-    """A results folder is missing, incomplete, locked or from an incompatible version; the message says which."""
-
-
-def write_json(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
-    """Write a JSON record atomically (indented, one trailing newline)."""
-    from training import results_io  # here: the command line must not load pandas
-
-    results_io.atomic_write_text(path, json.dumps(record, indent=2) + "\n")
 
 
 # -------------------------------------------------------------------------------------------- results folder
@@ -174,32 +165,6 @@ def write_environment_record(
     path = StudyLayout(Path(results_dir)).environment
     write_json(path, record)
     return path
-
-
-def read_environment_record(results_dir: str | os.PathLike) -> dict[str, Any]:
-    """environment.json of a results folder, checked for a compatible format version (ResultsFolderError)."""
-    folder = Path(results_dir)
-    if not folder.is_dir():
-        raise ResultsFolderError(f"results folder not found: {folder}")
-    path = StudyLayout(folder).environment
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
-        raise ResultsFolderError(f"{path} is missing: {folder} is not a results folder written by main.py") from error
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ResultsFolderError(f"{path} is corrupt ({error}); the folder cannot be used") from error
-    version = record.get("results_format_version") if isinstance(record, dict) else None
-    if not is_compatible_format(version):
-        raise ResultsFolderError(
-            f"{folder} has results format version {version!r}, this code writes {RESULTS_FORMAT_VERSION!r}; "
-            "use a matching code version or start a new folder"
-        )
-    return record
-
-
-def is_compatible_format(version: Any) -> bool:
-    """Whether a results-format version string has the same major number as RESULTS_FORMAT_VERSION."""
-    return isinstance(version, str) and version.split(".")[0] == RESULTS_FORMAT_VERSION.split(".")[0]
 
 
 # ---------------------------------------------------------------------------------------------- folder lock

@@ -1,8 +1,10 @@
-"""The stages of a study: pretraining, stage 2 of every configuration, then the analysis.
+"""The stages of a study that run jobs: pretraining, then stage 2 of every configuration (main.py runs the
+analysis after them).
 
-Each stage runs its jobs (study.jobs), assembles their results and writes its study-stage marker; a stage whose
-marker exists (for the study's current runs) is skipped, so that ``--resume`` continues where a study stopped and
-a grown study (study.growth) assembles again over all its runs.
+Each stage runs its jobs (study.jobs: command lines such as ``python -m training.main_pretraining``), assembles
+their results (store.assembly) and writes its study-stage marker; a stage whose marker exists (for the study's
+current runs) is skipped, so that ``--resume`` continues where a study stopped and a grown study (study.growth)
+assembles again over all its runs.
 """
 
 from __future__ import annotations
@@ -10,31 +12,30 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from store.errors import ResultsFileError
+from store.files import write_marker
+from store.layout import StudyLayout
 from study import lazy_module, pieces
 from study.cli import EXIT_FAILED, EXIT_OK, Plan, load_checked
 from study.folder import write_configuration_files
 from study.jobs import marker_payload, pretraining_job, run_jobs, training_job
-from study.layout import StudyLayout
 
-main_analysis = lazy_module("analysis.main_analysis")
-main_pretraining = lazy_module("training.main_pretraining")
-main_training = lazy_module("training.main_training")
-results_io = lazy_module("training.results_io")
+assembly = lazy_module("store.assembly")  # loads pandas: not needed to answer --help
 
 logger = logging.getLogger("main")
 
 
 def run_study(folder: Path, plan: Plan) -> int:
-    """Pretraining, stage 2 of every configuration, analysis; the exit status."""
+    """Pretraining, then stage 2 of every configuration; the exit status (EXIT_OK once stage 2 is complete)."""
     study = plan.study
     write_configuration_files(folder, study)
-    pretraining = pretraining_stage(folder, plan)
+    pretraining = study_pretraining(folder, plan)
     if pretraining is None:
         return stopped(folder, "pretraining is incomplete")
-    failed = training_stage(folder, plan, *pretraining)
+    failed = study_training(folder, plan, *pretraining)
     if failed:
         return stopped(folder, f"stage 2 is incomplete for {', '.join(failed)}")
-    return analysis_stage(folder, plan)
+    return EXIT_OK
 
 
 def stopped(folder: Path, reason: str) -> int:
@@ -43,7 +44,7 @@ def stopped(folder: Path, reason: str) -> int:
     return EXIT_FAILED
 
 
-def pretraining_stage(folder: Path, plan: Plan) -> tuple[Path, int] | None:
+def study_pretraining(folder: Path, plan: Plan) -> tuple[Path, int] | None:
     """(pretraining folder, retained runs), running and assembling the pretraining if needed; None on failure."""
     study = plan.study
     layout = StudyLayout(folder)
@@ -61,8 +62,8 @@ def pretraining_stage(folder: Path, plan: Plan) -> tuple[Path, int] | None:
         return None
     try:
         restore_pieces(folder)
-        retained = main_pretraining.assemble_pretraining(folder, load_checked(layout.parameters), study.runs)
-    except results_io.ResultsFileError as error:
+        retained = assembly.assemble_pretraining(folder, load_checked(layout.parameters), study.runs)
+    except ResultsFileError as error:
         logger.error("pretraining cannot be assembled: %s", error)
         return None
     logger.info("pretraining assembled: %d of %d runs retained", retained, study.runs)
@@ -79,7 +80,7 @@ def finish_pretraining(folder: Path, pretraining: Path, retained: int, runs: int
         logger.error("no pretraining run was retained; nothing to train")
         return None
     payload = {"pretraining_folder": recorded or str(pretraining), "retained_runs": retained, "runs": runs}
-    results_io.write_marker(StudyLayout(folder).pretraining_done, payload)
+    write_marker(StudyLayout(folder).pretraining_done, payload)
     return pretraining, retained
 
 
@@ -92,7 +93,7 @@ def restore_pieces(folder: Path) -> None:
                     len(restored))  # fmt: skip
 
 
-def training_stage(folder: Path, plan: Plan, pretraining: Path, retained: int) -> list[str]:
+def study_training(folder: Path, plan: Plan, pretraining: Path, retained: int) -> list[str]:
     """Stage-2 jobs of every configuration not yet assembled, then assembly; the incomplete configurations."""
     study, layout = plan.study, StudyLayout(folder)
     todo = [name for name in study.configs if not assembled(layout.configuration(name).done, retained)]
@@ -103,19 +104,19 @@ def training_stage(folder: Path, plan: Plan, pretraining: Path, retained: int) -
     try:
         if todo:
             restore_pieces(folder)
-    except results_io.ResultsFileError as error:
+    except ResultsFileError as error:
         logger.error("stage 2 cannot be assembled: %s", error)
         return todo
     for name in todo:
         if name in incomplete:
             continue
         try:
-            main_training.assemble_training(layout.configuration(name).folder, retained)
-        except results_io.ResultsFileError as error:
+            assembly.assemble_training(layout.configuration(name).folder, retained)
+        except ResultsFileError as error:
             logger.error("%s cannot be assembled: %s", name, error)
             incomplete.append(name)
             continue
-        results_io.write_marker(layout.configuration(name).done, {"runs": retained})
+        write_marker(layout.configuration(name).done, {"runs": retained})
         logger.info("%s assembled (%d runs)", name, retained)
     return incomplete
 
@@ -124,35 +125,3 @@ def assembled(marker: Path, retained: int) -> bool:
     """Whether a configuration's marker says its jobs are assembled for ``retained`` runs."""
     payload = marker_payload(marker)
     return payload is not None and payload.get("runs") == retained
-
-
-def analysis_stage(folder: Path, plan: Plan) -> int:
-    """Run the analysis once stage 2 is complete; the exit status.
-
-    An analysis of fewer runs than the study has (it grew since) is redone from scratch (overwrite): its
-    outputs are tables over all runs, which must come out as in a study started with its runs. A finished
-    analysis whose report is missing (a kept study keeps its tables, not its figures) draws what is missing.
-    """
-    if not plan.execution.analysis:
-        logger.info("analysis skipped (--no-analysis); study complete in %s", folder)
-        return EXIT_OK
-    layout = StudyLayout(folder)
-    done = marker_payload(layout.analysis_done)
-    current = done is not None and done.get("runs", plan.study.runs) == plan.study.runs
-    if current and layout.report.is_file():
-        logger.info("analysis already done; study complete in %s; the report: %s", folder, layout.report)
-        return EXIT_OK
-    overwrite = done is not None and not current
-    if current:  # the analysis keeps every output it finds and draws the rest
-        logger.info("analysis done, its figures and report missing (a kept study): drawing them")
-    elif overwrite:
-        logger.info("the analysis covered %s runs, the study has %d: redoing it", done.get("runs"), plan.study.runs)
-    settings = main_analysis.QUICK_SETTINGS if plan.study.quick else None
-    try:
-        main_analysis.run_analysis(folder, list(plan.study.configs), overwrite=overwrite, settings=settings)
-    except Exception:
-        logger.exception("analysis failed")
-        return stopped(folder, "the analysis failed")
-    results_io.write_marker(layout.analysis_done, {"configs": list(plan.study.configs), "runs": plan.study.runs})
-    logger.info("study complete in %s; the report: %s", folder, layout.report)
-    return EXIT_OK

@@ -58,7 +58,7 @@ TINY_OVERRIDES = TEST_OVERRIDES
 
 def write_parameters_file(path: Path, overrides: dict) -> Path:
     """A copy of the repository's parameters.py with an appended OVERRIDES block (as a run writes it)."""
-    from study.parameter_files import write_parameters_copy
+    from store.parameter_files import write_parameters_copy
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_parameters_copy(path, overrides)

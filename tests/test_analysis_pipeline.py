@@ -26,18 +26,19 @@ from analysis.mvpa_responses import MvpaSettings, mvpa_scores_for_run, run_mvpa_
 from analysis.snapshots import Snapshot, SnapshotLoader
 from analysis.tuning_curves import snapshot_tuning_curves
 from parameters import Parameters, build_parameters
-from tests.conftest import write_parameters_file
-from training.model import base_projection, build_layers, build_static, evaluate_model_response_batch
-from training.results_io import (
+from store.exclusion import read_excluded_runs
+from store.files import atomic_write_csv
+from store.schema import (
     INITIAL_PARAMETERS_COLUMNS,
     PAIRS,
-    atomic_write_csv,
     kappa_columns,
     orimap_columns,
     pretraining_columns,
     ssn_columns,
     training_columns,
 )
+from tests.conftest import write_parameters_file
+from training.model import base_projection, build_layers, build_static, evaluate_model_response_batch
 from training.util_gabor import grating_images, grid_positions_deg, image_geometry, make_uniform_orimap
 
 LAYOUT = CellLayout.from_parameters(Parameters())
@@ -252,8 +253,8 @@ def synthetic(tmp_path_factory) -> Path:
 
 def test_pipeline_excludes_the_stuck_run_everywhere(synthetic) -> None:
     root = synthetic
-    assert af.read_excluded_runs(root / CONF / "excluded_runs.csv") == [2]
-    assert af.read_excluded_runs(root / "excluded_runs_all.csv") == [2]
+    assert read_excluded_runs(root / CONF / "excluded_runs.csv") == [2]
+    assert read_excluded_runs(root / "excluded_runs_all.csv") == [2]
     assert pd.read_csv(root / "excluded_runs_details.csv", index_col=0).index.tolist() == [CONF]
     tc = af.read_tuning_curves_csv(root / CONF / "tuning_curves.csv")
     assert sorted(set(tc["run_index"])) == [0, 1] and set(tc["training_stage"]) == {2}
@@ -377,7 +378,7 @@ def test_end_to_end_writes_every_documented_file(real_study) -> None:
     missing += [f"{CONF}/{n}" for n in CONF_FILES if not (real_study / CONF / n).is_file()]
     assert not missing
     assert (real_study / CONF / "summary.pdf").read_bytes().startswith(b"%PDF")
-    assert af.read_excluded_runs(real_study / "excluded_runs_all.csv") == []
+    assert read_excluded_runs(real_study / "excluded_runs_all.csv") == []
     assert not pd.read_csv(real_study / CONF / "MVPA_scores.csv")["score"].isna().any()
 
 

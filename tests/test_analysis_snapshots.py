@@ -13,20 +13,19 @@ import pytest
 
 from analysis.snapshots import SnapshotLoader, load_snapshot
 from parameters import Parameters, build_parameters
-from tests.conftest import write_parameters_file
-from training.model import build_static, response_to_images
-from training.results_io import (
+from store.errors import ResultsFileError
+from store.files import atomic_write_csv, write_marker
+from store.schema import (
     INITIAL_PARAMETERS_COLUMNS,
     PAIRS,
-    ResultsFileError,
-    atomic_write_csv,
     kappa_columns,
     orimap_columns,
     pretraining_columns,
     ssn_columns,
     training_columns,
-    write_marker,
 )
+from tests.conftest import write_parameters_file
+from training.model import build_static, response_to_images
 from training.util_gabor import grating_images, image_geometry, make_uniform_orimap
 
 CONF = "conf_test"

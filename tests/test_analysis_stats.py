@@ -12,6 +12,7 @@ from scipy import stats
 from analysis import analysis_functions as af
 from analysis.cells import CellLayout
 from parameters import Parameters
+from store.exclusion import read_excluded_runs
 
 LAYOUT = CellLayout.from_parameters(Parameters())
 """The cell layout of the default parameters (9x9 grid, 4 phases: 810 cells)."""
@@ -161,8 +162,8 @@ def test_exclusion_files(tmp_path) -> None:
     assert union == [1, 2, 3]
     assert (tmp_path / "conf_baseline" / "excluded_runs.csv").read_text() == "1\n3\n"
     assert (tmp_path / "conf_none" / "excluded_runs.csv").read_text() == ""
-    assert af.read_excluded_runs(tmp_path / "excluded_runs_all.csv") == [1, 2, 3]
-    assert af.read_excluded_runs(tmp_path / "conf_none" / "excluded_runs.csv") == []
+    assert read_excluded_runs(tmp_path / "excluded_runs_all.csv") == [1, 2, 3]
+    assert read_excluded_runs(tmp_path / "conf_none" / "excluded_runs.csv") == []
     details = pd.read_csv(tmp_path / "excluded_runs_details.csv", index_col=0)
     assert details.loc["conf_baseline", "n_excluded"] == 2
 

@@ -9,7 +9,7 @@ import pytest
 import configurations
 from configurations import Configuration, config, configuration, resolve
 from parameters import Parameters, load_parameters_file
-from study.parameter_files import write_parameters_copy
+from store.parameter_files import write_parameters_copy
 
 ALL = (
     "cE_m", "cI_m", "cE_s", "cI_s", "f_E", "f_I", "J_EE_m", "J_EI_m", "J_IE_m", "J_II_m",

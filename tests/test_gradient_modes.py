@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 
 from parameters import build_parameters
+from store.schema import pretraining_columns
+from store.tables import read_results_csv
 from tests.conftest import TINY_OVERRIDES, golden_log_params, golden_path, with_gradient_mode
 from tests.test_fixed_point import small_batch_loss
 from training import training_functions
@@ -20,7 +22,6 @@ from training.evaluation import StepSpec, loss_and_grads, sgd_gradients
 from training.loss import default_loss_constants
 from training.model import build_static, zero_kappas
 from training.readout import Readout
-from training.results_io import pretraining_columns, read_results_csv
 from training.stages import pretraining_stage
 from training.training_functions import RunSetup, StageState, train_ori_discr
 from training.trials import fine_task_batch, frozen_trial_responses

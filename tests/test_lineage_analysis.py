@@ -28,24 +28,24 @@ import pytest
 from analysis import lineage
 from analysis import main_analysis as ma
 from analysis import study_comparison as sc
-from study import records
-from study.cli import Study
-from study.layout import PRETRAINING_RESULTS_VAL, StudyLayout
-from study.parameter_files import write_parameters_copy
-from tests.test_analysis_pipeline import SMALL
-from training import results_io
-from training.results_io import (
+from store.errors import EXIT_USER_ERROR, run_entry_point
+from store.exclusion import exclude_and_renumber
+from store.files import atomic_write_csv, write_marker
+from store.layout import PRETRAINING_RESULTS_VAL, StudyLayout
+from store.parameter_files import write_parameters_copy
+from store.records import RESULTS_FORMAT_VERSION
+from store.schema import (
     INIT_READOUT_COLUMNS,
     INITIAL_PARAMETERS_COLUMNS,
     PAIRS,
-    atomic_write_csv,
     kappa_columns,
     orimap_columns,
     pretraining_columns,
     ssn_columns,
     training_columns,
-    write_marker,
 )
+from study.design import StudyDesign
+from tests.test_analysis_pipeline import SMALL
 
 BASE, MID = "conf_baseline", "conf_midonly_readout"
 STEPS = 12
@@ -137,7 +137,7 @@ def write_pretraining(root: Path, runs: int, failed: Sequence[int]) -> int:
         atomic_write_csv(table, path)
     for r in range(runs):
         write_marker(layout.pretraining_run(r).marker, {"run_index": r, "success": r not in failed})
-    retained = results_io.exclude_and_renumber(root, by_threshold=False)
+    retained = exclude_and_renumber(root, by_threshold=False)
     write_marker(layout.pretraining_done, {"pretraining_folder": str(root), "retained_runs": retained, "runs": runs})
     return retained
 
@@ -162,10 +162,10 @@ def figure_study(root: Path, confs: Mapping[str, Sequence[RunSpec | None]], over
     ``reuse``, the pretraining of another folder (--skip-pretraining)."""
     overrides = overrides or {}
     stage2_runs = len(next(iter(confs.values())))
-    study = Study(stage2_runs if reuse else runs, tuple(confs), seed, {"TrainingPars": {"num_runs": runs},
+    study = StudyDesign(stage2_runs if reuse else runs, tuple(confs), seed, {"TrainingPars": {"num_runs": runs},
                   **overrides}, str(reuse) if reuse else None, False, "figure")  # fmt: skip
     root.mkdir(parents=True)
-    record = {"results_format_version": records.RESULTS_FORMAT_VERSION, "created": "2026-12-04", "base_seed": seed,
+    record = {"results_format_version": RESULTS_FORMAT_VERSION, "created": "2026-12-04", "base_seed": seed,
               "study": study.to_json()}  # fmt: skip
     (root / "environment.json").write_text(json.dumps(record))
     write_parameters_copy(StudyLayout(root).parameters, study.run_overrides, preset="figure")
@@ -212,7 +212,7 @@ def test_studies_are_labelled_by_preset_and_overridden_switches(outputs) -> None
     quick = {"preset": "reference", "quick": True, "run_overrides": {"TrainingPars": {"num_runs": 2, "SGD_steps": 6}}}
     assert sc.study_label(quick) == "reference (quick)"  # the quick sizes are the label's "quick"
     assert sc.study_label({**quick, "quick": False}) == "reference + TrainingPars.SGD_steps=6"
-    from study.parameter_files import merge_overrides
+    from store.parameter_files import merge_overrides
     from study.quick import END_TO_END_OVERRIDES, QUICK_OVERRIDES
 
     end_to_end = json.loads(json.dumps(merge_overrides(QUICK_OVERRIDES, END_TO_END_OVERRIDES)))  # as recorded
@@ -361,7 +361,7 @@ def test_an_incomplete_figure_study_is_reported_and_nothing_written(studies, tmp
     out = tmp_path / "out"
     args = sc.parse_args([str(studies["a"]), "--base", str(folder), "--out", str(out)])
     caplog.clear()
-    assert results_io.run_entry_point(lambda: sc.run(args)) == results_io.EXIT_USER_ERROR
+    assert run_entry_point(lambda: sc.run(args)) == EXIT_USER_ERROR
     (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert f"{folder} is incomplete: stage 2 of conf_baseline: 5 of 6 runs done, not assembled" in line
     assert not out.exists()

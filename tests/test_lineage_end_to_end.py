@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from parameters import load_parameters_file
-from study import parameter_files
+from store import parameter_files
+from store.tables import read_results_csv
 from study.quick import END_TO_END_OVERRIDES
 from tests.test_main import final_csvs, only_folder, run_study, start_study, stop_group, wait_for
-from training.results_io import read_results_csv
 
 pytestmark = pytest.mark.slow
 

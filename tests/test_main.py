@@ -24,10 +24,13 @@ import pytest
 
 import main
 from parameters import ParameterError, Parameters, build_parameters, load_parameters_file
-from study import logs, parameter_files, records
+from store import logs, parameter_files
+from store.errors import ResultsFileError, ResultsFolderError
+from store.files import read_marker, write_marker
+from store.records import RESULTS_FORMAT_VERSION, is_compatible_format, read_environment_record
+from store.tables import read_results_csv
+from study import records
 from study.quick import END_TO_END_OVERRIDES
-from training import results_io
-from training.results_io import ResultsFileError, read_results_csv
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = END_TO_END_OVERRIDES
@@ -65,7 +68,7 @@ def test_environment_record(tmp_path):
     path = records.write_environment_record(tmp_path, ["main.py", "--runs", "3"], 7, extra={"study": {"x": 1}})
     record = json.loads(path.read_text())
     assert path == tmp_path / "environment.json"
-    assert record["results_format_version"] == records.RESULTS_FORMAT_VERSION
+    assert record["results_format_version"] == RESULTS_FORMAT_VERSION
     assert record["python"] == sys.version
     assert record["command_line"] == [sys.executable, "main.py", "--runs", "3"]
     assert record["base_seed"] == 7 and record["study"] == {"x": 1}
@@ -75,7 +78,7 @@ def test_environment_record(tmp_path):
     assert record["packages"]["jax"] == importlib.metadata.version("jax")
     assert record["jax"]["backend"] in {"cpu", "gpu", "cuda", "rocm", "tpu"}
     assert record["jax"]["devices"]
-    assert records.read_environment_record(tmp_path)["base_seed"] == 7
+    assert read_environment_record(tmp_path)["base_seed"] == 7
 
 
 @pytest.mark.parametrize(
@@ -86,18 +89,18 @@ def test_environment_record(tmp_path):
 def test_environment_record_problems_are_named(tmp_path, content, message):
     if content is not None:
         (tmp_path / "environment.json").write_text(content)
-    with pytest.raises(records.ResultsFolderError, match=message):
-        records.read_environment_record(tmp_path)
-    with pytest.raises(records.ResultsFolderError, match="not found"):
-        records.read_environment_record(tmp_path / "absent")
+    with pytest.raises(ResultsFolderError, match=message):
+        read_environment_record(tmp_path)
+    with pytest.raises(ResultsFolderError, match="not found"):
+        read_environment_record(tmp_path / "absent")
 
 
 def test_format_compatibility_is_by_major_version():
-    major = records.RESULTS_FORMAT_VERSION.split(".")[0]
-    assert records.is_compatible_format(records.RESULTS_FORMAT_VERSION)
-    assert records.is_compatible_format(f"{major}.99")
-    assert not records.is_compatible_format(f"{int(major) + 1}.0")
-    assert not records.is_compatible_format(None) and not records.is_compatible_format(1.0)
+    major = RESULTS_FORMAT_VERSION.split(".")[0]
+    assert is_compatible_format(RESULTS_FORMAT_VERSION)
+    assert is_compatible_format(f"{major}.99")
+    assert not is_compatible_format(f"{int(major) + 1}.0")
+    assert not is_compatible_format(None) and not is_compatible_format(1.0)
 
 
 # ------------------------------------------------------------------------------------------- parameter files
@@ -176,10 +179,10 @@ def test_merge_overrides_does_not_change_its_inputs():
 
 
 # --------------------------------------------------------------------------------- scripts, logging, markers
-def test_snapshot_scripts_copies_root_training_and_analysis_files(tmp_path):
+def test_snapshot_scripts_copies_root_store_training_and_analysis_files(tmp_path):
     target = records.snapshot_scripts(tmp_path)
     for relative in ("main.py", "parameters.py", "configurations.py", "util.py", "training/model.py",
-                     "training/results_io.py", "analysis/__init__.py"):  # fmt: skip
+                     "training/run_state.py", "store/files.py", "analysis/__init__.py"):  # fmt: skip
         assert (target / relative).read_bytes() == (REPO / relative).read_bytes()
     assert not list(target.rglob("test_*.py"))
     assert records.changed_scripts(tmp_path) == []
@@ -205,12 +208,12 @@ def test_setup_logging_writes_the_log_file_and_keeps_file_only_records_off_the_t
 
 def test_markers(tmp_path):
     path = tmp_path / "a" / "b" / "DONE.json"
-    assert results_io.read_marker(path) is None
-    results_io.write_marker(path, {"run_index": 3, "success": True})
-    assert results_io.read_marker(path) == {"run_index": 3, "success": True}
+    assert read_marker(path) is None
+    write_marker(path, {"run_index": 3, "success": True})
+    assert read_marker(path) == {"run_index": 3, "success": True}
     path.write_text("{trunc")
     with pytest.raises(ResultsFileError, match="corrupt"):
-        results_io.read_marker(path)
+        read_marker(path)
     assert main.marker_payload(path) is None  # main redoes a job whose marker is corrupt
     assert not path.exists()  # and removes it, so the job itself does not stop on it
 
@@ -269,10 +272,10 @@ def test_overrides_json_from_a_file(tmp_path):
 
 def test_study_round_trips_through_json():
     study = parse(["--quick", "--configs", "special"]).study
-    assert main.Study.from_json(json.loads(json.dumps(study.to_json())), Path("x")).to_json() == json.loads(
+    assert main.StudyDesign.from_json(json.loads(json.dumps(study.to_json())), Path("x")).to_json() == json.loads(
         json.dumps(study.to_json()))  # fmt: skip
-    with pytest.raises(records.ResultsFolderError, match="study"):
-        main.Study.from_json({"runs": 1}, Path("x"))
+    with pytest.raises(ResultsFolderError, match="study"):
+        main.StudyDesign.from_json({"runs": 1}, Path("x"))
 
 
 def test_child_environment():
@@ -300,7 +303,7 @@ def test_prepared_folder_and_configuration_files_leave_the_repository_parameters
     note = (folder / "note.txt").read_text()
     assert note.startswith("a note") and "(0, 181)" in note and "--quick" in note
     assert "parameter preset: reference" in note
-    record = records.read_environment_record(folder)
+    record = read_environment_record(folder)
     assert record["study"] == json.loads(json.dumps(plan.study.to_json()))
     assert record["study"]["preset"] == "reference"
     for path in [folder / "parameters.py", *folder.glob("*/parameters_*.py")]:
@@ -336,7 +339,7 @@ def bad_resume_folder(tmp_path: Path, kind: str) -> Path:
     elif kind == "incompatible":
         (folder / "environment.json").write_text('{"results_format_version": "999.0", "study": {}}')
     elif kind == "no study":
-        (folder / "environment.json").write_text(json.dumps({"results_format_version": records.RESULTS_FORMAT_VERSION}))
+        (folder / "environment.json").write_text(json.dumps({"results_format_version": RESULTS_FORMAT_VERSION}))
     return folder
 
 
@@ -393,7 +396,7 @@ def test_bad_skip_pretraining_folder(tmp_path, capsys):
 def test_skip_pretraining_inherits_the_reused_folders_settings(tmp_path):
     folder = tmp_path / "done"
     folder.mkdir()
-    (folder / "environment.json").write_text(json.dumps({"results_format_version": records.RESULTS_FORMAT_VERSION,
+    (folder / "environment.json").write_text(json.dumps({"results_format_version": RESULTS_FORMAT_VERSION,
                                                          "base_seed": 5}))  # fmt: skip
     for name in main.pretraining_files():
         (folder / name).write_text("run_index,0\n0,10.0\n1,20.0\n")
@@ -489,7 +492,7 @@ def test_tiny_study_under_each_preset_runs_and_records_it(tmp_path, preset, caps
         assert loaded.training.plateau_rule == expected.training.plateau_rule
         assert loaded.ssn.kappa_f_I_form == expected.ssn.kappa_f_I_form
     assert load_parameters_file(folder / "parameters.py").pretraining.shuffle_labels is (preset == "reference")
-    assert records.read_environment_record(folder)["study"]["preset"] == preset
+    assert read_environment_record(folder)["study"]["preset"] == preset
     assert f"parameter preset: {preset}" in (folder / "note.txt").read_text()
     rows = read_results_csv(folder / "conf_baseline" / "training_results.csv")
     assert len(rows) == TINY["TrainingPars"]["SGD_steps"] and rows["accs_125"].notna().any()
@@ -545,7 +548,7 @@ def test_run_jobs_completes_skips_and_reports(tmp_path, execution):
     jobs = [fake_job(tmp_path, f"job{i}", f"print('hello from {i}')") for i in range(3)]
     jobs.append(fake_job(tmp_path, "broken", "print('about to fail'); sys.exit(3)"))
     done_before = fake_job(tmp_path, "done", "sys.exit(1)")  # would fail, but is already complete
-    results_io.write_marker(done_before.marker, {"success": True})
+    write_marker(done_before.marker, {"success": True})
     try:
         logs.setup_logging(tmp_path / "log.txt")
         failed = main.run_jobs([*jobs, done_before], execution, tmp_path, "test")
@@ -647,7 +650,7 @@ def test_uninterrupted_study_writes_the_documented_folder(reference):
         assert (reference / conf / "training_results.csv").stat().st_size > 0
     log = (reference / "log.txt").read_text()
     assert "[pretraining run 1]" in log and "[conf_midonly_readout run 1]" in log and "study complete" in log
-    assert records.read_environment_record(reference)["base_seed"] == 3
+    assert read_environment_record(reference)["base_seed"] == 3
 
 
 @pytest.mark.slow
@@ -724,7 +727,7 @@ def test_interrupt_kill_and_resume_give_the_same_csvs(reference, tmp_path):
     assert final_csvs(folder) == final_csvs(reference)
     log = (folder / "log.txt").read_text()
     assert log.count("resuming") == 2 and "already complete" in log
-    assert len(records.read_environment_record(folder)["resumes"]) == 2
+    assert len(read_environment_record(folder)["resumes"]) == 2
 
 
 @pytest.mark.slow
@@ -735,7 +738,7 @@ def test_skip_pretraining_reuses_a_finished_pretraining(reference, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     folder = only_folder(tmp_path)
     assert not (folder / "pretraining_runs").exists() and not (folder / "pretraining_results.csv").exists()
-    record = records.read_environment_record(folder)
+    record = read_environment_record(folder)
     assert record["study"]["skip_pretraining"] == str(reference) and record["base_seed"] == 3  # the folder's seed
     for name in ("training_results.csv", "training_results_val.csv"):
         assert (folder / "conf_baseline" / name).read_bytes() == (reference / "conf_baseline" / name).read_bytes()

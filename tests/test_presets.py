@@ -12,15 +12,17 @@ import pytest
 
 from analysis.report import preset_label, read_study_settings, write_report_html
 from parameters import SSNPars, build_parameters
-from study.layout import JOB_DONE, ORIMAP, PRETRAINING_RESULTS
-from study.parameter_files import write_parameters_copy
+from store.assembly import assemble_pretraining, runs_within_budget
+from store.files import write_marker
+from store.layout import JOB_DONE, ORIMAP, PRETRAINING_RESULTS
+from store.parameter_files import write_parameters_copy
+from store.tables import read_results_csv
 from tests.conftest import golden_log_params, golden_path
 from training import main_pretraining
 from training.main_training import loads_regression_readout
 from training.model import Response, build_layers, build_static, feedforward_kappa_exponent
 from training.readout import Readout
 from training.readout_regression import rescale_readout
-from training.results_io import read_results_csv, write_marker
 from training.training_functions import accs_125_trials
 from training.util_gabor import ring_distance
 
@@ -106,10 +108,10 @@ def test_regression_readout_is_loaded_per_preset(contributions, reference, corre
 def test_study_wide_failure_budget_keeps_the_leading_runs_within_it():
     # cumulative failures 3, 3, 13, 20, 21, 21: a budget of 20 keeps runs 0-3
     failures = [3, 0, 10, 7, 1, 0]
-    assert main_pretraining.runs_within_budget(failures, 20) == 4
-    assert main_pretraining.runs_within_budget(failures, 21) == 6
-    assert main_pretraining.runs_within_budget(failures, 2) == 0
-    assert main_pretraining.runs_within_budget([], 20) == 0
+    assert runs_within_budget(failures, 20) == 4
+    assert runs_within_budget(failures, 21) == 6
+    assert runs_within_budget(failures, 2) == 0
+    assert runs_within_budget([], 20) == 0
 
 
 def fake_pretraining(root, failures):
@@ -128,7 +130,7 @@ def fake_pretraining(root, failures):
 def test_assembly_applies_the_failure_budget(tmp_path, budget, retained):
     fake_pretraining(tmp_path, [3, 0, 10, 7, 1, 0])
     params = build_parameters({"TrainingPars": {"failure_budget": budget, "max_failed_runs": 20}})
-    assert main_pretraining.assemble_pretraining(tmp_path, params, 6) == retained
+    assert assemble_pretraining(tmp_path, params, 6) == retained
     for name in (ORIMAP, PRETRAINING_RESULTS):
         table = read_results_csv(tmp_path / name)
         assert sorted(set(table["run_index"])) == list(range(retained))

@@ -23,8 +23,19 @@ from analysis import report
 from analysis.cells import CellLayout
 from analysis.main_analysis import read_complete_tuning_curves
 from parameters import ParameterError, Parameters, build_parameters
-from study import layout, logs, records
-from training import results_io as rio
+from store import layout, logs
+from store.errors import ResultsFileError
+from store.files import (
+    TMP_SUFFIX,
+    atomic_savefig,
+    atomic_write_csv,
+    is_complete_output,
+    read_marker,
+    remove_stale_temporaries,
+)
+from store.schema import pretraining_columns, training_columns
+from store.tables import read_results_csv
+from study import records
 
 LAYOUT = CellLayout.from_parameters(Parameters())
 """The cell layout of the default parameters (9x9 grid, 4 phases: 810 cells)."""
@@ -38,7 +49,7 @@ def _figure() -> Figure:
 
 
 def _temporaries(folder: Path) -> list[Path]:
-    return sorted(folder.rglob(f"*{rio.TMP_SUFFIX}"))
+    return sorted(folder.rglob(f"*{TMP_SUFFIX}"))
 
 
 # ------------------------------------------------------------------------------------------- item 1
@@ -51,37 +62,37 @@ def test_savefig_interrupted_leaves_no_png(tmp_path: Path) -> None:
 
     fig.savefig = cut
     with pytest.raises(KeyboardInterrupt):
-        rio.atomic_savefig(fig, tmp_path / "tc_fig.png")
+        atomic_savefig(fig, tmp_path / "tc_fig.png")
     assert not (tmp_path / "tc_fig.png").exists()
     assert _temporaries(tmp_path) == []
 
 
 def test_savefig_writes_complete_png(tmp_path: Path) -> None:
     path = tmp_path / "f.png"
-    rio.atomic_savefig(_figure(), path, dpi=50)
-    assert path.read_bytes().startswith(b"\x89PNG") and rio.is_complete_output(path)
+    atomic_savefig(_figure(), path, dpi=50)
+    assert path.read_bytes().startswith(b"\x89PNG") and is_complete_output(path)
 
 
 def test_cut_or_empty_outputs_count_as_missing(tmp_path: Path) -> None:
     png = tmp_path / "f.png"
-    rio.atomic_savefig(_figure(), png, dpi=50)
+    atomic_savefig(_figure(), png, dpi=50)
     data = png.read_bytes()
     cut, empty = tmp_path / "cut.png", tmp_path / "empty.png"
     cut.write_bytes(data[: len(data) // 2])
     empty.write_bytes(b"")
-    assert rio.is_complete_output(png)
-    assert not rio.is_complete_output(cut)
-    assert not rio.is_complete_output(empty)
-    assert not rio.is_complete_output(tmp_path / "absent.png")
+    assert is_complete_output(png)
+    assert not is_complete_output(cut)
+    assert not is_complete_output(empty)
+    assert not is_complete_output(tmp_path / "absent.png")
 
 
 def test_summary_pdf_is_all_or_nothing(tmp_path: Path) -> None:
     good, broken = tmp_path / "a.png", tmp_path / "b.png"
-    rio.atomic_savefig(_figure(), good, dpi=40)
+    atomic_savefig(_figure(), good, dpi=40)
     pdf = tmp_path / "summary.pdf"
     report.write_summary_pdf([(good, "a")], pdf)
     before = pdf.read_bytes()
-    assert rio.is_complete_output(pdf)
+    assert is_complete_output(pdf)
     broken.write_bytes(b"not a png")  # a page that cannot be built
     with pytest.raises(Exception):  # noqa: B017 - whatever the image reader raises
         report.write_summary_pdf([(good, "a"), (broken, "b")], pdf)
@@ -122,8 +133,8 @@ def test_recovered_tuning_curve_file_is_byte_identical(tmp_path: Path) -> None:
 def test_atomic_files_respect_umask(tmp_path: Path, umask: int) -> None:
     old = os.umask(umask)
     try:
-        rio.atomic_write_csv(pd.DataFrame({"a": [1]}), tmp_path / "x.csv")
-        rio.atomic_savefig(_figure(), tmp_path / "x.png", dpi=30)
+        atomic_write_csv(pd.DataFrame({"a": [1]}), tmp_path / "x.csv")
+        atomic_savefig(_figure(), tmp_path / "x.png", dpi=30)
         plain = tmp_path / "plain.txt"
         plain.write_text("x")
     finally:
@@ -137,11 +148,11 @@ def test_atomic_files_respect_umask(tmp_path: Path, umask: int) -> None:
 # ------------------------------------------------------------------------------------------- item 8
 def test_stale_temporaries_are_removed(tmp_path: Path) -> None:
     (tmp_path / "conf").mkdir()
-    stale = tmp_path / "conf" / f".training_results.csv.abc123{rio.TMP_SUFFIX}"
+    stale = tmp_path / "conf" / f".training_results.csv.abc123{TMP_SUFFIX}"
     stale.write_text("half")
     kept = tmp_path / "conf" / "training_results.csv"
     kept.write_text("a\n1\n")
-    assert rio.remove_stale_temporaries(tmp_path) == [stale]
+    assert remove_stale_temporaries(tmp_path) == [stale]
     assert not stale.exists() and kept.exists()
 
 
@@ -321,7 +332,7 @@ def test_a_refused_concurrent_resume_leaves_the_log_alone(tmp_path: Path, capsys
 # ------------------------------------------------------------------------------------------- item 2
 def _results_file(tmp_path: Path) -> Path:
     path = tmp_path / "training_results.csv"
-    rio.atomic_write_csv(pd.DataFrame({"run_index": [0, 0, 1, 1], "J_EE_s": [1.5, 1.25, 1.0, 0.75]}), path)
+    atomic_write_csv(pd.DataFrame({"run_index": [0, 0, 1, 1], "J_EE_s": [1.5, 1.25, 1.0, 0.75]}), path)
     return path
 
 
@@ -329,35 +340,35 @@ def test_a_truncated_last_row_is_refused(tmp_path: Path) -> None:
     path = _results_file(tmp_path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 3])
-    with pytest.raises(rio.ResultsFileError, match="training_results.csv is truncated"):
-        rio.read_results_csv(path, ["run_index", "J_EE_s"])
+    with pytest.raises(ResultsFileError, match="training_results.csv is truncated"):
+        read_results_csv(path, ["run_index", "J_EE_s"])
 
 
 def test_a_missing_column_or_a_non_number_is_refused(tmp_path: Path) -> None:
     path = _results_file(tmp_path)
-    with pytest.raises(rio.ResultsFileError, match=r"lacks columns \['J_EE_m'\]"):
-        rio.read_results_csv(path, ["run_index", "J_EE_m"])
+    with pytest.raises(ResultsFileError, match=r"lacks columns \['J_EE_m'\]"):
+        read_results_csv(path, ["run_index", "J_EE_m"])
     path.write_text(path.read_text().replace("1.25", "1.2x5"))
-    with pytest.raises(rio.ResultsFileError, match="column J_EE_s holds a non-number '1.2x5' in data row 2"):
-        rio.read_results_csv(path, ["run_index", "J_EE_s"])
+    with pytest.raises(ResultsFileError, match="column J_EE_s holds a non-number '1.2x5' in data row 2"):
+        read_results_csv(path, ["run_index", "J_EE_s"])
 
 
 def test_a_piece_with_fewer_rows_than_its_marker_promised_is_refused(tmp_path: Path) -> None:
     path = _results_file(tmp_path)
-    assert len(rio.read_results_csv(path, expected_rows=4)) == 4
+    assert len(read_results_csv(path, expected_rows=4)) == 4
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(lines[:3]))  # cut at a line end: only the row count shows it
-    with pytest.raises(rio.ResultsFileError, match="has 2 rows, its writer recorded 4"):
-        rio.read_results_csv(path, expected_rows=4)
+    with pytest.raises(ResultsFileError, match="has 2 rows, its writer recorded 4"):
+        read_results_csv(path, expected_rows=4)
 
 
 def test_the_analysis_refuses_a_cut_results_file_with_one_line(tmp_path: Path) -> None:
     root = tmp_path / "study"
     (root / "conf_baseline").mkdir(parents=True)
-    pre = pd.DataFrame([dict.fromkeys(rio.pretraining_columns(), 0.0)] * 2)
-    rio.atomic_write_csv(pre, root / layout.PRETRAINING_RESULTS)
-    train = pd.DataFrame([dict.fromkeys(rio.training_columns(), 0.0)] * 2)
-    rio.atomic_write_csv(train, root / "conf_baseline" / "training_results.csv")
+    pre = pd.DataFrame([dict.fromkeys(pretraining_columns(), 0.0)] * 2)
+    atomic_write_csv(pre, root / layout.PRETRAINING_RESULTS)
+    train = pd.DataFrame([dict.fromkeys(training_columns(), 0.0)] * 2)
+    atomic_write_csv(train, root / "conf_baseline" / "training_results.csv")
     data = (root / "conf_baseline" / "training_results.csv").read_bytes()
     (root / "conf_baseline" / "training_results.csv").write_bytes(data[: len(data) // 2 + 7])
     done = _command(["-m", "analysis.main_analysis", str(root), "--configs", "conf_baseline", "--parts", "exclusion"])
@@ -399,6 +410,6 @@ def test_killing_only_main_ends_its_job_and_resume_runs_one_copy(tmp_path: Path)
     done = subprocess.run([sys.executable, "main.py", "--resume", str(folder), "--no-analysis"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    assert rio.read_marker(folder / "pretraining_runs" / "run_0" / "DONE.json")["success"]
-    assert all(rio.read_marker(m)["success"] for m in folder.rglob("run_*/DONE.json"))  # every job
-    assert not list(folder.rglob(f"*{rio.TMP_SUFFIX}"))
+    assert read_marker(folder / "pretraining_runs" / "run_0" / "DONE.json")["success"]
+    assert all(read_marker(m)["success"] for m in folder.rglob("run_*/DONE.json"))  # every job
+    assert not list(folder.rglob(f"*{TMP_SUFFIX}"))

@@ -10,28 +10,31 @@ import pandas as pd
 import pytest
 
 from parameters import build_parameters
-from study import layout
-from training import results_io as rio
-from training.results_io import (
+from store import layout
+from store.errors import ResultsFileError
+from store.exclusion import (
+    PER_RUN_FILES,
+    exclude_and_renumber,
+    final_pretraining_thresholds,
+    read_excluded_runs,
+    runs_to_exclude,
+)
+from store.files import atomic_write_csv, write_marker
+from store.records import pretraining_folder
+from store.schema import (
     INIT_READOUT_COLUMNS,
     INITIAL_PARAMETERS_COLUMNS,
     ORIGINAL_RUN_INDEX,
-    ResultsFileError,
-    atomic_write_csv,
-    exclude_and_renumber,
-    final_pretraining_thresholds,
     kappa_columns,
     kappas_from_row,
     orimap_columns,
     pretraining_columns,
-    read_excluded_runs,
-    read_results_csv,
-    runs_to_exclude,
     ssn_columns,
     ssn_state_from_row,
     training_columns,
     val_columns,
 )
+from store.tables import read_results_csv
 
 PAIRS = ["EE", "EI", "IE", "II"]
 STEP = [
@@ -258,7 +261,7 @@ def test_exclusion_filters_and_renumbers_every_file(tmp_path: Path) -> None:
     originals = {name: (tmp_path / name).read_bytes() for name in tables}
     assert exclude_and_renumber(tmp_path) == len(SURVIVORS)
     assert (tmp_path / layout.EXCLUDED_RUNS).read_text() == "".join(f"{i}\n" for i in EXCLUDED)
-    assert read_excluded_runs(tmp_path) == EXCLUDED
+    assert read_excluded_runs(tmp_path / layout.EXCLUDED_RUNS) == EXCLUDED
     new_index = {old: old - sum(e < old for e in EXCLUDED) for old in SURVIVORS}
     assert list(new_index.values()) == [0, 1, 2, 3]
     for name, original in tables.items():
@@ -279,11 +282,11 @@ def test_exclusion_filters_and_renumbers_every_file(tmp_path: Path) -> None:
 
 def test_exclusion_without_excluded_runs_writes_empty_list(tmp_path: Path) -> None:
     pre = pd.DataFrame({"run_index": [0, 1], "stage": [1, 1], "psychometric_offset": [5.0, 25.0]})
-    for name in rio.PER_RUN_FILES:
+    for name in PER_RUN_FILES:
         atomic_write_csv(pre if name == layout.PRETRAINING_RESULTS else pre[["run_index"]], tmp_path / name)
     assert exclude_and_renumber(tmp_path) == 2
     assert (tmp_path / layout.EXCLUDED_RUNS).read_bytes() == b""
-    assert read_excluded_runs(tmp_path) == []
+    assert read_excluded_runs(tmp_path / layout.EXCLUDED_RUNS) == []
     assert read_results_csv(tmp_path / layout.ORIMAP)["run_index"].tolist() == [0, 1]
 
 
@@ -299,15 +302,16 @@ def test_final_keeps_a_run_at_3_degrees_and_excludes_missing_or_180() -> None:
 def test_final_range_in_the_exclusion_of_a_folder(tmp_path: Path) -> None:
     _write_results_folder(tmp_path)  # run 6 ends at 4.99 degrees
     assert exclude_and_renumber(tmp_path, *build_parameters(preset="final").pretraining.run_threshold_range) == 5
-    assert read_excluded_runs(tmp_path) == [1, 3, 5, 8]
+    assert read_excluded_runs(tmp_path / layout.EXCLUDED_RUNS) == [1, 3, 5, 8]
     assert read_results_csv(tmp_path / layout.ORIMAP)[ORIGINAL_RUN_INDEX].tolist() == [0, 2, 4, 6, 7]
 
 
 def test_exclusion_off_keeps_every_run_with_pretraining_rows(tmp_path: Path) -> None:
     _write_results_folder(tmp_path)
     assert exclude_and_renumber(tmp_path, by_threshold=False) == 7  # NaN, 4.99 and 25.0001 degrees kept
-    assert read_excluded_runs(tmp_path) == [3, 8]  # 3: no rows at all; 8: no pretraining rows (failed runs)
-    for name in rio.PER_RUN_FILES:
+    # 3: no rows at all; 8: no pretraining rows (failed runs)
+    assert read_excluded_runs(tmp_path / layout.EXCLUDED_RUNS) == [3, 8]
+    for name in PER_RUN_FILES:
         filtered = read_results_csv(tmp_path / name)
         assert sorted(set(filtered[ORIGINAL_RUN_INDEX])) <= [0, 1, 2, 4, 5, 6, 7], name
     orimap = read_results_csv(tmp_path / layout.ORIMAP)
@@ -344,12 +348,12 @@ def test_pretraining_folder_is_the_studys_own_or_the_one_its_marker_names(tmp_pa
     """A --skip-pretraining study holds no pretraining files; its PRETRAINING_DONE.json names their folder."""
     source, study = tmp_path / "source", tmp_path / "study"
     study.mkdir()
-    assert rio.pretraining_folder(study) == study  # nothing recorded: the folder itself (errors name its files)
-    rio.write_marker(study / layout.PRETRAINING_DONE, {"pretraining_folder": str(source), "retained_runs": 2})
-    assert rio.pretraining_folder(study) == source
+    assert pretraining_folder(study) == study  # nothing recorded: the folder itself (errors name its files)
+    write_marker(study / layout.PRETRAINING_DONE, {"pretraining_folder": str(source), "retained_runs": 2})
+    assert pretraining_folder(study) == source
     (study / layout.PRETRAINING_RESULTS).write_text("run_index,stage\n0,0\n")
-    assert rio.pretraining_folder(study) == study  # a copy of its own wins
+    assert pretraining_folder(study) == study  # a copy of its own wins
     (study / layout.PRETRAINING_RESULTS).unlink()
     (study / layout.PRETRAINING_DONE).write_text("{not json")
     with pytest.raises(ResultsFileError, match="corrupt completion marker"):
-        rio.pretraining_folder(study)
+        pretraining_folder(study)

@@ -23,7 +23,11 @@ from sklearn.linear_model import LogisticRegression
 
 from analysis.changes import exclusion_table, pre_post_values, relative_changes
 from parameters import TrainingPars, build_parameters
-from study.parameter_files import write_parameters_copy
+from store.assembly import assemble_training
+from store.files import atomic_write_csv
+from store.parameter_files import write_parameters_copy
+from store.schema import INITIAL_PARAMETERS_COLUMNS, orimap_columns, pretraining_columns, ssn_columns, training_columns
+from store.tables import read_results_csv
 from tests.conftest import TINY_OVERRIDES, golden_log_params, golden_path
 from training import main_training, training_functions
 from training.evaluation import StepGradients, StepMetrics
@@ -37,15 +41,6 @@ from training.psychometrics import (
 )
 from training.readout import Readout
 from training.readout_regression import RegressionData, mixed_features
-from training.results_io import (
-    INITIAL_PARAMETERS_COLUMNS,
-    atomic_write_csv,
-    orimap_columns,
-    pretraining_columns,
-    read_results_csv,
-    ssn_columns,
-    training_columns,
-)
 from training.run_state import read_stage2_start
 from training.stages import READOUT, readout_stage, training_readout_stage, training_stage
 from training.training_functions import RunSetup, StageResult, StageState, readout_row, train_ori_discr
@@ -372,7 +367,7 @@ def test_a_figure_stage2_job_end_to_end(tmp_path) -> None:
     conf.mkdir()
     write_parameters_copy(conf / "parameters_conf_midonly_readout.py", overrides, preset="figure")
     assert main_training.run_training_job(conf, 0, base_seed=5, progress=False)
-    main_training.assemble_training(conf, 1)
+    assemble_training(conf, 1)
     rows = read_results_csv(conf / "training_results.csv")
     assert list(rows.columns) == training_columns()
     assert rows["stage"].tolist() == [1, 1, 1, 2, 2, 2] and rows["SGD_steps"].tolist() == [0, 1, 2, 0, 1, 2]

@@ -25,11 +25,14 @@ import pandas as pd
 import pytest
 
 import main
-from study import keep, layout, logs, parameter_files, records
+from store import layout, logs, parameter_files
+from store.errors import EXIT_USER_ERROR, ResultsFileError, run_entry_point
+from store.files import atomic_write_csv, has_stored, pack_file, read_stored_bytes, stored, write_marker
+from store.layout import StudyLayout
+from store.records import RESULTS_FORMAT_VERSION, read_environment_record
+from store.tables import read_results_csv
+from study import keep, records
 from study.inventory import damaged_files, study_state
-from study.layout import StudyLayout
-from training import results_io
-from training.results_io import ResultsFileError, read_results_csv, read_stored_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_JAX = {"backend": "cpu", "devices": ["cpu:0"]}
@@ -167,7 +170,7 @@ def test_grown_study_equals_one_started_with_its_runs(fresh_six, tmp_path, monke
     orimap = read_results_csv(folder / "orimap.csv")
     assert orimap["original_run_index"].tolist() == [0, 2, 4] and orimap["run_index"].tolist() == [0, 1, 2]
     assert not (folder / "conf_baseline" / "training_runs" / "run_3").exists()  # run 5: over the failure budget
-    record, fresh = (records.read_environment_record(f) for f in (folder, fresh_six))
+    record, fresh = (read_environment_record(f) for f in (folder, fresh_six))
     assert record["study"] == fresh["study"] and record["study"]["runs"] == 6
     assert record["growths"][0]["from_runs"] == 3 and record["growths"][0]["to_runs"] == 6
     assert "--runs" in record["resumes"][0]["command_line"]
@@ -186,7 +189,7 @@ def test_growth_after_an_interrupted_growth(fresh_six, tmp_path, monkeypatch, ca
     stub_jobs(monkeypatch)
     assert run_main(["--resume", str(folder), "--runs", "6", "--no-analysis", "--jobs", "4"]) == main.EXIT_OK
     assert contents(folder) == contents(fresh_six)
-    assert len(records.read_environment_record(folder)["growths"]) == 1
+    assert len(read_environment_record(folder)["growths"]) == 1
 
 
 def test_grown_parameter_copies_change_only_num_runs(tmp_path):
@@ -369,7 +372,7 @@ def test_damaged_kept_study_is_refused_in_one_line(fresh_six, tmp_path, capsys, 
     assert sorted(p.name for p in kept.rglob("*")) == before
     from analysis import main_analysis
 
-    assert results_io.run_entry_point(lambda: main_analysis.main([str(kept)])) == results_io.EXIT_USER_ERROR
+    assert run_entry_point(lambda: main_analysis.main([str(kept)])) == EXIT_USER_ERROR
     assert "cannot analyse" in one_error_line(capsys)
     assert keep.main(["--verify", str(kept)]) == 1
 
@@ -378,15 +381,15 @@ def test_damaged_kept_study_is_refused_in_one_line(fresh_six, tmp_path, capsys, 
 def test_packed_files_are_read_transparently_and_checked(tmp_path):
     plain = tmp_path / "a.csv"
     plain.write_text("run_index,x\n0,1.5\n1,2.5\n")
-    results_io.pack_file(plain, tmp_path / "a.csv.gz")
+    pack_file(plain, tmp_path / "a.csv.gz")
     first = (tmp_path / "a.csv.gz").read_bytes()
-    results_io.pack_file(plain, tmp_path / "a.csv.gz")
+    pack_file(plain, tmp_path / "a.csv.gz")
     assert (tmp_path / "a.csv.gz").read_bytes() == first  # packing is deterministic: no change for git
     plain.unlink()
     df = read_results_csv(plain, ["x"], expected_rows=2)
     assert df["x"].tolist() == [1.5, 2.5]
-    assert results_io.has_stored(plain) and results_io.stored(plain).name == "a.csv.gz"
-    results_io.atomic_write_csv(df, plain)  # a rewrite is plain and replaces the packed twin
+    assert has_stored(plain) and stored(plain).name == "a.csv.gz"
+    atomic_write_csv(df, plain)  # a rewrite is plain and replaces the packed twin
     assert plain.is_file() and not (tmp_path / "a.csv.gz").exists()
     with gzip.open(tmp_path / "b.csv.gz", "wb") as fh:
         fh.write(b"run_index,x\n0,1.5\n1,2")
@@ -403,7 +406,7 @@ def test_packed_tuning_curves_are_read_and_unpacked_to_append(tmp_path):
     path = tmp_path / "tuning_curves.csv"
     block = pd.DataFrame({"run_index": [0, 0], "training_stage": [2, 2], "E_0": [1.0, 2.0]})
     write_tuning_curves_csv(block, path)
-    results_io.pack_file(path, layout.packed(path))
+    pack_file(path, layout.packed(path))
     path.unlink()
     assert read_complete_tuning_curves(path, 2)["E_0"].tolist() == [1.0, 2.0]
     assert not path.exists()  # reading leaves the kept file as it is
@@ -420,8 +423,8 @@ def committed_style_study(root: Path, preset: str, seed: int) -> Path:
     from tests.test_study_comparison import OTHER, make_study
 
     make_study(root, preset, seed)
-    study = main.Study(4, ("conf_baseline", OTHER), seed, {}, None, False, preset)
-    record = {"results_format_version": records.RESULTS_FORMAT_VERSION, "created": f"2026-12-0{seed + 1}",
+    study = main.StudyDesign(4, ("conf_baseline", OTHER), seed, {}, None, False, preset)
+    record = {"results_format_version": RESULTS_FORMAT_VERSION, "created": f"2026-12-0{seed + 1}",
               "base_seed": seed, "command_line": ["python", "main.py", "--runs", "4"], "study": study.to_json()}
     (root / "environment.json").write_text(json.dumps(record))
     layout_ = StudyLayout(root)
@@ -431,11 +434,11 @@ def committed_style_study(root: Path, preset: str, seed: int) -> Path:
         complete = root / layout.complete_copy(path.name)
         if path != layout_.excluded_runs and not complete.exists():
             shutil.copy(path, complete)
-    results_io.write_marker(layout_.pretraining_done, {"pretraining_folder": str(root), "retained_runs": 3})
+    write_marker(layout_.pretraining_done, {"pretraining_folder": str(root), "retained_runs": 3})
     for conf in study.configs:
         val = layout_.configuration(conf).training_results_val
         val.write_text("run_index\n0\n1\n2\n")
-        results_io.write_marker(layout_.configuration(conf).done, {"runs": 3})
+        write_marker(layout_.configuration(conf).done, {"runs": 3})
     return root
 
 
@@ -461,12 +464,12 @@ def test_regeneration_refuses_an_incomplete_study(tmp_path, caplog):
     folder = committed_style_study(tmp_path / "ref", "reference", 0)
     (folder / "conf_midonly_readout" / "DONE.json").unlink()
     (folder / "conf_midonly_readout" / "training_runs" / "run_0").mkdir(parents=True)
-    results_io.write_marker(folder / "conf_midonly_readout" / "training_runs" / "run_0" / "DONE.json",
+    write_marker(folder / "conf_midonly_readout" / "training_runs" / "run_0" / "DONE.json",
                             {"run_index": 0, "success": False})  # fmt: skip
     out = tmp_path / "out"
     args = sc.parse_args([str(folder), "--out", str(out)])
     caplog.clear()
-    assert results_io.run_entry_point(lambda: sc.run(args)) == results_io.EXIT_USER_ERROR
+    assert run_entry_point(lambda: sc.run(args)) == EXIT_USER_ERROR
     (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert f"{folder} is incomplete: stage 2 of conf_midonly_readout: 1 of 3 runs done, not assembled" in line
     assert not out.exists()
@@ -543,7 +546,7 @@ def test_real_growth_after_a_kill_during_the_new_runs_pretraining(real_two, real
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     assert not (folder / "pretraining_runs" / "run_2" / "DONE.json").exists()
-    assert records.read_environment_record(folder)["study"]["runs"] == 3
+    assert read_environment_record(folder)["study"]["runs"] == 3
     run_real([*argv, "--jobs", "2"])
     assert assembled(folder) == assembled(real_three)
 
@@ -572,7 +575,7 @@ def test_analysis_of_fewer_runs_is_redone_and_missing_figures_are_drawn(tmp_path
 
     monkeypatch.setattr(main.main_analysis, "run_analysis", analyse)
     plan = main.plan_from_args(main.build_parser().parse_args(["--runs", "6"]))
-    results_io.write_marker(tmp_path / "ANALYSIS_DONE.json", {"configs": ["conf_baseline"], "runs": 3})
+    write_marker(tmp_path / "ANALYSIS_DONE.json", {"configs": ["conf_baseline"], "runs": 3})
     assert main.analysis_stage(tmp_path, plan) == main.EXIT_OK and calls == [True]  # redone from scratch
     assert json.loads((tmp_path / "ANALYSIS_DONE.json").read_text())["runs"] == 6
     (tmp_path / "report.html").unlink()  # a kept study: tables, no figures

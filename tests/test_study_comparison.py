@@ -18,9 +18,9 @@ import pytest
 from analysis import main_analysis as ma
 from analysis import study_comparison as sc
 from analysis.study_summary import wilcoxon_paired
-from study.layout import StudyLayout
+from store.files import atomic_write_csv, write_marker
+from store.layout import StudyLayout
 from tests.test_analysis_pipeline import CONF, SMALL, write_study
-from training.results_io import atomic_write_csv, write_marker
 
 REPO = Path(__file__).resolve().parents[1]
 OTHER = "conf_midonly_readout"

@@ -15,13 +15,13 @@ import pytest
 from pypdf import PdfReader
 from scipy import stats
 
-from analysis import analysis_functions as af
 from analysis import main_analysis as ma
 from analysis import report
 from analysis import study_summary as ss
 from analysis import visualization as vis
+from store.exclusion import read_excluded_runs
+from store.files import atomic_write_csv
 from tests.test_analysis_pipeline import CONF, SMALL, write_study
-from training.results_io import atomic_write_csv
 
 OTHER = "conf_midonly_readout"
 
@@ -49,7 +49,7 @@ def study(tmp_path_factory) -> Path:
 def retained_changes(root: Path, conf: str) -> pd.DataFrame:
     """rel_changes_train.csv of a configuration without its excluded runs."""
     rc = pd.read_csv(root / conf / "rel_changes_train.csv")
-    return rc[~rc["run_index"].isin(af.read_excluded_runs(root / conf / "excluded_runs.csv"))]
+    return rc[~rc["run_index"].isin(read_excluded_runs(root / conf / "excluded_runs.csv"))]
 
 
 def test_study_summary_medians_match_the_per_configuration_changes(study) -> None:

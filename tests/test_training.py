@@ -12,6 +12,16 @@ import pandas as pd
 import pytest
 
 from parameters import ALL_TRAINABLE, RandomizePars, build_parameters
+from store.assembly import assemble_training, pretraining_job_status
+from store.schema import (
+    INIT_READOUT_COLUMNS,
+    INITIAL_PARAMETERS_COLUMNS,
+    pretraining_columns,
+    ssn_state_from_row,
+    training_columns,
+    val_columns,
+)
+from store.tables import read_results_csv
 from tests.conftest import TINY_OVERRIDES, golden_log_params, golden_path, write_parameters_file
 from training import main_pretraining, main_training, run_state, stages
 from training.initialisation import InitialisationError, draw_middle, find_parameters
@@ -25,15 +35,6 @@ from training.loss import (
 )
 from training.model import build_static, zero_kappas
 from training.readout import Readout
-from training.results_io import (
-    INIT_READOUT_COLUMNS,
-    INITIAL_PARAMETERS_COLUMNS,
-    pretraining_columns,
-    read_results_csv,
-    ssn_state_from_row,
-    training_columns,
-    val_columns,
-)
 from training.stages import pretraining_stage
 from training.training_functions import RunSetup, StageFailedError, StageState, train_ori_discr
 from training.util_gabor import make_uniform_orimap, readout_indices
@@ -121,7 +122,7 @@ def test_a_failed_attempt_is_retried_only_with_failure_reseed(tmp_path, monkeypa
     params = build_parameters({"TrainingPars": {"failure_reseed": reseed, "max_failed_runs": 2}})
     assert not main_pretraining.run_pretraining_job(tmp_path, params, base_seed=0, run_index=4, progress=False)
     assert calls == list(range(attempts))
-    marker = main_pretraining.job_status(tmp_path, 4)
+    marker = pretraining_job_status(tmp_path, 4)
     assert marker["success"] is False and len(marker["failures"]) == attempts
     assert "NaN loss" in marker["failures"][0]
 
@@ -140,7 +141,7 @@ def test_figure_preset_drops_a_failed_run_and_goes_on(tmp_path, monkeypatch):
     params = build_parameters(preset="figure")
     main_pretraining.run_pending_jobs(tmp_path, params, base_seed=0, runs=range(3), progress=False)
     assert calls == [(0, 0), (1, 0), (2, 0)]
-    assert [main_pretraining.job_status(tmp_path, r)["success"] for r in range(3)] == [True, False, True]
+    assert [pretraining_job_status(tmp_path, r)["success"] for r in range(3)] == [True, False, True]
 
 
 # -------------------------------------------------------------------------------------- initialisation
@@ -180,7 +181,7 @@ def study(tmp_path_factory):
         write_parameters_file(root / name / f"parameters_{name}.py", {**TINY_OVERRIDES, **extra})
         for run in range(retained):
             assert main_training.run_training_job(root / name, run, base_seed=7, progress=False)
-        main_training.assemble_training(root / name, retained)
+        assemble_training(root / name, retained)
     return root, params, retained
 
 

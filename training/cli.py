@@ -28,11 +28,14 @@ def _add_preset(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_preset(parser: argparse.ArgumentParser, preset: str | None) -> None:
-    """Exit with status 2 and one line naming the valid presets if ``preset`` is not one."""
-    from parameters import PRESETS
+    """Exit with status 2 and one line naming the valid presets if ``preset`` is not one (parameters.check_preset)."""
+    from parameters import ParameterError, check_preset
 
-    if preset is not None and preset not in PRESETS:
-        parser.exit(2, f"{parser.prog}: error: unknown preset {preset!r}; valid: {', '.join(PRESETS)}\n")
+    if preset is not None:
+        try:
+            check_preset(preset)
+        except ParameterError as error:
+            parser.exit(2, f"{parser.prog}: error: {error}\n")
 
 
 def parse_pretraining_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -37,8 +37,8 @@ def enable_compilation_cache(folder: Path | None = None) -> Path | None:
 
 
 def prepare_process() -> None:
-    """Logging (study.logs) and the compilation cache of a command-line entry point's process."""
-    from study.logs import setup_logging
+    """Logging (store.logs) and the compilation cache of a command-line entry point's process."""
+    from store.logs import setup_logging
 
     setup_logging(None)
     enable_compilation_cache()

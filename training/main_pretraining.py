@@ -3,9 +3,10 @@
 With PretrainingPars.stage1_placement = 'training' (the figure era) pretraining is stage 0 alone: stage 1 runs
 at the start of every stage-2 job instead, and there are no post-stage-1 regressions.
 
-A job writes its pieces into ``<results>/pretraining_runs/run_<i>/`` and, last, its job marker (study.layout);
+A job writes its pieces into ``<results>/pretraining_runs/run_<i>/`` and, last, its job marker (store.layout);
 a folder without marker is an interrupted job and is simply redone. The documented root CSVs are
-assembled from the completed jobs in run order, so they never depend on which job finished first.
+assembled from the completed jobs in run order (store.assembly), so they never depend on which job finished
+first.
 
 Usage by hand: ``python -m training.main_pretraining RESULTS_DIR --num-runs N --seed S [--preset NAME]``
 reads ``RESULTS_DIR/parameters.py`` (its recorded preset unless ``--preset`` names another).
@@ -16,7 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 from training.cli import parse_pretraining_args
@@ -29,7 +30,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from parameters import Parameters, load_parameters_file
-from study.layout import (
+from store.assembly import assemble_pretraining, pretraining_job_status
+from store.errors import run_entry_point
+from store.files import atomic_write_csv, write_marker
+from store.layout import (
     INIT_READOUT_PARAMS,
     INITIAL_PARAMETERS,
     ORIMAP,
@@ -38,6 +42,21 @@ from study.layout import (
     PRETRAINING_RESULTS_VAL,
     StudyLayout,
 )
+from store.schema import (
+    INIT_READOUT_COLUMNS,
+    INITIAL_PARAMETERS_COLUMNS,
+    MIDDLE_REGRESSION,
+    MIXED_MIDDLE_HALF,
+    MIXED_SUPERFICIAL_HALF,
+    SGD_READOUT,
+    SUPERFICIAL_REGRESSION,
+    orimap_columns,
+    pretraining_columns,
+    regression_row,
+    ssn_columns,
+    val_columns,
+)
+from store.tables import last_threshold
 from training.compilation_cache import prepare_process
 from training.initialisation import Initialisation, InitialisationError, randomize_initialisation
 from training.loss import default_loss_constants, stage0_loss_constants, stage1_loss_constants
@@ -45,31 +64,7 @@ from training.model import LogParams, zero_kappas
 from training.psychometrics import fit_threshold
 from training.readout import Readout
 from training.readout_regression import RegressionData, fit_mix_readout, regression_data
-from training.results_io import (
-    INIT_READOUT_COLUMNS,
-    INITIAL_PARAMETERS_COLUMNS,
-    ResultsFileError,
-    atomic_write_csv,
-    exclude_and_renumber,
-    orimap_columns,
-    pretraining_columns,
-    read_marker,
-    read_results_csv,
-    run_entry_point,
-    ssn_columns,
-    val_columns,
-    write_marker,
-)
 from training.run_common import run_streams, stage_trained
-from training.run_state import (
-    MIDDLE_ONLY,
-    MIXED_MIDDLE_HALF,
-    MIXED_SUPERFICIAL_HALF,
-    SGD_READOUT,
-    SUPERFICIAL_ONLY,
-    last_threshold,
-    regression_row,
-)
 from training.stages import pretraining_stage, readout_stage
 from training.training_functions import (
     RunSetup,
@@ -84,7 +79,7 @@ from training.util_gabor import readout_indices
 logger = logging.getLogger(__name__)
 
 PIECES = PRETRAINING_PIECES
-"""The files of a pretraining job (study.layout)."""
+"""The files of a pretraining job (store.layout)."""
 REGRESSION_PROBES = 3
 """Index folded into the evaluation stream for the regression readouts' probes (stages use 0, 1, 2)."""
 
@@ -126,7 +121,7 @@ def initial_parameter_row(run_index: int, stage: int, log_params: LogParams, ini
 def regression_rows(run_index: int, setup: RunSetup, log_params: LogParams, stage1: StageState, threshold: float,
                     data: RegressionData) -> list[dict]:
     """Rows of init_readout_params.csv: the SGD stage-1 readout and the logistic regressions fitted after
-    stage 1 on each readout mix, each with the threshold of its own probe (row codes: training.run_state)."""
+    stage 1 on each readout mix, each with the threshold of its own probe (row codes: store.schema)."""
     params = setup.params
     fraction = params.pretraining.regression_train_fraction
     fits = {mix: fit_mix_readout(data, mix, fraction) for mix in ((1.0, 0.0), (0.5, 0.5), (0.0, 1.0))}
@@ -135,10 +130,10 @@ def regression_rows(run_index: int, setup: RunSetup, log_params: LogParams, stag
     n = data.sup.shape[1]
     mixed = fits[(0.5, 0.5)]
     pieces = [(SGD_READOUT, stage1.readout.w, stage1.readout.b, threshold),
-              (SUPERFICIAL_ONLY, fits[(1.0, 0.0)].w, fits[(1.0, 0.0)].b, thresholds[(1.0, 0.0)]),
+              (SUPERFICIAL_REGRESSION, fits[(1.0, 0.0)].w, fits[(1.0, 0.0)].b, thresholds[(1.0, 0.0)]),
               (MIXED_MIDDLE_HALF, mixed.w[:n], mixed.b, thresholds[(0.5, 0.5)]),
               (MIXED_SUPERFICIAL_HALF, mixed.w[n:], mixed.b, thresholds[(0.5, 0.5)]),
-              (MIDDLE_ONLY, fits[(0.0, 1.0)].w, fits[(0.0, 1.0)].b, thresholds[(0.0, 1.0)])]  # fmt: skip
+              (MIDDLE_REGRESSION, fits[(0.0, 1.0)].w, fits[(0.0, 1.0)].b, thresholds[(0.0, 1.0)])]  # fmt: skip
     return [regression_row(run_index, code, w, b, offset) for code, w, b, offset in pieces]
 
 
@@ -228,63 +223,11 @@ def run_pretraining_job(results_dir: Path, params: Parameters, base_seed: int, r
     return False
 
 
-def job_status(results_dir: Path, run_index: int) -> dict | None:
-    """The marker of a pretraining job, None while it has not finished."""
-    return read_marker(StudyLayout(results_dir).pretraining_run(run_index).marker)
-
-
-def runs_within_budget(failures: Sequence[int], budget: int) -> int:
-    """How many leading runs a study-wide failure budget keeps (TrainingPars.failure_budget = 'study').
-
-    The reference ran the runs one after another and stopped the study once more than ``budget`` attempts had
-    failed. Here every run is an independent job that caps its own attempts at the budget; walking the runs in
-    order, a run is kept while the failed attempts of it and all earlier runs add up to at most ``budget``.
-    """
-    total = 0
-    for run_index, count in enumerate(failures):
-        total += count
-        if total > budget:
-            return run_index
-    return len(failures)
-
-
-def assemble_pretraining(results_dir: Path, params: Parameters, num_runs: int) -> int:
-    """Root CSVs from the completed jobs in run order, then exclusion and renumbering; retained runs."""
-    layout = StudyLayout(results_dir)
-    tables: dict[str, list] = {name: [] for name in PIECES}
-    statuses = []
-    for run_index in range(num_runs):
-        status = job_status(results_dir, run_index)
-        if status is None:
-            folder = layout.pretraining_run(run_index).folder
-            raise ResultsFileError(f"pretraining job of run {run_index} has not completed ({folder})")
-        statuses.append(status)
-    failures = [len(status.get("failures", [])) for status in statuses]
-    budget = params.training.max_failed_runs
-    kept = runs_within_budget(failures, budget) if params.training.failure_budget == "study" else num_runs
-    if kept < num_runs:
-        logger.warning("the study's budget of %d failed attempts is spent at run %d: runs %d-%d are dropped",
-                       budget, kept, kept, num_runs - 1)  # fmt: skip
-    elif sum(failures) > budget:
-        logger.warning("%d failed attempts in total (more than max_failed_runs = %d)", sum(failures), budget)
-    for run_index, status in enumerate(statuses[:kept]):
-        if status["success"]:
-            for name in PIECES:
-                rows = status.get("rows", {}).get(name)  # the row count the job recorded with its marker
-                tables[name].append(read_results_csv(layout.pretraining_run(run_index).file(name), expected_rows=rows))
-    if not tables[PRETRAINING_RESULTS]:
-        raise ResultsFileError(f"no pretraining run succeeded in {results_dir}")
-    for name, parts in tables.items():
-        atomic_write_csv(pd.concat(parts, ignore_index=True), layout.file(name))
-    low, high = params.pretraining.run_threshold_range
-    return exclude_and_renumber(layout.root, low=low, high=high, by_threshold=params.pretraining.exclude_runs)
-
-
 def run_pending_jobs(results_dir: Path, params: Parameters, base_seed: int, runs: Iterable[int],
                      progress: bool = True) -> None:
     """The pretraining jobs of ``runs`` that have not completed, in order."""
     for run_index in tqdm(list(runs), desc="pretraining runs", disable=not progress):
-        if job_status(results_dir, run_index) is None:
+        if pretraining_job_status(results_dir, run_index) is None:
             ok = run_pretraining_job(results_dir, params, base_seed, run_index, progress)
             logger.info("pretraining run %d %s", run_index, "succeeded" if ok else "failed all its attempts")
 

@@ -25,22 +25,16 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from parameters import Parameters, load_parameters_file
-from study.layout import TRAINING_PIECES, TRAINING_RESULTS, TRAINING_RESULTS_VAL, ConfigurationLayout, StudyLayout
+from store.assembly import assemble_training, retained_runs, training_job_status
+from store.errors import run_entry_point
+from store.files import atomic_write_csv, write_marker
+from store.layout import TRAINING_RESULTS, TRAINING_RESULTS_VAL, ConfigurationLayout
+from store.schema import training_columns, val_columns
 from training.compilation_cache import prepare_process
 from training.loss import stage2_loss_constants
 from training.model import ModelStatic, build_static, zero_kappas
 from training.readout import Readout
 from training.readout_regression import fit_mix_readout, regression_data
-from training.results_io import (
-    ResultsFileError,
-    atomic_write_csv,
-    read_marker,
-    read_results_csv,
-    run_entry_point,
-    training_columns,
-    val_columns,
-    write_marker,
-)
 from training.run_common import run_streams, trained_keys
 from training.run_state import Stage2Start, read_regression_readout, read_stage2_start
 from training.stages import training_readout_stage, training_stage
@@ -189,36 +183,6 @@ def run_training_job(conf_dir: Path, run_index: int, base_seed: int, pretraining
     return True
 
 
-def job_status(conf_dir: Path, run_index: int) -> dict | None:
-    """The marker of a stage-2 job, None while it has not finished."""
-    return read_marker(ConfigurationLayout(conf_dir).run(run_index).marker)
-
-
-def assemble_training(conf_dir: Path, num_runs: int) -> None:
-    """training_results(.csv, _val.csv) from the completed jobs in run order (failed runs have no rows)."""
-    conf = ConfigurationLayout(conf_dir)
-    parts: dict[str, list] = {name: [] for name in TRAINING_PIECES}
-    for run_index in range(num_runs):
-        status = job_status(conf.folder, run_index)
-        if status is None:
-            raise ResultsFileError(f"stage-2 job of run {run_index} in {conf.folder} has not completed")
-        if status["success"]:
-            for name in parts:
-                expected = status.get("rows", {}).get(name)
-                parts[name].append(read_results_csv(conf.run(run_index).file(name), expected_rows=expected))
-    params = load_parameters_file(conf.parameters)
-    columns = {TRAINING_RESULTS: training_columns(),
-               TRAINING_RESULTS_VAL: val_columns(training_columns(), params.training.test_offsets)}  # fmt: skip
-    for name, tables in parts.items():
-        table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns[name])
-        atomic_write_csv(table, conf.file(name))
-
-
-def retained_runs(pretraining_dir: Path) -> int:
-    """Number of runs in the (renumbered) pretraining files."""
-    return len(read_results_csv(StudyLayout(pretraining_dir).orimap, ["run_index"]))
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command line of stage 2 (:func:`training.cli.parse_training_args`)."""
     return parse_training_args(argv)
@@ -232,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     num_runs = args.num_runs if args.num_runs is not None else retained_runs(pretraining_dir)
     runs = args.runs if args.runs is not None else range(num_runs)
     for run_index in tqdm(runs, desc=f"{args.conf_dir.name} runs", disable=args.no_progress):
-        if job_status(args.conf_dir, run_index) is None:
+        if training_job_status(args.conf_dir, run_index) is None:
             run_training_job(args.conf_dir, run_index, args.base_seed, pretraining_dir, not args.no_progress,
                              args.preset)  # fmt: skip
     if not args.no_assemble:

@@ -21,12 +21,12 @@ import optax
 from tqdm.auto import tqdm
 
 from parameters import Parameters
+from store.schema import format_offset, kappa_columns, ssn_columns
 from training.evaluation import StepMetrics, fine_task_test, merge_params, psychometric_accuracies, sgd_gradients
 from training.loss import LossConstants, default_loss_constants
 from training.model import LogParams, ModelStatic
 from training.psychometrics import StaircaseState, fit_threshold, staircase_update
 from training.readout import Readout
-from training.results_io import format_offset, kappa_columns, ssn_columns
 from training.stages import Stage
 from training.util_gabor import readout_indices
 

@@ -4,6 +4,11 @@ A parameter copy is the text of ``parameters.py`` unchanged plus an appended, re
 ``OVERRIDES`` (applied by ``build_parameters`` on top of the defaults and the preset) and a ``PRESET`` line
 (binding decision 4: the repository's parameters.py is never edited). The copy is validated by loading it.
 Files are parsed here, never executed.
+
+:func:`read_preset` is the one reader of the preset a parameters file records (parameters.check_preset
+validates a name; parameters.load_parameters_file builds the parameters of a file, its preset included).
+
+This module imports only the standard library and parameters.py.
 """
 
 from __future__ import annotations
@@ -17,11 +22,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import parameters
 from parameters import DEFAULT_PRESET, ParameterError, check_preset, load_parameters_file
-from study import REPO_ROOT
-from study.layout import PARAMETERS
+from store.files import atomic_write_text
 
-REPO_PARAMETERS = REPO_ROOT / PARAMETERS
+REPO_PARAMETERS = Path(parameters.__file__).resolve()
 """The repository's parameters.py, the source of every copy."""
 OVERRIDES_HEADER = (
     "\n\n# " + "-" * 116 + "\n"
@@ -51,8 +56,8 @@ def read_overrides(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     return overrides
 
 
-def read_preset(path: str | os.PathLike) -> str:
-    """The preset a parameters file records (its last top-level ``PRESET = "..."``; the default if none).
+def read_preset(path: str | os.PathLike, default: str | None = DEFAULT_PRESET) -> str | None:
+    """The preset a parameters file records (its last top-level ``PRESET = "..."``; ``default`` if none).
 
     The file is parsed, not executed; ParameterError if it does not parse or names no known preset.
     """
@@ -63,7 +68,7 @@ def read_preset(path: str | os.PathLike) -> str:
         raise ParameterError(f"{path}: cannot be read: {error}") from error
     values = [node.value for node in tree.body if _assigns_overrides(node, "PRESET")]
     if not values:
-        return DEFAULT_PRESET
+        return default
     value = values[-1].value if isinstance(values[-1], ast.Constant) else None
     if not isinstance(value, str):
         raise ParameterError(f"{path}: PRESET must be a string literal")
@@ -191,8 +196,6 @@ def _overrides_block(path: Path, overrides: Mapping[str, Mapping[str, Any]], pre
 def _write_checked(path: Path, text: str) -> None:
     """Write a parameters copy whose text loads; ParameterError otherwise, leaving an existing copy as it was
     (the text is loaded from a scratch file first) and no new one."""
-    from training import results_io  # here: the command line must not load pandas
-
     with tempfile.TemporaryDirectory() as scratch:  # not in the study folder: a kill leaves nothing there
         trial = Path(scratch) / path.name
         trial.write_text(text, encoding="utf-8")
@@ -200,7 +203,7 @@ def _write_checked(path: Path, text: str) -> None:
             load_parameters_file(trial)
         except ParameterError as error:
             raise ParameterError(f"invalid parameters in {path.name}: {error.__cause__ or error}") from error
-    results_io.atomic_write_text(path, text)
+    atomic_write_text(path, text)
 
 
 def set_num_runs(path: str | os.PathLike, runs: int) -> None:

@@ -1,6 +1,7 @@
 """The results folder of a study: every file, folder and marker name, and the paths built from them.
 
-Nothing else in the repository spells a results file name; code asks a layout for a path instead::
+Nothing else in the repository spells a results file or folder name; code asks a layout for a path instead
+(only the figures inside the figure folders are named by the figure code that draws them)::
 
     <root>/                                  StudyLayout(root)
         environment.json  note.txt  log.txt  parameters.py  report.html  .main.lock
@@ -13,17 +14,21 @@ Nothing else in the repository spells a results file name; code asks a layout fo
                                              --skip-pretraining study: PRETRAINING_DONE.json names its folder)
         pretraining_runs/run_<i>/            one pretraining job: its pieces, then DONE.json (job marker)
         excluded_runs_all.csv  excluded_runs_details.csv                 analysis exclusion lists
+        pretraining_tuning_curves.csv ... study_stats.csv  headline.png    study-wide analysis outputs
+        pretraining_figures/                 the pretraining figures
         <conf>/                              ConfigurationLayout(root / conf)
             parameters_<conf>.py  training_results.csv  training_results_val.csv  excluded_runs.csv
             DONE.json                        study-stage marker: the configuration is assembled
             training_runs/run_<i>/           one stage-2 job: its CSVs, then DONE.json (job marker)
+            tuning_curves.csv ... LMI.csv  stats_*.csv  MVPA_settings.json  summary.pdf   analysis outputs
+            figures/                         the configuration's figures (per_run/ inside: one figure per run)
 
 Three markers share the name ``DONE.json`` in different places: a pretraining job's, a stage-2 job's (both in
 their job folder) and a configuration's (in its folder, written once its jobs are assembled). They are named
 separately here (JOB_DONE, CONFIGURATION_DONE) so that a reader sees which one is meant.
 
 A kept copy of a study (``studies/<name>/``, made by ``python -m study.keep``) stores every CSV file gzip-packed
-as ``<name>.csv.gz`` (PACKED_SUFFIX); readers find a file's content with ``training.results_io.stored``.
+as ``<name>.csv.gz`` (PACKED_SUFFIX); readers find a file's content with ``store.files.stored``.
 
 This module imports only the standard library.
 """
@@ -65,6 +70,8 @@ JOB_DONE = "DONE.json"
 # ------------------------------------------------------------------------------------------------ job folders
 PRETRAINING_RUNS = "pretraining_runs"
 TRAINING_RUNS = "training_runs"
+RUN_FOLDER_PREFIX = "run_"
+"""A job folder is ``run_<i>`` (run_folder_name)."""
 
 # ---------------------------------------------------------------------------------------------- results CSVs
 PRETRAINING_RESULTS = "pretraining_results.csv"
@@ -129,9 +136,14 @@ def configuration_parameters(conf: str) -> str:
     return f"parameters_{conf}.py"
 
 
+def table_name(stem: str) -> str:
+    """The file name of an analysis table: ``MVPA_scores`` -> ``MVPA_scores.csv`` (SCORE_TABLES hold stems)."""
+    return f"{stem}.csv"
+
+
 def run_folder_name(run_index: int) -> str:
     """``run_<i>``: the folder of one job."""
-    return f"run_{run_index}"
+    return f"{RUN_FOLDER_PREFIX}{run_index}"
 
 
 # ----------------------------------------------------------------------------------------------- layouts
@@ -189,6 +201,19 @@ class ConfigurationLayout:
     def file(self, name: str) -> Path:
         """A file of the configuration folder."""
         return self.folder / name
+
+    def score_table(self, stem: str) -> Path:
+        """A score table of the configuration (a stem of SCORE_TABLES): ``<conf>/<stem>.csv``."""
+        return self.folder / table_name(stem)
+
+    @property
+    def figures(self) -> Path:
+        """The configuration's figures: ``<conf>/figures``."""
+        return self.folder / FIGURES
+
+    @property
+    def summary_pdf(self) -> Path:
+        return self.folder / SUMMARY_PDF
 
     def run(self, run_index: int) -> JobLayout:
         """The folder of the stage-2 job of one run."""
@@ -302,6 +327,10 @@ class StudyLayout:
     @property
     def excluded_details(self) -> Path:
         return self.root / EXCLUDED_DETAILS
+
+    @property
+    def pretraining_figures(self) -> Path:
+        return self.root / PRETRAINING_FIGURES
 
     def pretraining_files(self) -> tuple[Path, ...]:
         """The root files of a finished pretraining."""

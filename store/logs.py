@@ -1,7 +1,9 @@
 """Logging of every entry point, set up one way: main.py, the job commands, the analysis and the benchmarks.
 
-Records go to stderr (kept clear of tqdm progress bars) and, for main.py, appended to the study's log.txt;
-records marked FILE_ONLY (the output of jobs) go to log.txt only.
+Records go to stderr (kept clear of tqdm progress bars) and, for main.py, appended to the study's log.txt (a
+file of the results folder); records marked FILE_ONLY (the output of jobs) go to log.txt only.
+
+This module imports only the standard library (tqdm on first use).
 """
 
 from __future__ import annotations
