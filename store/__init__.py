@@ -11,8 +11,9 @@ of them (only parameters.py, numpy and pandas).
 * :mod:`store.schema`: the CSV columns and the codecs between rows and values;
 * :mod:`store.tables`: the checked CSV reader and the rows that hold a run at a stage;
 * :mod:`store.exclusion`: run exclusion after pretraining and the lists of excluded runs;
-* :mod:`store.assembly`: the study's files assembled from its jobs' pieces.
+* :mod:`store.assembly`: the study's files assembled from its jobs' pieces;
+* :mod:`store.logs`: the logging of every entry point (log.txt of a results folder).
 
-layout, errors, files, records and parameter_files import only the standard library and parameters.py, so
-that ``python main.py --help`` answers without loading pandas; the other modules load numpy and pandas.
+layout, errors, files, records, parameter_files and logs import only the standard library and parameters.py,
+so that ``python main.py --help`` answers without loading pandas; the other modules load numpy and pandas.
 """
