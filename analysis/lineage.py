@@ -37,16 +37,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.study_comparison import (
+from analysis.comparison_inputs import (
     BASELINE,
     LINEAGE_OUTPUTS,
     PUBLISHED_BASELINE,
     PUBLISHED_RUNS,
     StudyData,
-    fmt,
     layer_difference,
-    markdown_table,
 )
+from analysis.comparison_markdown import fmt, markdown_table
 from store.files import atomic_savefig, atomic_write_csv, atomic_write_text
 
 MIDONLY = "conf_midonly_readout"

@@ -2,8 +2,7 @@
 bug list §11).
 
 The outputs are declared as targets (files, inputs, builder) in :mod:`analysis.pipeline` and brought up to
-date by one scheduler (:mod:`analysis.scheduler`); this module is the entry point and keeps the documented
-names (settings, study loading, :class:`Pipeline`, file names) as re-exports.
+date by one scheduler (:mod:`analysis.scheduler`); this module is the entry point.
 
 ``python -m analysis.main_analysis RESULTS_FOLDER [--configs ...] [--overwrite] [--parts ...]`` or
 :func:`run_analysis`. Parts, in pipeline order (each reads what earlier parts wrote):
@@ -19,10 +18,14 @@ names (settings, study loading, :class:`Pipeline`, file names) as re-exports.
   training rows; exclusion is applied when they are used).
 * ``mvpa``: ``MVPA_scores.csv``, ``Mahal_scores.csv``, ``Mahal_details.csv``, ``LMI.csv`` and
   ``MVPA_settings.json`` per configuration (valid runs, stages 0, 1, 2; rewritten after every run).
-* ``stats``: ``stats_paired_tests.csv`` and ``stats_rm_anova.csv`` (MVPA and Mahalanobis, pre = stage 1,
-  post = stage 2), ``stats_param_offset_correlations.csv``, ``stats_corr_triangles.csv`` per configuration.
+* ``stats``: every statistic the figures and the report show, computed once (:mod:`analysis.build_stats`):
+  ``stats_paired_tests.csv`` and ``stats_rm_anova.csv`` (MVPA and Mahalanobis, pre = stage 1, post = stage 2),
+  ``stats_param_offset_correlations.csv`` and ``stats_param_offset_fits.csv``, ``corr_triangle_data.csv``,
+  ``stats_corr_triangles.csv`` and ``stats_corr_triangle_fits.csv``, ``stats_tc_slope_lowess.csv`` and
+  ``stats_tc_slope_mann_whitney.csv`` per configuration; ``pretraining_stats_tc_slope_lowess.csv``,
+  ``pretraining_stats_tc_slope_mann_whitney.csv``, ``study_summary.csv`` and ``study_stats.csv`` at the root.
 * ``figures``: F1-F9 into ``R/<conf>/figures/`` (F1 in ``figures/per_run/``) and, for the first configuration,
-  the pretraining figures into ``R/pretraining_figures/``.
+  the pretraining figures into ``R/pretraining_figures/``, and ``R/headline.png``; they draw the tables.
 * ``report``: ``R/<conf>/summary.pdf`` and ``R/report.html``.
 
 Caching: an output that exists is kept unless ``overwrite`` is set, or an output it is declared to depend
@@ -52,25 +55,13 @@ from analysis.cli import ALL_PARTS, parse_analysis_args
 if __name__ == "__main__":  # parse before the slow imports below, so that --help and bad arguments answer at once
     parse_analysis_args()
 
-from analysis.pipeline import (  # noqa: F401
-    COLOR_BY,
-    CORRELATION_TARGETS,
-    SUMMARY_ORDER,
-    TRIANGLES,
-    Pipeline,
-    summary_entries,
-    triangle_statistics,
-)
+from analysis.build_figures import draw_headline
+from analysis.pipeline import run_pipeline
 from analysis.settings import QUICK_SETTINGS, AnalysisSettings
-from analysis.study_inputs import (  # noqa: F401
-    Study,
-    compute_exclusion,
-    discover_configurations,
-    load_study,
-    order_configurations,
-)
-from analysis.tuning_curve_files import read_complete_tuning_curves  # noqa: F401
+from analysis.study_inputs import compute_exclusion, discover_configurations, load_study
+from analysis.tables import TableCache, TableReader
 from store.errors import ResultsFileError, run_entry_point
+from store.layout import STUDY_STATS
 from store.logs import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -87,21 +78,19 @@ def run_analysis(
     settings: AnalysisSettings | None = None,
 ) -> None:
     """The analysis of a results folder for the given configurations (sub-folder names)."""
-    settings = settings or AnalysisSettings()
     start = time.perf_counter()
-    study = load_study(Path(results_root), conf_names)
-    Pipeline(study, settings, overwrite, parts).run()
+    run_pipeline(load_study(Path(results_root), conf_names), settings or AnalysisSettings(), overwrite, parts)
     logger.info("analysis of %s finished in %.1f min", results_root, (time.perf_counter() - start) / 60)
 
 
-def draw_headline_figure(results_root: Path, conf_names: list[str], path: Path,
-                         settings: AnalysisSettings | None = None) -> Path:  # fmt: skip
-    """Draw a study's headline figure to ``path`` from its CSV files (the analysis' tables must exist), e.g.
-    beside a comparison of studies; the study folder is not written to."""
-    study = load_study(Path(results_root), conf_names)
-    pipeline = Pipeline(study, settings or AnalysisSettings(), False, ("figures",))
-    study.excluded = compute_exclusion(study)
-    return pipeline.draw_headline(path)
+def draw_headline_figure(results_root: Path, conf_names: list[str], path: Path) -> Path:
+    """Draw a study's headline figure to ``path`` from its CSV files (the analysis' tables, study_stats.csv
+    included, must exist), e.g. beside a comparison of studies; the study folder is not written to."""
+    inputs = load_study(Path(results_root), conf_names)
+    reader = TableReader(inputs.root, TableCache())
+    if reader.csv(inputs.root / STUDY_STATS) is None:
+        raise ResultsFileError(f"cannot draw the headline of {results_root}: {STUDY_STATS} missing (run its analysis)")
+    return draw_headline(path, inputs, compute_exclusion(inputs), reader)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

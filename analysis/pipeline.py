@@ -1,70 +1,59 @@
 """The analysis of a results folder as declared outputs (:mod:`analysis.scheduler`), part by part.
 
-:class:`Pipeline` declares every output of one analysis call as a :class:`~analysis.scheduler.Target` (its
-files, the targets it is computed from, its builder) and lets one scheduler bring them up to date. The
-parts, in order (each reads what earlier parts wrote):
+:func:`declare_targets` is the table of every output of one analysis call: each row a
+:class:`~analysis.scheduler.Target` with its name, part, files, the targets it is computed from and its
+builder, a plain function of :mod:`analysis.build_tables`, :mod:`analysis.build_stats`,
+:mod:`analysis.build_figures` or :mod:`analysis.build_report` bound to explicit arguments. Nothing here
+computes; :func:`run_pipeline` declares and lets the scheduler bring the requested parts up to date. The parts,
+in order (each reads what earlier parts wrote):
 
 * ``exclusion``: the exclusion files (rewritten when they no longer list the runs the rule excludes);
 * ``tuning_curves``: stages 0 and 1 of every run, stage 2 of each configuration's valid runs (resumable);
 * ``features``: tuning-curve features of each tuning-curve file (only the blocks they lack);
 * ``changes``: relative changes over pretraining (every run) and training (runs with training rows);
 * ``mvpa``: MVPA and Mahalanobis scores of each configuration's valid runs (resumable, run by run);
-* ``stats``: ``stats_*.csv`` per configuration, ``study_summary.csv`` and ``study_stats.csv``;
+* ``stats``: every statistics table (``stats_*.csv`` and the triangle data per configuration, the pretraining
+  slope tables, ``study_summary.csv`` and ``study_stats.csv``);
 * ``figures``: F1-F9 per configuration, the pretraining figures and the headline figure;
 * ``report``: ``summary.pdf`` per configuration and ``report.html``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
-from analysis import report
-from analysis import study_summary as ss
-from analysis import visualization as vis
+from analysis import build_figures as bf
+from analysis import build_report as br
+from analysis import build_stats as bs
+from analysis import build_tables as bt
 from analysis.cells import CellLayout, TaskOrientations
-from analysis.changes import exclusion_table, pre_post_values, relative_changes, run_table, write_exclusion_files
+from analysis.changes import write_exclusion_files
 from analysis.cli import ALL_PARTS
-from analysis.decoding import score_tables
-from analysis.mvpa_responses import ResponseCache, mvpa_scores_for_run
+from analysis.figures.training import CORRELATION_FIGURES, PRE_POST_FIGURES
 from analysis.scheduler import Scheduler, Target
 from analysis.settings import AnalysisSettings
-from analysis.statistics import (
-    paired_tests,
-    param_offset_correlations,
-    pearson_finite,
-    rm_anova,
-    triangle_data,
-    write_stats_csv,
-)
-from analysis.study_inputs import Study, compute_exclusion, exclusion_files_match
-from analysis.tuning_curve_files import (
-    TC_ID_COLUMNS,
-    read_complete_tuning_curves,
-    stage_blocks,
-    write_tuning_curves_csv,
-)
-from analysis.tuning_curves import tuning_curve_blocks
-from analysis.tuning_features import tuning_curve_features_table
-from store.errors import ResultsFileError
-from store.files import atomic_open, atomic_write_csv, has_stored, remove_stored, stored
+from analysis.statistics import TRIANGLES
+from analysis.study_inputs import AnalysisInputs, RunExclusion, compute_exclusion, exclusion_files_match
+from analysis.tables import TableCache, TableReader
 from store.layout import (
     CONF_FEATURES,
     CONF_TC,
     EXCLUDED_ALL,
     EXCLUDED_CONF,
     EXCLUDED_DETAILS,
-    MVPA_SETTINGS,
+    HEADLINE,
     PER_RUN,
     PRETRAINING_FEATURES,
     PRETRAINING_FIGURES,
+    PRETRAINING_STATS_SLOPE_LOWESS,
+    PRETRAINING_STATS_SLOPE_MANN_WHITNEY,
     PRETRAINING_TC,
     REL_PRETRAIN,
     REL_TRAIN,
@@ -72,94 +61,50 @@ from store.layout import (
     SCORE_TABLES,
     STATS_ANOVA,
     STATS_CORR,
+    STATS_CORR_FITS,
     STATS_PAIRED,
+    STATS_SLOPE_LOWESS,
+    STATS_SLOPE_MANN_WHITNEY,
+    STATS_TRIANGLE_FITS,
     STATS_TRIANGLES,
-    SUMMARY_PDF,
+    STUDY_STATS,
+    STUDY_SUMMARY,
+    TRIANGLE_DATA,
     StudyLayout,
     table_name,
 )
 
 logger = logging.getLogger(__name__)
 
-COLOR_BY: tuple[str, ...] = ("type", "run_index", "pref_ori", "phase")
-CORRELATION_TARGETS: tuple[str, ...] = ("psychometric_offset", "staircase_offset", "loss_binary_cross_entr")
-TRIANGLES: tuple[tuple[int, str, float], ...] = (
-    (0, "mid", 55.0),
-    (0, "mid", 125.0),
-    (1, "sup", 55.0),
-    (1, "sup", 125.0),
-)
-"""(layer index, layer name, orientation) of the four correlation triangles (F8)."""
-SUMMARY_ORDER: tuple[str, ...] = (
-    "offset_pre_post_train",
-    "boxplot_relative_changes",
-    "boxplot_relative_changes_ylim",
-    *(f"tc_features_train_color_by_{c}" for c in ("phase", "run_index", "pref_ori", "type")),
-    "tc_slope_train_color_by_type",
-    "corr_psychometric_Jraw",
-    "corr_psychometric_Jcombined",
-    "corr_psychometric_f_c",
-    "corr_psychometric_kappa_Jsup",
-    "MVPA_match_paper_fig",
-    "MVPA_scores",
-    "Mahal_scores",
-    "combined_corr_triangles",
-)
-"""Figure order of summary.pdf (the pages of the reference PDF, ANALYSIS.md §8.1); the other figures follow."""
 
+@dataclass(frozen=True)
+class Call:
+    """What every declaration of one analysis call refers to (read only)."""
 
-# ------------------------------------------------------------------------------------------------------
-# Reading the tables the parts wrote
-# ------------------------------------------------------------------------------------------------------
-_CSV_CACHE: dict[Path, tuple[tuple[int, int], pd.DataFrame]] = {}
+    inputs: AnalysisInputs
+    exclusion: RunExclusion
+    settings: AnalysisSettings
+    overwrite: bool
+    reader: TableReader
+    layout: CellLayout
+    orientations: TaskOrientations
 
+    @property
+    def root(self) -> Path:
+        """The results folder."""
+        return self.inputs.root
 
-def _read_csv_or_none(path: Path) -> pd.DataFrame | None:
-    """A CSV if it exists, plain or packed (None otherwise); a file read before and unchanged since is not
-    parsed again."""
-    path = stored(path)
-    if not path.is_file():
-        return None
-    stat = path.stat()
-    key = (stat.st_mtime_ns, stat.st_size)
-    cached = _CSV_CACHE.get(path)
-    if cached is None or cached[0] != key:
-        cached = (key, pd.read_csv(path))
-        _CSV_CACHE[path] = cached
-    return cached[1].copy()
+    def conf_dir(self, conf: str) -> Path:
+        """A configuration's folder."""
+        return StudyLayout(self.inputs.root).configuration(conf).folder
 
-
-def triangle_statistics(mvpa: pd.DataFrame, rel_changes: pd.DataFrame) -> pd.DataFrame:
-    """Pearson r, p, n of the three pairs (ΔMVPA, ΔE/I ratio, Δthreshold) for each layer and orientation."""
-    rows = []
-    for layer, name, ori in TRIANGLES:
-        data = triangle_data(mvpa, rel_changes, layer, ori)
-        for x, y in (("dmvpa", "dratio"), ("doffset", "dratio"), ("dmvpa", "doffset")):
-            r, p, n = pearson_finite(data[x], data[y])
-            rows.append({"layer": layer, "layer_name": name, "ori": ori, "x": x, "y": y, "r": r, "p": p, "n": n})
-    return pd.DataFrame(rows)
-
-
-def summary_entries(fig_dir: Path, n: int | None = None) -> list[report.FigureEntry]:
-    """The configuration's figures in the summary order (the reference PDF's pages first, then the others by
-    name); n: the number of runs they show (for the captions)."""
-    figures = {p.stem: p for p in sorted(fig_dir.glob("*.png"))}
-    ordered = [figures[s] for s in SUMMARY_ORDER if s in figures]
-    ordered += [p for s, p in figures.items() if s not in SUMMARY_ORDER]
-    return [(p, report.caption_for(p, n)) for p in ordered]
-
-
-@dataclass
-class _MvpaJob:
-    """The MVPA work of one configuration: its folder, score tables and missing runs."""
-
-    folder: Path
-    tables: dict[str, pd.DataFrame]
-    todo: list[int]
+    def fig_dir(self, conf: str) -> Path:
+        """A configuration's figure folder."""
+        return StudyLayout(self.inputs.root).configuration(conf).figures
 
 
 @dataclass(frozen=True)
-class _ConfTargets:
+class ConfTargets:
     """The targets of one configuration that later targets read."""
 
     tuning_curves: Target
@@ -168,602 +113,268 @@ class _ConfTargets:
     mvpa: Target
 
 
-class Pipeline:
-    """One analysis call: the declared outputs of a study and the scheduler that brings them up to date."""
+def run_pipeline(inputs: AnalysisInputs, settings: AnalysisSettings, overwrite: bool, parts: Sequence[str]) -> None:
+    """Every requested part in pipeline order; RuntimeError naming the figures that failed (after every other
+    output was written)."""
+    unknown = sorted(set(parts) - set(ALL_PARTS))
+    if unknown:
+        raise ValueError(f"unknown parts {unknown}; valid: {list(ALL_PARTS)}")
+    exclusion = compute_exclusion(inputs)
+    for conf in inputs.confs:
+        logger.info("%s: %d runs, excluded %s", conf, len(inputs.runs), exclusion.excluded[conf])
+    scheduler = declare_targets(inputs, exclusion, settings, overwrite, TableCache())
+    for part in ALL_PARTS:
+        if part in parts:
+            start = time.perf_counter()
+            scheduler.run_part(part, overwrite)
+            logger.info("part %s done in %.1f s", part, time.perf_counter() - start)
+    if scheduler.failed:
+        raise RuntimeError("figures failed (every other output was written):\n" + "\n".join(scheduler.failed))
 
-    def __init__(self, study: Study, settings: AnalysisSettings, overwrite: bool, parts: Sequence[str]) -> None:
-        unknown = sorted(set(parts) - set(ALL_PARTS))
-        if unknown:
-            raise ValueError(f"unknown parts {unknown}; valid: {list(ALL_PARTS)}")
-        self.study = study
-        self.root = study.root
-        self.settings = settings
-        self.overwrite = overwrite
-        self.parts = tuple(parts)
-        first = study.params[study.first_conf]
-        self.layout = CellLayout.from_parameters(first)
-        self.orientations = TaskOrientations.from_parameters(first)
-        self.scheduler = Scheduler(ALL_PARTS)
-        self._mvpa_written: set[str] | None = None
-        self._declare()
 
-    @property
-    def failed(self) -> list[str]:
-        """Figures that failed in this call ('path: error')."""
-        return self.scheduler.failed
+def new_call(inputs: AnalysisInputs, exclusion: RunExclusion, settings: AnalysisSettings, overwrite: bool,
+             cache: TableCache) -> Call:  # fmt: skip
+    """The read-only context of one analysis call (layout and orientations of the first configuration)."""
+    first = inputs.params[inputs.first_conf]
+    return Call(inputs, exclusion, settings, overwrite, TableReader(inputs.root, cache),
+                CellLayout.from_parameters(first), TaskOrientations.from_parameters(first))  # fmt: skip
 
-    def run(self) -> None:
-        """Every requested part in pipeline order."""
-        self.study.excluded = compute_exclusion(self.study)
-        for conf in self.study.confs:
-            logger.info("%s: %d runs, excluded %s", conf, len(self.study.runs), self.study.excluded[conf])
-        self._mvpa_written = None
-        for part in ALL_PARTS:
-            if part in self.parts:
-                start = time.perf_counter()
-                self.scheduler.run_part(part, self.overwrite)
-                logger.info("part %s done in %.1f s", part, time.perf_counter() - start)
-        if self.failed:
-            raise RuntimeError("figures failed (every other output was written):\n" + "\n".join(self.failed))
 
-    def report(self) -> None:
-        """Only the report part: summary.pdf per configuration and report.html."""
-        self.scheduler.run_part("report", self.overwrite)
+def declare_targets(inputs: AnalysisInputs, exclusion: RunExclusion, settings: AnalysisSettings, overwrite: bool,
+                    cache: TableCache) -> Scheduler:  # fmt: skip
+    """Every output of the analysis of a results folder, in pipeline order."""
+    call = new_call(inputs, exclusion, settings, overwrite, cache)
+    scheduler = Scheduler(ALL_PARTS)
+    excl, tc_pre, features_pre, changes_pre, confs = declare_tables(scheduler, call)
+    study_tables = declare_stats(scheduler, call, excl, features_pre, confs)
+    declare_figures(scheduler, call, excl, tc_pre, features_pre, changes_pre, confs, study_tables)
+    declare_report(scheduler, call)
+    return scheduler
 
-    # ---------------------------------------------------------------------------------- folders
-    def conf_dir(self, conf: str) -> Path:
-        """``R/<conf>``."""
-        return StudyLayout(self.root).configuration(conf).folder
 
-    def fig_dir(self, conf: str) -> Path:
-        """``R/<conf>/figures``."""
-        return StudyLayout(self.root).configuration(conf).figures
+# ------------------------------------------------------------------------------------------------------ tables
+def declare_tables(
+    scheduler: Scheduler, call: Call
+) -> tuple[Target, Target, Target, Target, dict[str, ConfTargets]]:
+    """Exclusion, tuning curves, features, relative changes and MVPA scores."""
+    inputs, root, excluded, add = call.inputs, call.root, call.exclusion.excluded, scheduler.add
+    oris, tc_args = call.settings.tc_orientations, (call.inputs.loader, call.settings.tc_orientations, call.layout)
+    feature_args = (oris, call.layout, call.orientations, call.reader.cache, call.overwrite)
+    exclusion_files = [root / EXCLUDED_ALL, root / EXCLUDED_DETAILS, *(root / c / EXCLUDED_CONF for c in inputs.confs)]
+    exclusion = add("exclusion", "exclusion", exclusion_files, partial(write_exclusion_files, root, excluded),
+                    current=partial(exclusion_files_match, root, excluded))  # fmt: skip
+    tc_pre = add("tuning_curves/pretraining", "tuning_curves", root / PRETRAINING_TC,
+                 partial(bt.build_tuning_curves, root / PRETRAINING_TC,
+                         [(r, s) for r in inputs.runs for s in (0, 1)], None, *tc_args, call.overwrite),
+                 incremental=True)  # fmt: skip
+    features_pre = add("features/pretraining", "features", root / PRETRAINING_FEATURES,
+                       partial(bt.build_features, root / PRETRAINING_TC, root / PRETRAINING_FEATURES,
+                               (0, 1), *feature_args), (tc_pre,), incremental=True)  # fmt: skip
+    empty = pd.DataFrame({"run_index": pd.Series(dtype=int), "stage": pd.Series(dtype=int)})
+    changes_pre = add("changes/pretraining", "changes", root / REL_PRETRAIN,
+                      partial(bt.build_relative_changes, root / REL_PRETRAIN, inputs.pre_df, empty, inputs.runs,
+                              "pretrain", call.reader.cache, call.overwrite), incremental=True)  # fmt: skip
+    batch = bt.MvpaBatch({c: call.conf_dir(c) for c in inputs.confs},
+                         {c: call.exclusion.valid(c) for c in inputs.confs}, inputs.loader, call.settings.mvpa,
+                         call.settings.mvpa_record(), call.reader.cache, call.overwrite)  # fmt: skip
+    confs = {}
+    for conf in inputs.confs:
+        folder = call.conf_dir(conf)
+        tc = add(f"tuning_curves/{conf}", "tuning_curves", folder / CONF_TC,
+                 partial(bt.build_tuning_curves, folder / CONF_TC,
+                         [(r, 2) for r in call.exclusion.valid(conf)], conf, *tc_args, call.overwrite),
+                 (exclusion,), incremental=True)  # fmt: skip
+        features = add(f"features/{conf}", "features", folder / CONF_FEATURES,
+                       partial(bt.build_features, folder / CONF_TC, folder / CONF_FEATURES, (2,),
+                               *feature_args), (tc,), incremental=True)  # fmt: skip
+        changes = add(f"changes/{conf}", "changes", folder / REL_TRAIN,
+                      partial(bt.build_relative_changes, folder / REL_TRAIN, inputs.pre_df, inputs.train[conf],
+                              inputs.training_runs(conf), "train", call.reader.cache, call.overwrite),
+                      incremental=True)  # fmt: skip
+        mvpa = add(f"mvpa/{conf}", "mvpa", [folder / table_name(name) for name in SCORE_TABLES],
+                   partial(batch.wrote, conf), (exclusion,), incremental=True)  # fmt: skip
+        confs[conf] = ConfTargets(tc, features, changes, mvpa)
+    return exclusion, tc_pre, features_pre, changes_pre, confs
 
-    # ------------------------------------------------------------------------------- declarations
-    def _declare(self) -> None:
-        """Every output of the analysis, in pipeline order."""
-        study, root = self.study, self.root
-        exclusion = self.scheduler.add(
-            "exclusion", "exclusion",
-            [root / EXCLUDED_ALL, root / EXCLUDED_DETAILS, *(root / c / EXCLUDED_CONF for c in study.confs)],
-            lambda: write_exclusion_files(root, study.excluded),
-            current=lambda: exclusion_files_match(root, study.excluded),
-        )  # fmt: skip
-        tc_pre = self._incremental(
-            "tuning_curves/pretraining", "tuning_curves", root / PRETRAINING_TC,
-            lambda: self._tuning_curve_file(root / PRETRAINING_TC, [(r, s) for r in study.runs for s in (0, 1)], None),
-        )  # fmt: skip
-        tc = {
-            conf: self._incremental(
-                f"tuning_curves/{conf}", "tuning_curves", self.conf_dir(conf) / CONF_TC,
-                lambda c=conf: self._tuning_curve_file(
-                    self.conf_dir(c) / CONF_TC, [(r, 2) for r in study.valid(c)], c
-                ),
-                (exclusion,),
-            )
-            for conf in study.confs
-        }  # fmt: skip
-        features_pre = self._incremental(
-            "features/pretraining", "features", root / PRETRAINING_FEATURES,
-            lambda: self._feature_file(root / PRETRAINING_TC, root / PRETRAINING_FEATURES, (0, 1)), (tc_pre,),
-        )  # fmt: skip
-        features = {
-            conf: self._incremental(
-                f"features/{conf}", "features", self.conf_dir(conf) / CONF_FEATURES,
-                lambda c=conf: self._feature_file(self.conf_dir(c) / CONF_TC, self.conf_dir(c) / CONF_FEATURES, (2,)),
-                (tc[conf],),
-            )
-            for conf in study.confs
-        }  # fmt: skip
-        empty = pd.DataFrame({"run_index": pd.Series(dtype=int), "stage": pd.Series(dtype=int)})
-        changes_pre = self._incremental(
-            "changes/pretraining", "changes", root / REL_PRETRAIN,
-            lambda: self._changes_file(
-                root / REL_PRETRAIN,
-                lambda: relative_changes(study.pre_df, empty, study.runs, "pretrain"),
-                study.runs,
-            ),
-        )  # fmt: skip
-        changes = {
-            conf: self._incremental(
-                f"changes/{conf}", "changes", self.conf_dir(conf) / REL_TRAIN,
-                lambda c=conf: self._changes_file(
-                    self.conf_dir(c) / REL_TRAIN,
-                    lambda: relative_changes(study.pre_df, study.train[c], study.training_runs(c), "train"),
-                    study.training_runs(c),
-                ),
-            )
-            for conf in study.confs
-        }  # fmt: skip
-        mvpa = {
-            conf: self._incremental(
-                f"mvpa/{conf}", "mvpa",
-                [self.conf_dir(conf) / table_name(name) for name in SCORE_TABLES],
-                lambda c=conf: c in self._mvpa_all(),
-                (exclusion,),
-            )
-            for conf in study.confs
-        }  # fmt: skip
-        confs = {c: _ConfTargets(tc[c], features[c], changes[c], mvpa[c]) for c in study.confs}
-        for conf in study.confs:
-            self._declare_stats(conf, exclusion, confs[conf])
-        study_tables = self.scheduler.add(
-            "study_tables", "stats", (root / ss.STUDY_SUMMARY, root / ss.STUDY_STATS), self._write_study_tables,
-            (exclusion, *changes.values()),
-        )  # fmt: skip
-        for conf in study.confs:
-            self._declare_training_figures(conf, exclusion, confs[conf])
-            self._declare_tuning_figures(conf, (exclusion, tc_pre, tc[conf], features_pre, features[conf]))
-            self._declare_mvpa_figures(conf, exclusion, confs[conf])
-        self._declare_pretraining_figures(exclusion, tc_pre, features_pre, changes_pre)
-        self._figure("headline", root / ss.HEADLINE, (exclusion, study_tables), self.draw_headline)
-        self._declare_report()
 
-    def _incremental(
-        self,
-        name: str,
-        part: str,
-        paths: Path | Sequence[Path],
-        build: Callable[[], bool],
-        inputs: Iterable[Target] = (),
-    ) -> Target:
-        """A resumable table: its builder computes what the file lacks and says whether it wrote anything."""
-        return self.scheduler.add(name, part, paths, build, inputs, incremental=True)
+# ------------------------------------------------------------------------------------------------------- stats
+def slope_tables(root: Path, conf: str | None) -> tuple[Path, Path]:
+    """The LOWESS and Mann-Whitney tables of the slope figure of a configuration (None: the pretraining)."""
+    if conf is None:
+        return root / PRETRAINING_STATS_SLOPE_LOWESS, root / PRETRAINING_STATS_SLOPE_MANN_WHITNEY
+    return root / conf / STATS_SLOPE_LOWESS, root / conf / STATS_SLOPE_MANN_WHITNEY
 
-    def _figure(
-        self,
-        name: str,
-        path: Path,
-        inputs: Iterable[Target],
-        draw: Callable[[Path], object],
-        group: Sequence[Path] = (),
-        ready: Callable[[], bool] | None = None,
-    ) -> Target:
-        """A figure (or a group of files written by one call): drawn when any of its files is stale.
 
-        A failing figure is logged and remembered; :meth:`run` raises after every other output is written.
-        """
-        options: dict = {"fallible": True}
-        if ready is not None:
-            options["ready"] = ready
-        paths = (path, *[p for p in group if p != path])
-        return self.scheduler.add(name, "figures", paths, lambda: draw(path), inputs, **options)
+def triangle_tables(folder: Path) -> tuple[Path, Path, Path]:
+    """The triangle data, correlation and fit tables of a configuration folder."""
+    return folder / TRIANGLE_DATA, folder / STATS_TRIANGLES, folder / STATS_TRIANGLE_FITS
 
-    # ----------------------------------------------------------------------------- tuning curves
-    def _tuning_curve_file(self, path: Path, wanted: list[tuple[int, int]], conf: str | None) -> bool:
-        """Append the missing (run, stage) blocks of one tuning-curve file; True if any was computed."""
-        oris = self.settings.tc_orientations
-        if self.overwrite:
-            remove_stored(path)
-        done = stage_blocks(read_complete_tuning_curves(path, len(oris), self.layout))
-        todo = [b for b in wanted if b not in done]
-        if not todo:
-            return False
-        loader = self.study.loader
-        for run, stage in tqdm(todo, desc=f"tuning curves {conf or 'pretraining'}", disable=None):
-            try:
-                snapshot = loader.snapshot(run, stage, conf)
-            except ResultsFileError as error:
-                logger.warning("tuning curves of run %d stage %d skipped: %s", run, stage, error)
-                continue
-            write_tuning_curves_csv(tuning_curve_blocks([snapshot], oris), path, append=True)
-        return True
 
-    # ---------------------------------------------------------------------------------- features
-    def _feature_file(self, tc_path: Path, out: Path, stages: Sequence[int]) -> bool:
-        """Compute the features of the tuning-curve blocks that the features file lacks (drop vanished blocks)."""
-        if not has_stored(tc_path):
-            logger.warning("%s missing: no features for it (run the tuning_curves part)", tc_path)
-            return False
-        oris = self.settings.tc_orientations
-        tc = read_complete_tuning_curves(tc_path, len(oris), self.layout)
-        tc = tc[tc["training_stage"].isin(stages)]
-        present = stage_blocks(tc)
-        old = None if self.overwrite else _read_csv_or_none(out)
-        if old is not None:
-            in_tc = [(int(r), int(s)) in present for r, s in zip(old["run_index"], old["stage"], strict=True)]
-            kept = old[in_tc]
-            if len(kept) == len(old) and stage_blocks(kept, ("run_index", "stage")) == present:
-                return False
-            old = kept
-        have = stage_blocks(old, ("run_index", "stage")) if old is not None else set()
-        slopes, trained = self.orientations.slopes, self.orientations.trained
-        new = [
-            tuning_curve_features_table(block, stages, oris, slopes, trained)
-            for (run, stage), block in tc.groupby(list(TC_ID_COLUMNS), sort=False)
-            if (int(run), int(stage)) not in have
-        ]
-        table = pd.concat([t for t in (old, *new) if t is not None and len(t)], ignore_index=True)
-        table = table.sort_values(["run_index", "stage"], kind="stable").reset_index(drop=True)
-        atomic_write_csv(table, out)
-        return True
+def declare_slope_statistics(scheduler: Scheduler, call: Call, conf: str | None, inputs: Sequence[Target]) -> None:
+    """The F7 tables of a configuration (stage 1 -> 2) or of the pretraining (conf None, stage 0 -> 1)."""
+    runs = call.exclusion.valid(conf) if conf else call.exclusion.root_valid()
+    stages = (1, 2) if conf else (0, 1)
+    paths = slope_tables(call.root, conf)
+    scheduler.add(f"stats_slopes/{conf or 'pretraining'}", "stats", paths,
+                  partial(bs.write_slope_statistics, call.reader, conf, runs, stages, call.layout, call.orientations,
+                          call.settings.mw_step, *paths),
+                  inputs, ready=partial(bs.has_features, call.reader, conf, runs))  # fmt: skip
 
-    def pretraining_features(self) -> pd.DataFrame | None:
-        """The pretraining features table (None if missing)."""
-        return _read_csv_or_none(self.root / PRETRAINING_FEATURES)
 
-    def _features(self, conf: str, runs: Sequence[int]) -> pd.DataFrame | None:
-        """Pretraining (stages 0, 1) and configuration (stage 2) features of runs (None if missing)."""
-        pre = self.pretraining_features()
-        conf_feats = _read_csv_or_none(self.conf_dir(conf) / CONF_FEATURES)
-        if pre is None or conf_feats is None:
-            logger.warning("%s: tuning-curve features missing (run the features part)", conf)
-            return None
-        table = pd.concat([pre, conf_feats], ignore_index=True)
-        return table[table["run_index"].astype(int).isin(list(runs))].reset_index(drop=True)
+def declare_stats(
+    scheduler: Scheduler, call: Call, exclusion: Target, features_pre: Target, confs: dict[str, ConfTargets]
+) -> Target:
+    """Every statistics table; returns the study tables' target."""
+    reader, add = call.reader, scheduler.add
+    for conf, targets in confs.items():
+        folder, valid = call.conf_dir(conf), call.exclusion.valid(conf)
+        inputs = (exclusion, targets.mvpa, targets.changes)
+        scores, changes = partial(bs.has_scores, reader, conf, valid), partial(bs.has_changes, reader, conf, valid)
+        add(f"stats_paired/{conf}", "stats", folder / STATS_PAIRED,
+            partial(bs.write_paired_tests, reader, conf, valid, folder / STATS_PAIRED), inputs, ready=scores)
+        add(f"stats_anova/{conf}", "stats", folder / STATS_ANOVA,
+            partial(bs.write_rm_anova, reader, conf, valid, folder / STATS_ANOVA), inputs, ready=scores)
+        add(f"stats_correlations/{conf}", "stats", folder / STATS_CORR,
+            partial(bs.write_correlations, reader, conf, valid, folder / STATS_CORR), inputs, ready=changes)
+        add(f"stats_correlation_fits/{conf}", "stats", folder / STATS_CORR_FITS,
+            partial(bs.write_correlation_fits, reader, conf, valid, folder / STATS_CORR_FITS), inputs,
+            ready=changes)  # fmt: skip
+        add(f"stats_triangles/{conf}", "stats", triangle_tables(folder),
+            partial(bs.write_triangles, reader, conf, valid, *triangle_tables(folder)), inputs,
+            ready=partial(bs.has_triangle_inputs, reader, conf, valid))  # fmt: skip
+        declare_slope_statistics(scheduler, call, conf, (exclusion, features_pre, targets.features))
+    declare_slope_statistics(scheduler, call, None, (exclusion, features_pre))
+    root = call.root
+    return add("study_tables", "stats", (root / STUDY_SUMMARY, root / STUDY_STATS),
+               partial(bs.write_study_tables, call.inputs, call.exclusion, reader, root / STUDY_SUMMARY,
+                       root / STUDY_STATS),
+               (exclusion, *(t.changes for t in confs.values())))  # fmt: skip
 
-    # ------------------------------------------------------------------------------ relative changes
-    def _changes_file(self, path: Path, compute: Callable[[], pd.DataFrame], runs: list[int]) -> bool:
-        """Write a relative-change table if it is missing, to be overwritten or covers other runs."""
-        old = None if self.overwrite else _read_csv_or_none(path)
-        if old is not None and sorted(old["run_index"].astype(int)) == sorted(runs):
-            return False
-        atomic_write_csv(compute(), path)
-        return True
 
-    def rel_changes(self, conf: str | None, runs: Iterable[int]) -> pd.DataFrame | None:
-        """A relative-change table (pretraining if conf is None) restricted to runs."""
-        path = self.root / REL_PRETRAIN if conf is None else self.conf_dir(conf) / REL_TRAIN
-        df = _read_csv_or_none(path)
-        if df is None:
-            logger.warning("%s missing (run the changes part)", path)
-            return None
-        return df[df["run_index"].astype(int).isin(list(runs))].reset_index(drop=True)
+# ----------------------------------------------------------------------------------------------------- figures
+def figure(scheduler: Scheduler, name: str, path: Path, inputs: Sequence[Target], draw: Callable[[Path], object],
+           group: Sequence[Path] = (), ready: Callable[[], bool] | None = None) -> Target:  # fmt: skip
+    """A figure (or a group of files drawn by one call, ``path`` first): drawn when any of its files is stale by
+    ``draw(path)``. A failing figure is logged and remembered; run_pipeline raises after every other output."""
+    options: dict = {"fallible": True}
+    if ready is not None:
+        options["ready"] = ready
+    paths = (path, *[p for p in group if p != path])
+    return scheduler.add(name, "figures", paths, partial(draw, path), inputs, **options)
 
-    # ------------------------------------------------------------------------------------------ MVPA
-    def _mvpa_all(self) -> set[str]:
-        """Run the MVPA of every configuration once per call; the configurations whose tables were written.
 
-        Runs are taken one at a time across the configurations, so that their shared stages 0 and 1 are
-        simulated once per run (:data:`analysis.mvpa_responses.ResponseCache`).
-        """
-        if self._mvpa_written is not None:
-            return self._mvpa_written
-        jobs = {conf: job for conf in self.study.confs if (job := self._mvpa_job(conf)) is not None}
-        runs = sorted({run for job in jobs.values() for run in job.todo})
-        for run in tqdm(runs, desc="MVPA", disable=None):
-            cache: ResponseCache = {}
-            for conf, job in jobs.items():
-                if run in job.todo:
-                    self._mvpa_run(conf, job, run, cache)
-        for job in jobs.values():
-            if not job.todo:  # nothing to compute, but runs were dropped from the tables
-                self._write_scores(job.folder, job.tables, self.settings.mvpa_record())
-        self._mvpa_written = set(jobs)
-        return self._mvpa_written
+def declare_training_figures(scheduler: Scheduler, call: Call, conf: str, exclusion: Target, targets: ConfTargets
+                             ) -> None:  # fmt: skip
+    """F1 (every run), F2 (all training runs, and valid runs with suffix _train), F3, F4."""
+    inputs, reader, figs, valid = call.inputs, call.reader, call.fig_dir(conf), call.exclusion.valid(conf)
+    if call.settings.per_run_figures:
+        for run in inputs.runs:
+            figure(scheduler, f"per_run/{conf}/{run}", figs / PER_RUN / f"resultsfig_{run}.png",
+                   (targets.changes,), partial(bf.draw_training_run, inputs=inputs, reader=reader, conf=conf, run=run),
+                   ready=partial(bs.has_changes, reader, conf, [run]))  # fmt: skip
+    for suffix, runs, pre_post_inputs in (("", inputs.training_runs(conf), ()), ("_train", valid, (exclusion,))):
+        group = [figs / f"{stem}{suffix}.png" for stem in PRE_POST_FIGURES]
+        figure(scheduler, f"pre_post{suffix}/{conf}", group[0], pre_post_inputs,
+               partial(bf.draw_pre_post, inputs=inputs, conf=conf, runs=runs, suffix=suffix), group,
+               ready=partial(bool, runs))  # fmt: skip
+    changes, has_rows = (exclusion, targets.changes), partial(bf.has_rows, reader, conf, valid)
+    for name, stem, fixed in (("boxplot", "boxplot_relative_changes", False),
+                              ("boxplot_ylim", "boxplot_relative_changes_ylim", True)):
+        figure(scheduler, f"{name}/{conf}", figs / f"{stem}.png", changes,
+               partial(bf.draw_change_boxes, reader=reader, conf=conf, runs=valid, fixed_ylim=fixed),
+               ready=has_rows)  # fmt: skip
+    tables = (call.conf_dir(conf) / STATS_CORR, call.conf_dir(conf) / STATS_CORR_FITS)
+    group = [figs / f"{stem}.png" for stem in CORRELATION_FIGURES]
+    stats = (scheduler[f"stats_correlations/{conf}"], scheduler[f"stats_correlation_fits/{conf}"])
+    figure(scheduler, f"correlations/{conf}", group[0], (*changes, *stats),
+           partial(bf.draw_correlations, reader=reader, conf=conf, runs=valid, correlations=tables[0], fits=tables[1]),
+           group, ready=partial(bf.all_ready, has_rows, partial(bf.tables_exist, reader, tables)))  # fmt: skip
 
-    def _mvpa_job(self, conf: str) -> _MvpaJob | None:
-        """The configuration's score tables restricted to its valid runs and the runs they lack (None if
-        the tables on disk are complete and current)."""
-        folder, record, valid = self.conf_dir(conf), self.settings.mvpa_record(), self.study.valid(conf)
-        tables = self._existing_scores(folder, record)
-        done = set(tables["MVPA_scores"]["run_index"].astype(int)) if tables else set()
-        filtered = {name: t[t["run_index"].astype(int).isin(valid)] for name, t in tables.items()}
-        todo = [r for r in valid if r not in done]
-        if tables and not todo and all(len(filtered[n]) == len(tables[n]) for n in SCORE_TABLES):
-            return None
-        return _MvpaJob(folder, filtered or {name: pd.DataFrame() for name in SCORE_TABLES}, todo)
 
-    def _mvpa_run(self, conf: str, job: _MvpaJob, run: int, cache: ResponseCache) -> None:
-        """Scores of one run of a configuration, appended to its tables, which are then written."""
-        try:
-            snapshots = [self.study.loader.snapshot(run, st, conf if st == 2 else None) for st in (0, 1, 2)]
-        except ResultsFileError as error:
-            logger.warning("MVPA of run %d skipped: %s", run, error)
-            return
-        new = score_tables({run: mvpa_scores_for_run(snapshots, self.settings.mvpa, cache)})
-        job.tables = {
-            name: pd.concat([t for t in (job.tables[name], new[name]) if len(t)], ignore_index=True)
-            for name in SCORE_TABLES
-        }
-        self._write_scores(job.folder, job.tables, self.settings.mvpa_record())
+def declare_feature_figures(scheduler: Scheduler, call: Call, conf: str | None, stem: str, inputs: Sequence[Target]
+                            ) -> None:  # fmt: skip
+    """F6 for every colouring and F7 of one stage pair (stage 1 -> 2 of a configuration, or 0 -> 1 of the
+    pretraining for conf None; skipped when there are no features)."""
+    reader, name = call.reader, conf or "pretraining"
+    runs = call.exclusion.valid(conf) if conf else call.exclusion.root_valid()
+    folder = call.fig_dir(conf) if conf else call.root / PRETRAINING_FIGURES
+    stages = (1, 2) if conf else (0, 1)
+    ready = partial(bs.has_features, reader, conf, runs)
+    for color_by in bf.COLOR_BY:
+        figure(scheduler, f"tc_features_{color_by}/{stem}/{name}" if conf else f"tc_features_{color_by}/{name}",
+               folder / f"tc_features_{stem}_color_by_{color_by}.png", inputs,
+               partial(bf.draw_feature_scatter, reader=reader, conf=conf, runs=runs, stages=stages, color_by=color_by,
+                       layout=call.layout), ready=ready)  # fmt: skip
+    tables = slope_tables(call.root, conf)
+    figure(scheduler, f"tc_slope/{stem}/{name}" if conf else f"tc_slope/{name}",
+           folder / f"tc_slope_{stem}_color_by_type.png", (*inputs, scheduler[f"stats_slopes/{name}"]),
+           partial(bf.draw_slope_changes, reader=reader, conf=conf, runs=runs, stages=stages, tables=tables,
+                   layout=call.layout, orientations=call.orientations),
+           ready=partial(bf.all_ready, ready, partial(bf.tables_exist, reader, tables)))  # fmt: skip
 
-    def _existing_scores(self, folder: Path, record: dict) -> dict[str, pd.DataFrame]:
-        """The score tables of the folder if all exist and were computed with these settings, else {}."""
-        settings_path = folder / MVPA_SETTINGS
-        if self.overwrite or not settings_path.is_file() or json.loads(settings_path.read_text()) != record:
-            return {}
-        tables = {name: _read_csv_or_none(folder / table_name(name)) for name in SCORE_TABLES}
-        if any(t is None or "run_index" not in t.columns for t in tables.values()):
-            return {}
-        return tables
 
-    @staticmethod
-    def _write_scores(folder: Path, tables: dict[str, pd.DataFrame], record: dict) -> None:
-        """Write the score tables (sorted by run) and the settings they were computed with."""
-        for name, table in tables.items():
-            table = table if len(table.columns) else pd.DataFrame(columns=["run_index"])
-            atomic_write_csv(table.sort_values("run_index", kind="stable"), folder / table_name(name))
-        with atomic_open(folder / MVPA_SETTINGS) as fh:  # the cache trusts any settings file it finds
-            fh.write(json.dumps(record, indent=1))
+def declare_mvpa_figures(scheduler: Scheduler, call: Call, conf: str, exclusion: Target, targets: ConfTargets
+                         ) -> None:  # fmt: skip
+    """F8 (correlation triangles and their montage) and F9 (score boxes, paper-style bars)."""
+    reader, figs, valid, orientations = call.reader, call.fig_dir(conf), call.exclusion.valid(conf), call.orientations
+    inputs = (exclusion, targets.mvpa, targets.changes)
+    scores = partial(bs.has_scores, reader, conf, valid)
+    for name, kind in (("mvpa_boxes", "mvpa"), ("mahal_boxes", "mahal")):
+        figure(scheduler, f"{name}/{conf}", figs / f"{'MVPA' if kind == 'mvpa' else 'Mahal'}_scores.png", inputs,
+               partial(bf.draw_scores, reader=reader, conf=conf, runs=valid, kind=kind, orientations=orientations),
+               ready=scores)  # fmt: skip
+    figure(scheduler, f"mvpa_paper/{conf}", figs / "MVPA_match_paper_fig.png", inputs,
+           partial(bf.draw_mvpa_paper_bars, reader=reader, conf=conf, runs=valid, orientations=orientations),
+           ready=scores)  # fmt: skip
+    tables = triangle_tables(call.conf_dir(conf))
+    has_tables = partial(bf.tables_exist, reader, tables)
+    triangle_inputs = (*inputs, scheduler[f"stats_triangles/{conf}"])
+    paths, titles = [], []
+    for layer, name, ori in TRIANGLES:
+        path = figs / f"corr_triangle_{name}_{ori:g}.png"
+        title = f"{conf}: {name} layer, {ori:g}°: ΔMVPA (stage 1 → 2), ΔE/I ratio, Δthreshold"
+        figure(scheduler, f"corr_triangle_{name}_{ori:g}/{conf}", path, triangle_inputs,
+               partial(bf.draw_triangle, reader=reader, tables=tables, layer=layer, ori=ori, title=title),
+               ready=has_tables)  # fmt: skip
+        paths.append(path)
+        titles.append(f"{name} {ori:g}")
+    figure(scheduler, f"combined_corr_triangles/{conf}", figs / "combined_corr_triangles.png", triangle_inputs,
+           partial(bf.draw_triangle_montage, paths=paths, titles=titles, conf=conf),
+           ready=partial(bf.all_ready, has_tables, partial(bf.has_images, paths)))  # fmt: skip
 
-    def scores(self, conf: str, kind: str) -> pd.DataFrame | None:
-        """MVPA ('MVPA_scores') or Mahalanobis ('Mahal_scores') scores of the valid runs (None if missing)."""
-        df = _read_csv_or_none(self.conf_dir(conf) / table_name(kind))
-        if df is None or df.empty:
-            logger.warning("%s/%s.csv missing or empty (run the mvpa part)", conf, kind)
-            return None
-        return df[df["run_index"].astype(int).isin(self.study.valid(conf))].reset_index(drop=True)
 
-    def _both_scores(self, conf: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-        """MVPA and Mahalanobis scores of the valid runs (None if either is missing)."""
-        mvpa, mahal = self.scores(conf, "MVPA_scores"), self.scores(conf, "Mahal_scores")
-        return None if mvpa is None or mahal is None else (mvpa, mahal)
+def declare_figures(scheduler: Scheduler, call: Call, exclusion: Target, tc_pre: Target, features_pre: Target,
+                    changes_pre: Target, confs: dict[str, ConfTargets], study_tables: Target) -> None:  # fmt: skip
+    """Every figure: per configuration F1-F9, then the pretraining figures and the headline."""
+    root, reader = call.root, call.reader
+    for conf, targets in confs.items():
+        declare_training_figures(scheduler, call, conf, exclusion, targets)
+        tc_paths = (root / PRETRAINING_TC, call.conf_dir(conf) / CONF_TC)
+        tuning_inputs = (exclusion, tc_pre, targets.tuning_curves, features_pre, targets.features)
+        figure(scheduler, f"tc_fig/{conf}", call.fig_dir(conf) / "tc_fig.png", tuning_inputs,
+               partial(bf.draw_example_tuning_curves, tc_paths=tc_paths, runs=call.exclusion.valid(conf),
+                       oris=call.settings.tc_orientations, layout=call.layout),
+               ready=partial(bf.has_tuning_curves, tc_paths))  # fmt: skip
+        declare_feature_figures(scheduler, call, conf, "train", tuning_inputs)
+        declare_mvpa_figures(scheduler, call, conf, exclusion, targets)
+    root_valid = call.exclusion.root_valid()
+    figure(scheduler, "boxplot/pretraining", root / PRETRAINING_FIGURES / "boxplot_relative_changes.png",
+           (exclusion, changes_pre), partial(bf.draw_change_boxes, reader=reader, conf=None, runs=root_valid),
+           ready=partial(bf.has_rows, reader, None, root_valid))  # fmt: skip
+    declare_feature_figures(scheduler, call, None, "pretrain", (exclusion, tc_pre, features_pre))
+    figure(scheduler, "headline", root / HEADLINE, (exclusion, study_tables),
+           partial(bf.draw_headline, inputs=call.inputs, exclusion=call.exclusion, reader=reader),
+           ready=partial(bf.tables_exist, reader, (root / STUDY_STATS,)))  # fmt: skip
 
-    # ----------------------------------------------------------------------------------------- stats
-    def _declare_stats(self, conf: str, exclusion: Target, targets: _ConfTargets) -> None:
-        """Paired tests, repeated-measures ANOVA, parameter-offset correlations and triangle correlations."""
-        folder, inputs = self.conf_dir(conf), (exclusion, targets.mvpa, targets.changes)
-        has_scores = lambda: self._both_scores(conf) is not None  # noqa: E731
-        has_changes = lambda: self.rel_changes(conf, self.study.valid(conf)) is not None  # noqa: E731
 
-        def paired() -> None:
-            mvpa, mahal = self._both_scores(conf)
-            tables = [paired_tests(mvpa, 1, 2, "MVPA"), paired_tests(mahal, 1, 2, "Mahal")]
-            write_stats_csv(pd.concat(tables), folder / STATS_PAIRED)
-
-        def anova() -> None:
-            mvpa, mahal = self._both_scores(conf)
-            write_stats_csv(pd.concat([rm_anova(mvpa, (1, 2), "MVPA"), rm_anova(mahal, (1, 2), "Mahal")]),
-                            folder / STATS_ANOVA)  # fmt: skip
-
-        def correlations() -> None:
-            rc = self.rel_changes(conf, self.study.valid(conf))
-            targets = [t for t in CORRELATION_TARGETS if t in rc.columns or f"d_{t}" in rc.columns]
-            write_stats_csv(pd.concat([param_offset_correlations(rc, t) for t in targets]), folder / STATS_CORR)
-
-        def triangles() -> None:
-            rc = self.rel_changes(conf, self.study.valid(conf))
-            write_stats_csv(triangle_statistics(self.scores(conf, "MVPA_scores"), rc), folder / STATS_TRIANGLES)
-
-        add = self.scheduler.add
-        add(f"stats_paired/{conf}", "stats", folder / STATS_PAIRED, paired, inputs, ready=has_scores)
-        add(f"stats_anova/{conf}", "stats", folder / STATS_ANOVA, anova, inputs, ready=has_scores)
-        add(f"stats_correlations/{conf}", "stats", folder / STATS_CORR, correlations, inputs, ready=has_changes)
-        add(f"stats_triangles/{conf}", "stats", folder / STATS_TRIANGLES, triangles, inputs,
-            ready=lambda: has_changes() and self.scores(conf, "MVPA_scores") is not None)  # fmt: skip
-
-    def _write_study_tables(self) -> None:
-        """study_summary.csv and study_stats.csv at the root."""
-        data = self.configuration_data()
-        write_stats_csv(ss.summary_table(data), self.root / ss.STUDY_SUMMARY)
-        write_stats_csv(ss.stats_table(data), self.root / ss.STUDY_STATS)
-
-    def exclusion_reasons(self, conf: str) -> dict[int, str]:
-        """Excluded run -> reason (the verdicts of compute_exclusion)."""
-        table = exclusion_table(self.study.train[conf], self.study.runs,
-                                self.study.params[conf].stimuli.max_train_offset)  # fmt: skip
-        return {int(r): str(why) for r, why in zip(table["run_index"], table["reason"], strict=True) if why}
-
-    def configuration_data(self) -> list[ss.ConfigurationData]:
-        """The inputs of the study summary: per configuration its retained runs' changes and behaviour."""
-        out = []
-        for conf in self.study.confs:
-            valid = self.study.valid(conf)
-            rc = self.rel_changes(conf, valid)
-            present = [r for r in self.study.training_runs(conf) if r in valid]
-            pre_post = pre_post_values(self.study.pre_df, self.study.train[conf], present) if present else None
-            if pre_post is not None:
-                pre_post = pre_post.reindex(columns=["run_index", "time", *ss.BEHAVIOUR])
-            out.append(ss.ConfigurationData(
-                conf, list(self.study.runs), self.exclusion_reasons(conf),
-                rc if rc is not None else pd.DataFrame(columns=["run_index"]),
-                pre_post if pre_post is not None else pd.DataFrame(columns=["run_index", "time", *ss.BEHAVIOUR]),
-            ))  # fmt: skip
-        return out
-
-    # --------------------------------------------------------------------------------------- figures
-    def draw_headline(self, path: Path) -> Path:
-        """headline.png from the same inputs and tests as study_summary.csv and study_stats.csv."""
-        data = self.configuration_data()
-        stats_path = self.root / ss.STUDY_STATS
-        table = _read_csv_or_none(stats_path)
-        table = table if table is not None else ss.stats_table(data)
-        lookup = ss.stats_lookup(table)
-        return vis.plot_headline(
-            {d.name: d.changes for d in data},
-            {d.name: {c: ss.behaviour_wide(d.pre_post, c) for c in ss.BEHAVIOUR} for d in data},
-            lambda conf, comparison: ss.format_test(lookup.get((conf, comparison))),
-            path,
-        )
-
-    def _declare_training_figures(self, conf: str, exclusion: Target, targets: _ConfTargets) -> None:
-        """F1 (every run), F2 (all training runs, and valid runs with suffix _train), F3, F4."""
-        study, figs = self.study, self.fig_dir(conf)
-        pre, train = study.pre_df, study.train[conf]
-        if self.settings.per_run_figures:
-            for run in study.runs:
-                self._figure(
-                    f"per_run/{conf}/{run}", figs / PER_RUN / f"resultsfig_{run}.png", (),
-                    lambda p, r=run: vis.plot_training_run(run_table(pre, train, r), p, run_index=r),
-                )  # fmt: skip
-        pre_post_runs = {"": (study.training_runs, ()), "_train": (study.valid, (exclusion,))}
-        for suffix, (runs_of, inputs) in pre_post_runs.items():
-            group = [figs / f"{stem}{suffix}.png" for stem in vis.PRE_POST_FIGURES]
-            self._figure(
-                f"pre_post{suffix}/{conf}", group[0], inputs,
-                lambda p, r=runs_of, s=suffix: vis.plot_all_pre_post_bars(pre_post_values(pre, train, r(conf)),
-                                                                            p.parent, s),
-                group, ready=lambda r=runs_of: bool(r(conf)),
-            )  # fmt: skip
-        inputs = (exclusion, targets.changes)
-
-        def rc() -> pd.DataFrame | None:
-            return self.rel_changes(conf, study.valid(conf))
-
-        def has_rc() -> bool:
-            table = rc()
-            return table is not None and not table.empty
-
-        def title() -> str:
-            return f"{conf}: changes during training (first to last stage-2 row), {len(rc())} runs"
-
-        self._figure(
-            f"boxplot/{conf}", figs / "boxplot_relative_changes.png", inputs,
-            lambda p: vis.plot_relative_change_boxes(rc(), p, title()), ready=has_rc,
-        )  # fmt: skip
-        self._figure(
-            f"boxplot_ylim/{conf}", figs / "boxplot_relative_changes_ylim.png", inputs,
-            lambda p: vis.plot_relative_change_boxes(rc(), p, title(), fixed_ylim=True), ready=has_rc,
-        )  # fmt: skip
-        group = [figs / f"{stem}.png" for stem in vis.CORRELATION_FIGURES]
-        self._figure(
-            f"correlations/{conf}", group[0], inputs,
-            lambda p: vis.plot_all_param_offset_correlations(rc(), p.parent), group, ready=has_rc,
-        )  # fmt: skip
-
-    def _declare_tuning_figures(self, conf: str, inputs: tuple[Target, ...]) -> None:
-        """F5 (example tuning curves), F6 (feature scatter, 4 colourings) and F7 (slope changes), stage 1 -> 2."""
-        figs, oris = self.fig_dir(conf), self.settings.tc_orientations
-        tc_paths = [self.root / PRETRAINING_TC, self.conf_dir(conf) / CONF_TC]
-
-        def draw_tc(path: Path) -> Path:
-            tc = pd.concat([read_complete_tuning_curves(p, len(oris), self.layout) for p in tc_paths],
-                           ignore_index=True)  # fmt: skip
-            valid = self.study.valid(conf)
-            return vis.plot_example_tuning_curves(tc[tc["run_index"].isin(valid)], path, oris=oris, layout=self.layout)
-
-        self._figure(f"tc_fig/{conf}", figs / "tc_fig.png", inputs, draw_tc,
-                     ready=lambda: all(has_stored(p) for p in tc_paths))  # fmt: skip
-        self._declare_feature_figures(
-            f"train/{conf}", lambda: self._features(conf, self.study.valid(conf)), figs, "train", 1, 2, inputs
-        )
-
-    def _declare_feature_figures(
-        self,
-        name: str,
-        features: Callable[[], pd.DataFrame | None],
-        folder: Path,
-        stem: str,
-        pre: int,
-        post: int,
-        inputs: tuple[Target, ...],
-    ) -> None:
-        """F6 for every colouring and F7 of one stage pair (skipped when there are no features)."""
-
-        def ready() -> bool:
-            table = features()
-            return table is not None and not table.empty
-
-        for color_by in COLOR_BY:
-            self._figure(
-                f"tc_features_{color_by}/{name}", folder / f"tc_features_{stem}_color_by_{color_by}.png", inputs,
-                lambda p, c=color_by: vis.plot_tc_feature_scatter(features(), p, pre, post, c, layout=self.layout),
-                ready=ready,
-            )  # fmt: skip
-        self._figure(
-            f"tc_slope/{name}", folder / f"tc_slope_{stem}_color_by_type.png", inputs,
-            lambda p: vis.plot_slope_changes(features(), p, pre, post, step=self.settings.mw_step,
-                                             layout=self.layout, orientations=self.orientations),
-            ready=ready,
-        )  # fmt: skip
-
-    def _declare_mvpa_figures(self, conf: str, exclusion: Target, targets: _ConfTargets) -> None:
-        """F8 (correlation triangles and their montage) and F9 (score boxes, paper-style bars)."""
-        figs, inputs = self.fig_dir(conf), (exclusion, targets.mvpa, targets.changes)
-        has_scores = lambda: self._both_scores(conf) is not None  # noqa: E731
-        orientations = self.orientations
-
-        def mvpa() -> pd.DataFrame:
-            return self.scores(conf, "MVPA_scores")
-
-        def rc() -> pd.DataFrame | None:
-            return self.rel_changes(conf, self.study.valid(conf))
-
-        self._figure(f"mvpa_boxes/{conf}", figs / "MVPA_scores.png", inputs,
-                     lambda p: vis.plot_scores_boxes(mvpa(), p, "mvpa", orientations=orientations),
-                     ready=has_scores)  # fmt: skip
-        self._figure(f"mahal_boxes/{conf}", figs / "Mahal_scores.png", inputs,
-                     lambda p: vis.plot_scores_boxes(self.scores(conf, "Mahal_scores"), p, "mahal",
-                                                     orientations=orientations),
-                     ready=has_scores)  # fmt: skip
-        self._figure(f"mvpa_paper/{conf}", figs / "MVPA_match_paper_fig.png", inputs,
-                     lambda p: vis.plot_mvpa_paper_bars(mvpa(), p, orientations=orientations),
-                     ready=has_scores)  # fmt: skip
-        has_triangle_data = lambda: has_scores() and rc() is not None  # noqa: E731
-        paths, titles = [], []
-        for layer, name, ori in TRIANGLES:
-            path = figs / f"corr_triangle_{name}_{ori:g}.png"
-            title = f"{conf}: {name} layer, {ori:g}°: ΔMVPA (stage 1 → 2), ΔE/I ratio, Δthreshold"
-            self._figure(
-                f"corr_triangle_{name}_{ori:g}/{conf}", path, inputs,
-                lambda p, la=layer, o=ori, t=title: vis.plot_corr_triangle(triangle_data(mvpa(), rc(), la, o), p, t),
-                ready=has_triangle_data,
-            )  # fmt: skip
-            paths.append(path)
-            titles.append(f"{name} {ori:g}")
-        self._figure(
-            f"combined_corr_triangles/{conf}", figs / "combined_corr_triangles.png", inputs,
-            lambda p: vis.plot_image_montage(paths, titles, p, f"{conf}: correlation triangles"),
-            ready=lambda: has_triangle_data() and all(p.is_file() for p in paths),
-        )  # fmt: skip
-
-    def _declare_pretraining_figures(
-        self, exclusion: Target, tc_pre: Target, features_pre: Target, changes_pre: Target
-    ) -> None:
-        """Pretraining changes (1x8 boxes), F6 and F7 of stage 0 -> 1, for the runs no configuration excludes."""
-        folder = self.root / PRETRAINING_FIGURES
-
-        def rc() -> pd.DataFrame | None:
-            return self.rel_changes(None, self.study.root_valid())
-
-        def has_rc() -> bool:
-            table = rc()
-            return table is not None and not table.empty
-
-        def draw_boxes(path: Path) -> Path:
-            table = rc()
-            title = f"Changes during pretraining (stages 0-1), {len(table)} runs"
-            return vis.plot_relative_change_boxes(table, path, title, ncols=8)
-
-        self._figure("boxplot/pretraining", folder / "boxplot_relative_changes.png", (exclusion, changes_pre),
-                     draw_boxes, ready=has_rc)  # fmt: skip
-
-        def features() -> pd.DataFrame | None:
-            pre = self.pretraining_features()
-            if pre is None:
-                logger.warning("pretraining features missing: no pretraining feature figures")
-                return None
-            return pre[pre["run_index"].astype(int).isin(self.study.root_valid())]
-
-        self._declare_feature_figures("pretraining", features, folder, "pretrain", 0, 1,
-                                      (exclusion, tc_pre, features_pre))  # fmt: skip
-
-    # ---------------------------------------------------------------------------------------- report
-    def _declare_report(self) -> None:
-        """summary.pdf per configuration (after any figure was drawn) and report.html (after anything)."""
-        figures = tuple(self.scheduler.of_part("figures"))
-        for conf in self.study.confs:
-            self.scheduler.add(
-                f"summary_pdf/{conf}", "report", self.conf_dir(conf) / SUMMARY_PDF,
-                lambda c=conf: self._write_summary_pdf(c), figures,
-            )  # fmt: skip
-        self.scheduler.add("report_html", "report", self.root / REPORT, self._write_report_html,
-                           tuple(self.scheduler.targets))  # fmt: skip
-
-    def _configuration_report(self, conf: str) -> report.ConfigurationReport:
-        """What the summary PDF and the report page show of one configuration."""
-        n = len(self.study.valid(conf))
-        return report.ConfigurationReport(
-            conf, list(self.study.runs), self.exclusion_reasons(conf), summary_entries(self.fig_dir(conf), n),
-            report.figures_with_captions(self.fig_dir(conf) / PER_RUN),
-        )  # fmt: skip
-
-    def _study_settings(self) -> dict:
-        """The study settings shown by the report."""
-        return report.read_study_settings(self.root, self.study.confs, len(self.study.runs))
-
-    def _write_summary_pdf(self, conf: str) -> None:
-        """summary.pdf of one configuration."""
-        entry = self._configuration_report(conf)
-        report.write_summary_pdf(entry.figures, self.conf_dir(conf) / SUMMARY_PDF, self._study_settings(), entry)
-
-    def _write_report_html(self) -> None:
-        """report.html at the root."""
-        pdfs = {conf: self.conf_dir(conf) / SUMMARY_PDF for conf in self.study.confs}
-        report.write_report_html(
-            self.root, self._study_settings(), [self._configuration_report(c) for c in self.study.confs],
-            report.figures_with_captions(self.root / PRETRAINING_FIGURES, n=len(self.study.root_valid())),
-            self.root / ss.HEADLINE, _read_csv_or_none(self.root / ss.STUDY_SUMMARY),
-            _read_csv_or_none(self.root / ss.STUDY_STATS), pdfs,
-        )  # fmt: skip
+# ------------------------------------------------------------------------------------------------------ report
+def declare_report(scheduler: Scheduler, call: Call) -> None:
+    """summary.pdf per configuration (after any figure was drawn) and report.html (after anything)."""
+    figures = tuple(scheduler.of_part("figures"))
+    for conf in call.inputs.confs:
+        path = StudyLayout(call.root).configuration(conf).summary_pdf
+        scheduler.add(f"summary_pdf/{conf}", "report", path,
+                      partial(br.write_summary_pdf, path, call.inputs, call.exclusion, conf), figures)  # fmt: skip
+    scheduler.add("report_html", "report", call.root / REPORT,
+                  partial(br.write_report_html, call.inputs, call.exclusion, call.reader),
+                  tuple(scheduler.targets))  # fmt: skip

@@ -18,7 +18,6 @@ gains and ``parameters.py``) come from the folder its PRETRAINING_DONE.json name
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,9 @@ from training.model import ModelStatic, build_static
 from training.run_state import log_params_from_row
 
 logger = logging.getLogger(__name__)
+
+STATIC_CACHE_SIZE = 2
+"""Model constants a SnapshotLoader keeps (the latest ones)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class SnapshotLoader:
         self.pretraining_layout = StudyLayout(pretraining_folder(self.root))
         self.tables = RunTables(self.pretraining_layout.root)
         self._params: dict[Path, Parameters] = {}
+        self._statics: dict[tuple[bytes, float, float, Parameters], ModelStatic] = {}
 
     # ---------------------------------------------------------------------------------------- tables
     def pretraining(self) -> pd.DataFrame:
@@ -155,14 +158,20 @@ class SnapshotLoader:
         if orimap.size != expected:
             raise ResultsFileError(f"run {run_index}: {ORIMAP} has {orimap.size} map values, expected {expected}")
         gE, gI = self.gains(run_index, stage)
-        static = _cached_static(orimap.tobytes(), gE, gI, params)
-        return Snapshot(log_params, static, params, int(run_index), int(stage), conf)
+        return Snapshot(log_params, self.static(orimap, gE, gI, params), params, int(run_index), int(stage), conf)
 
-
-@functools.lru_cache(maxsize=2)
-def _cached_static(orimap_bytes: bytes, gE: float, gI: float, params: Parameters) -> ModelStatic:
-    """build_static, cached for consecutive snapshots of one run (stages share the map and the gains)."""
-    return build_static(np.frombuffer(orimap_bytes, dtype=np.float64), gE, gI, params)
+    def static(self, orimap: np.ndarray, gE: float, gI: float, params: Parameters) -> ModelStatic:
+        """build_static, kept for the STATIC_CACHE_SIZE latest (map, gains, parameters): consecutive snapshots of
+        one run share them."""
+        orimap = np.asarray(orimap, dtype=np.float64)
+        key = (orimap.tobytes(), gE, gI, params)
+        static = self._statics.pop(key, None)
+        if static is None:
+            static = build_static(orimap, gE, gI, params)
+        self._statics[key] = static  # the latest last: the oldest is dropped first
+        while len(self._statics) > STATIC_CACHE_SIZE:
+            del self._statics[next(iter(self._statics))]
+        return static
 
 
 def load_snapshot(results_root: str | Path, run_index: int, stage: int, conf: str | None = None) -> Snapshot:

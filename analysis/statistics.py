@@ -1,6 +1,8 @@
 """Statistics of the analysis (ANALYSIS.md §7, binding decision 2): parameter-offset correlations, paired
 tests and a repeated-measures ANOVA of the MVPA and Mahalanobis scores, the sliding Mann-Whitney test and
-LOWESS fits of the slope figure, and the data of the correlation triangles. Tables go to ``stats_*.csv``.
+LOWESS fits of the slope figure, the data and correlations of the correlation triangles, and the fitted lines
+the correlation figures draw. Each table function here returns one ``stats_*.csv`` table (written by the stats
+part, :mod:`analysis.build_stats`); the figures only draw them.
 
 The sliding Mann-Whitney windows start at integer multiples of the step, so no window is lost to the
 floating-point accumulation of the reference (B21).
@@ -19,7 +21,7 @@ from scipy import stats
 from statsmodels.nonparametric.smoothers_lowess import lowess
 from statsmodels.stats.anova import AnovaRM
 
-from analysis.cells import CellLayout, cell_info, wrap_orientation_difference
+from analysis.cells import CELL_TYPES, LAYER_NAMES, CellLayout, TaskOrientations, cell_info, wrap_orientation_difference
 from analysis.changes import change_column
 from analysis.tuning_features import feature_matrix
 from store.files import atomic_write_csv
@@ -76,13 +78,6 @@ def pearson_finite(x: Sequence[float], y: Sequence[float]) -> tuple[float, float
     ok = np.isfinite(x) & np.isfinite(y)
     r, p = _pearson(x[ok], y[ok])
     return r, p, int(ok.sum())
-
-
-def significance_color(r: float, p: float, alpha: float = 0.05) -> str:
-    """Green for significant positive r, red for significant negative r, gray otherwise."""
-    if np.isfinite(p) and p < alpha:
-        return "green" if r > 0 else "red"
-    return "gray"
 
 
 def _paired_frame(scores: pd.DataFrame, layer: int, ori: float, pre: int, post: int) -> pd.DataFrame:
@@ -255,3 +250,170 @@ def triangle_data(scores: pd.DataFrame, rel_changes: pd.DataFrame, layer: int, o
     df["dratio"] = rc[change_column(rel_changes, ratio)].reindex(df.index)
     df["doffset"] = rc[change_column(rel_changes, "psychometric_offset")].reindex(df.index)
     return df
+
+
+# ------------------------------------------------------------------------------------------------------
+# Fitted lines of the correlation figures (F4, F8)
+# ------------------------------------------------------------------------------------------------------
+REGRESSION_POINTS = 100
+"""x values of a fitted line, spanning the data."""
+REGRESSION_BOOTSTRAPS = 500
+REGRESSION_SEED = 0
+REGRESSION_CI = 95.0
+MIN_REGRESSION_POINTS = 3
+"""Fewest finite pairs for which a line is fitted."""
+FIT_COLUMNS: tuple[str, ...] = ("grid", "fit", "ci_low", "ci_high")
+
+
+def regression_line(x: Sequence[float], y: Sequence[float]) -> pd.DataFrame:
+    """Least-squares line of y on x over the finite pairs at REGRESSION_POINTS x values from their smallest to
+    their largest x (columns grid, fit), with the 95 % percentile band of REGRESSION_BOOTSTRAPS resampled pairs
+    (ci_low, ci_high; numpy Generator seeded with REGRESSION_SEED). These are the numbers seaborn's regplot
+    (seed 0, n_boot 500) computes and draws, so a figure can draw them from a table. Empty with fewer than
+    MIN_REGRESSION_POINTS pairs."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if x.size < MIN_REGRESSION_POINTS:
+        return pd.DataFrame(columns=list(FIT_COLUMNS), dtype=float)
+    design = np.c_[np.ones(x.size), x]
+    grid = np.linspace(x.min(), x.max(), REGRESSION_POINTS)
+    at_grid = np.c_[np.ones(grid.size), grid]
+    rng = np.random.default_rng(REGRESSION_SEED)
+    betas = []
+    for _ in range(REGRESSION_BOOTSTRAPS):
+        rows = rng.integers(0, x.size, x.size, dtype=np.intp)
+        betas.append(np.linalg.pinv(design.take(rows, axis=0)).dot(y.take(rows, axis=0)))
+    boots = at_grid.dot(np.array(betas).T).T
+    low, high = np.nanpercentile(boots, (50 - REGRESSION_CI / 2, 50 + REGRESSION_CI / 2), axis=0)
+    fit = at_grid.dot(np.linalg.pinv(design).dot(y))
+    return pd.DataFrame({"grid": grid, "fit": fit, "ci_low": low, "ci_high": high})
+
+
+def param_offset_fits(
+    rel_changes: pd.DataFrame, target: str = "psychometric_offset", params: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """stats_param_offset_fits.csv: per parameter, the fitted line of the target's change on the parameter's
+    change (regression_line) that F4 draws."""
+    params = correlation_parameters(rel_changes) if params is None else params
+    y = rel_changes[change_column(rel_changes, target)].to_numpy(float)
+    frames = [regression_line(rel_changes[change_column(rel_changes, name)].to_numpy(float), y)
+              .assign(target=target, parameter=name) for name in params]  # fmt: skip
+    columns = ["target", "parameter", *FIT_COLUMNS]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Correlation triangles (F8)
+# ------------------------------------------------------------------------------------------------------
+TRIANGLES: tuple[tuple[int, str, float], ...] = (
+    (0, "mid", 55.0),
+    (0, "mid", 125.0),
+    (1, "sup", 55.0),
+    (1, "sup", 125.0),
+)
+"""(layer index, layer name, orientation) of the four correlation triangles (F8)."""
+TRIANGLE_PAIRS: tuple[tuple[str, str], ...] = (("dmvpa", "dratio"), ("doffset", "dratio"), ("dmvpa", "doffset"))
+"""(x, y) of the three edges of a triangle."""
+
+
+def triangle_table(scores: pd.DataFrame, rel_changes: pd.DataFrame) -> pd.DataFrame:
+    """corr_triangle_data.csv: triangle_data of the four triangles, one row per (layer, orientation, run)."""
+    frames = [triangle_data(scores, rel_changes, layer, ori).reset_index().assign(layer=layer, layer_name=name,
+                                                                                  ori=ori)
+              for layer, name, ori in TRIANGLES]  # fmt: skip
+    table = pd.concat(frames, ignore_index=True)
+    return table[["layer", "layer_name", "ori", "run_index", "dmvpa", "dratio", "doffset"]]
+
+
+def one_triangle(table: pd.DataFrame, layer: int, ori: float) -> pd.DataFrame:
+    """The rows of one triangle (layer, orientation) of a triangle table (data, statistics or fits)."""
+    return table[(table["layer"].astype(int) == layer) & (table["ori"].astype(float) == ori)].reset_index(drop=True)
+
+
+def triangle_statistics(table: pd.DataFrame) -> pd.DataFrame:
+    """stats_corr_triangles.csv: Pearson r, p, n of the three edges of each triangle of a triangle table."""
+    rows = []
+    for layer, name, ori in TRIANGLES:
+        data = one_triangle(table, layer, ori)
+        for x, y in TRIANGLE_PAIRS:
+            r, p, n = pearson_finite(data[x], data[y])
+            rows.append({"layer": layer, "layer_name": name, "ori": ori, "x": x, "y": y, "r": r, "p": p, "n": n})
+    return pd.DataFrame(rows)
+
+
+def triangle_fits(table: pd.DataFrame) -> pd.DataFrame:
+    """stats_corr_triangle_fits.csv: the fitted line of each edge of each triangle (regression_line)."""
+    frames = []
+    for layer, name, ori in TRIANGLES:
+        data = one_triangle(table, layer, ori)
+        frames += [regression_line(data[x], data[y]).assign(layer=layer, layer_name=name, ori=ori, x=x, y=y)
+                   for x, y in TRIANGLE_PAIRS]  # fmt: skip
+    return pd.concat(frames, ignore_index=True)[["layer", "layer_name", "ori", "x", "y", *FIT_COLUMNS]]
+
+
+# ------------------------------------------------------------------------------------------------------
+# Slope changes (F7)
+# ------------------------------------------------------------------------------------------------------
+LOWESS_FRAC = 0.15
+"""Fraction of the points in each LOWESS neighbourhood."""
+MANN_WHITNEY_WINDOW = 10.0
+"""Width of the sliding Mann-Whitney windows, degrees."""
+LOWESS_SIDES: tuple[str, str] = ("neg", "pos")
+SLOPE_CHANGE_COLUMNS: tuple[str, ...] = ("run_index", "cell", "layer", "type", "phase", "pref_ori", "x", "dslope")
+
+
+def slope_subset(table: pd.DataFrame, layout: CellLayout) -> pd.DataFrame:
+    """The cells of the slope figure: middle layer phases 0 and π only (phase indices 0 and phases/2), every
+    superficial cell."""
+    mid = (table["layer"] == LAYER_NAMES[0]) & table["phase"].isin([0, layout.phases // 2])
+    return table[mid | (table["layer"] == LAYER_NAMES[1])]
+
+
+def slope_changes(
+    features: pd.DataFrame, pre_stage: int, post_stage: int, layout: CellLayout, orientations: TaskOrientations
+) -> pd.DataFrame:
+    """slope_change_table at the trained then the untrained orientation (column slope_ori) of the cells of the
+    slope figure (slope_subset)."""
+    tables = {ori: slope_change_table(features, pre_stage, post_stage, ori, layout) for ori in orientations.slopes}
+    frames = [slope_subset(t, layout).assign(slope_ori=ori) for ori, t in tables.items() if len(t)]
+    if not frames:  # no run has both stages
+        return pd.DataFrame(columns=[*SLOPE_CHANGE_COLUMNS, "slope_ori"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def _slope_groups(changes: pd.DataFrame, orientations: TaskOrientations) -> list[tuple[str, str, list[pd.DataFrame]]]:
+    """(layer, cell type, [rows at the trained, at the untrained orientation]) of a slope_changes table."""
+    groups = []
+    for layer in LAYER_NAMES:
+        for cell_type in CELL_TYPES:
+            sel = changes[(changes["layer"] == layer) & (changes["type"] == cell_type)]
+            groups.append((layer, cell_type, [sel[sel["slope_ori"] == ori] for ori in orientations.slopes]))
+    return groups
+
+
+def slope_lowess_table(
+    changes: pd.DataFrame, orientations: TaskOrientations, frac: float = LOWESS_FRAC
+) -> pd.DataFrame:
+    """stats_tc_slope_lowess.csv: LOWESS fits of Δ|slope| on preferred − θ (lowess_by_side) per layer, slope
+    orientation, cell type and side of θ, at the data's x values."""
+    frames = []
+    for layer, cell_type, by_ori in _slope_groups(changes, orientations):
+        for ori, sel in zip(orientations.slopes, by_ori, strict=True):
+            for side, fit in lowess_by_side(sel["x"], sel["dslope"], frac).items():
+                frames.append(pd.DataFrame({"layer": layer, "slope_ori": ori, "type": cell_type, "side": side,
+                                            "x": fit[:, 0], "fit": fit[:, 1]}))  # fmt: skip
+    return pd.concat(frames, ignore_index=True)
+
+
+def slope_mann_whitney_table(
+    changes: pd.DataFrame, orientations: TaskOrientations, step: float, window: float = MANN_WHITNEY_WINDOW
+) -> pd.DataFrame:
+    """stats_tc_slope_mann_whitney.csv: sliding Mann-Whitney tests of Δ|slope| at the trained vs the untrained
+    orientation (sliding_mann_whitney) per layer and cell type."""
+    frames = []
+    for layer, cell_type, (trained, untrained) in _slope_groups(changes, orientations):
+        mw = sliding_mann_whitney(trained["x"], trained["dslope"], untrained["x"], untrained["dslope"], window, step)
+        frames.append(mw.assign(layer=layer, type=cell_type))
+    table = pd.concat(frames, ignore_index=True)
+    return table[["layer", "type", "start", "centre", "p", "n1", "n2"]]

@@ -44,19 +44,25 @@ implementation's published medians for the baseline); and the lineage outputs of
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import math
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from analysis.comparison_inputs import (
+    BASELINE,
+    LINEAGE_OUTPUTS,
+    PUBLISHED_BASELINE,
+    StudyData,
+    layer_difference,
+)
+from analysis.comparison_markdown import fmt, markdown_report
 from store import layout
 from store.errors import ResultsFileError, ResultsFolderError, run_entry_point
-from store.files import atomic_savefig, atomic_write_csv, atomic_write_text, has_stored, read_marker
+from store.files import atomic_write_csv, atomic_write_text, has_stored, read_marker
 from store.records import pretraining_folder, read_environment_record
 
 if TYPE_CHECKING:  # the command line parses before pandas and matplotlib load (fast --help)
@@ -64,18 +70,10 @@ if TYPE_CHECKING:  # the command line parses before pandas and matplotlib load (
 
 logger = logging.getLogger(__name__)
 
-BASELINE = "conf_baseline"
-LINEAGE_OUTPUTS: tuple[str, ...] = ("lineage.csv", "lineage_runs.csv", "sensitivity.csv", "lineage.md")
-"""The lineage tables (analysis.lineage), written with the comparison."""
 OUTPUTS: tuple[str, ...] = (
     "comparison_runs.csv", "comparison_summary.csv", "comparison_training.csv", "comparison_stats.csv",
     "comparison.md", "comparison.png", *LINEAGE_OUTPUTS,
 )  # fmt: skip
-PUBLISHED_BASELINE: dict[str, float] = {"J_II_s": 25.0, "J_II_m": 5.0, "J_EE_s": -12.0}
-"""Medians (percent change over stage 2, baseline configuration) read off the earlier implementation's
-published figure (its `figure` version, 49 runs, no exclusion); shown for comparison only."""
-PUBLISHED_RUNS = 49
-"""Runs behind the published figure (runs 0-48 of the figure-era code, none excluded; LINEAGE.md H)."""
 BOOKKEEPING_OVERRIDES: frozenset[tuple[str, str]] = frozenset({("TrainingPars", "num_runs")})
 """Overrides that say how many runs a study has, not how it trains: left out of its label."""
 CONTRASTS: tuple[tuple[str, str, str], ...] = (
@@ -83,46 +81,9 @@ CONTRASTS: tuple[tuple[str, str, str], ...] = (
     ("dE/I ratio sup-mid", "EI_ratio_J_m", "EI_ratio_J_s"),
 )
 """(name, middle column, superficial column) of the layer differences compared between configurations."""
-FIGURE_WEIGHTS: tuple[str, ...] = ("J_II", "J_EI", "J_EE", "J_IE")
 
 
 # ------------------------------------------------------------------------------------------------ loading
-@dataclass(frozen=True)
-class StudyData:
-    """What the comparison reads of one study folder."""
-
-    folder: Path
-    label: str
-    """Column label: the preset and the switches the study overrides (study_label), made unique with the folder
-    name when two studies share one."""
-    preset: str
-    base_seed: int
-    runs_started: int
-    """Pretraining runs started for the runs the study trains (all of its pretraining folder's, unless a
-    --skip-pretraining study takes only the first of the runs that folder retains)."""
-    configurations: tuple[str, ...]
-    summary: pd.DataFrame
-    stats: pd.DataFrame
-    pretraining: pd.DataFrame
-    """Stage-0/1 rows of every started run (original run indices)."""
-    pretraining_excluded: dict[int, float]
-    """Original run index -> final pretraining threshold, for runs excluded after pretraining."""
-    training: dict[str, pd.DataFrame]
-    """Configuration -> its stage-2 rows."""
-    changes: dict[str, pd.DataFrame]
-    """Configuration -> rel_changes_train.csv rows of the runs its analysis retains."""
-    analysis_excluded: dict[str, list[int]]
-    overrides: str = ""
-    """The study's overridden switches as 'Class.field=value, ...' (study_label), empty for the plain preset."""
-    original_runs: tuple[int, ...] = ()
-    """Original (initialisation) index of each stage-2 run: run k of the study is pretraining run
-    original_runs[k]; studies of one base seed pair up by it."""
-    pretraining_folder: Path | None = None
-    """The folder whose pretraining the study trained from (its own, or the one it reused)."""
-    pretraining_failed: tuple[int, ...] = ()
-    """Original indices of the started runs whose pretraining job failed (its marker says so)."""
-    stage2_failed: Mapping[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
-    """Configuration -> stage-2 runs whose job failed (its marker says so)."""
 
 
 def _read(path: Path, columns: Sequence[str] = ()) -> pd.DataFrame:
@@ -376,16 +337,6 @@ def training_table(studies: Sequence[StudyData]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def layer_difference(changes: pd.DataFrame, mid: str, sup: str) -> pd.Series:
-    """Per run (indexed by run) ΔX^sup − ΔX^mid in percentage points."""
-    import pandas as pd
-
-    if mid not in changes.columns or sup not in changes.columns:
-        return pd.Series(dtype=float)
-    indexed = changes.set_index(changes["run_index"].astype(int))
-    return (pd.to_numeric(indexed[sup], errors="coerce") - pd.to_numeric(indexed[mid], errors="coerce")).dropna()
-
-
 def contrast_rows(study: StudyData) -> list[dict]:
     """Ablation contrasts of one study: each configuration's layer difference against the baseline's."""
     from analysis.study_summary import wilcoxon_paired
@@ -423,150 +374,19 @@ def stats_table(studies: Sequence[StudyData]) -> pd.DataFrame:
     return table[["study", "preset", *[c for c in table.columns if c not in ("study", "preset")]]]
 
 
-# ----------------------------------------------------------------------------------------------- markdown
-def fmt(value: float, digits: int = 3) -> str:
-    """Three significant digits, or a dash for a missing value."""
-    return "–" if value is None or not math.isfinite(float(value)) else f"{float(value):.{digits}g}"
-
-
-def _iqr(row: pd.Series) -> str:
-    """'median [q25, q75]', signed for changes."""
-    if not math.isfinite(float(row["median"])):
-        return "–"
-    f = "+.1f" if str(row["quantity"]).startswith("d_") else ".2f"
-    return f"{float(row['median']):{f}} [{float(row['q25']):{f}}, {float(row['q75']):{f}}]"
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A Markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-SUMMARY_QUANTITIES: tuple[tuple[str, str], ...] = (
-    *((f"d_J_{k}_{x}", f"Δ\\|J_{k}\\| {'mid' if x == 'm' else 'sup'} (%)") for x in ("m", "s")
-      for k in ("EE", "IE", "EI", "II")),
-    ("d_f_E", "Δf_E (%)"), ("d_f_I", "Δf_I (%)"), ("d_cE_m", "Δc_E (%)"), ("d_cI_m", "Δc_I (%)"),
-    ("staircase_offset_pre", "staircase offset pre (°)"), ("staircase_offset_post", "staircase offset post (°)"),
-    ("psychometric_offset_pre", "threshold pre (°)"), ("psychometric_offset_post", "threshold post (°)"),
-)  # fmt: skip
-
-
-def markdown_report(runs: pd.DataFrame, summary: pd.DataFrame, training: pd.DataFrame, stats: pd.DataFrame) -> str:
-    """The comparison tables in Markdown, ready to paste into docs/results.md."""
-    out = ["## Runs", ""]
-    out.append(markdown_table(
-        ["study", "configuration", "started", "excluded after pretraining", "in stage 2", "excluded by analysis",
-         "retained"],
-        [[r.study, r.configuration, r.runs_started,
-          f"{r.excluded_after_pretraining} ({r.pretraining_exclusion or '–'})", r.runs_in_stage2,
-          f"{r.excluded_by_analysis} ({r.analysis_exclusion or '–'})", r.runs_retained]
-         for r in runs.itertuples()],
-    ))  # fmt: skip
-    columns = [(s, c) for s, c in dict.fromkeys(zip(summary["study"], summary["configuration"], strict=True))]
-    lookup = {(r["study"], r["configuration"], r["quantity"]): r for _, r in summary.iterrows()}
-    out += ["", "## Changes over stage 2 and behaviour: median [IQR] over retained runs", ""]
-    rows = []
-    for quantity, label in SUMMARY_QUANTITIES:
-        cells = []
-        for key in columns:
-            row = lookup.get((*key, quantity))
-            cell = "–" if row is None else _iqr(row)
-            if row is not None and int(row.get("n_not_measured", 0) or 0):
-                cell += f" ({int(row['n_not_measured'])} not measured)"
-            cells.append(cell)
-        rows.append([label, *cells])
-    n_row = ["n (retained runs)", *[str(int(lookup[(*k, "d_J_II_s")]["n"])) if (*k, "d_J_II_s") in lookup else "–"
-                                    for k in columns]]  # fmt: skip
-    out.append(markdown_table(["quantity", *[f"{s}: {c}" for s, c in columns]], [n_row, *rows]))
-    out += ["", "## Training: stage lengths and numerics", ""]
-    out.append(markdown_table(
-        ["study", "stage", "configuration", "runs", "steps median [IQR]", "unrolled steps", "steps with dx > 0",
-         "runs with dx > 0", "largest dx (median of runs)", "non-finite loss"],
-        [[r.study, r.stage, r.configuration, r.n_runs,
-          f"{fmt(r.steps_median)} [{fmt(r.steps_q25)}, {fmt(r.steps_q75)}]", f"{fmt(r.unrolled_percent)} %",
-          f"{fmt(r.dx_positive_percent)} %", r.runs_with_dx_positive,
-          f"{fmt(r.max_dx)} ({fmt(r.median_run_max_dx)})", r.runs_with_nonfinite_loss]
-         for r in training.itertuples()],
-    ))  # fmt: skip
-    out += ["", "## Tests (Wilcoxon signed-rank, two-sided; effect size: matched-pairs rank-biserial r)", ""]
-    out.append(markdown_table(
-        ["study", "configuration", "comparison", "n", "median difference", "p", "r", "note"],
-        [[r.study, r.configuration, r.comparison, int(r.n), fmt(r.median_difference), fmt(r.p), fmt(r.effect_size),
-          "" if not isinstance(r.note, str) else r.note]
-         for r in stats.itertuples() if not str(r.comparison).startswith(("staircase", "psychometric"))],
-    ))  # fmt: skip
-    return "\n".join(out) + "\n"
-
-
 # ------------------------------------------------------------------------------------------------- figure
-def plot_comparison(studies: Sequence[StudyData], stats: pd.DataFrame, path: Path) -> Path:
-    """Per study (row) and configuration (column): per-run changes of J_II, J_EI, J_EE, J_IE, middle then
-    superficial, joined per run, medians in black; the published baseline medians as red diamonds."""
-    import matplotlib
+def draw_comparison(studies: Sequence[StudyData], stats: pd.DataFrame, path: Path) -> Path:
+    """comparison.png (analysis.figures.headline.plot_study_comparison): the studies' retained changes, the
+    published baseline medians and the layer test of comparison_stats.csv in each panel's title."""
+    from analysis.figures.headline import plot_study_comparison
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    confs = list(dict.fromkeys(c for s in studies for c in s.configurations))
-    fig, axes = plt.subplots(len(studies), len(confs), figsize=(4.6 * len(confs), 3.6 * len(studies)),
-                             squeeze=False, sharey=True)  # fmt: skip
     lookup = {(r["study"], r["configuration"], r["comparison"]): r for _, r in stats.iterrows()}
-    for i, study in enumerate(studies):
-        for j, conf in enumerate(confs):
-            ax = axes[i, j]
-            changes = study.changes.get(conf)
-            if changes is None or changes.empty:
-                ax.text(0.5, 0.5, "no retained runs", ha="center", va="center", transform=ax.transAxes)
-                ax.set_axis_off()
-                continue
-            for k, weight in enumerate(FIGURE_WEIGHTS):
-                mid = pd_numeric(changes, f"{weight}_m")
-                sup = pd_numeric(changes, f"{weight}_s")
-                x = np.array([3 * k, 3 * k + 1], dtype=float)
-                colour = "tab:blue" if weight in ("J_II", "J_EI") else "tab:red"
-                for a, b in zip(mid, sup, strict=True):
-                    ax.plot(x, [a, b], color=colour, alpha=0.35, lw=0.8, marker="o", ms=2.5)
-                ax.plot(x, [np.nanmedian(mid), np.nanmedian(sup)], color="black", lw=2, marker="_", ms=14)
-                if conf == BASELINE:
-                    for dx, layer in ((0, "m"), (1, "s")):
-                        published = PUBLISHED_BASELINE.get(f"{weight}_{layer}")
-                        if published is not None:
-                            ax.plot(x[dx], published, marker="D", color="crimson", ms=7, mfc="none", mew=1.5)
-            ax.axhline(0, color="grey", lw=0.6, ls="--")
-            ax.set_xticks([3 * k + d for k in range(len(FIGURE_WEIGHTS)) for d in (0, 1)])
-            ax.set_xticklabels([f"{w[2:]}\n{layer}" for w in FIGURE_WEIGHTS for layer in ("mid", "sup")], fontsize=8)
-            row = lookup.get((study.label, conf, "dJ_II sup vs mid"))
-            test = "" if row is None else (f"ΔJ_II sup−mid: median {fmt(row['median_difference'])} pp, "
-                                           f"p = {fmt(row['p'])}")  # fmt: skip
-            ax.set_title(f"{study.label}: {conf.removeprefix('conf_')} (n = {len(changes)})\n{test}", fontsize=9)
-            if j == 0:
-                ax.set_ylabel("change over stage 2 (%)")
-    handles = [
-        plt.Line2D([], [], color="tab:blue", marker="o", label="inhibitory (per run)"),
-        plt.Line2D([], [], color="tab:red", marker="o", label="excitatory (per run)"),
-        plt.Line2D([], [], color="black", lw=2, label="median"),
-        plt.Line2D([], [], color="crimson", marker="D", mfc="none", ls="",
-                   label="earlier implementation, published median"),
-    ]  # fmt: skip
-    fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False, fontsize=9)
-    fig.suptitle("Does training raise inhibition specifically in the superficial layer?", fontsize=12)
-    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
-    atomic_savefig(fig, path, dpi=110)
-    plt.close(fig)
-    return path
 
+    def test(label: str, conf: str) -> str:
+        row = lookup.get((label, conf, "dJ_II sup vs mid"))
+        return "" if row is None else f"ΔJ_II sup−mid: median {fmt(row['median_difference'])} pp, p = {fmt(row['p'])}"
 
-def pd_numeric(changes: pd.DataFrame, column: str):
-    """A column of percent changes as floats (all NaN when absent)."""
-    import numpy as np
-    import pandas as pd
-
-    if column not in changes.columns:
-        return np.full(len(changes), np.nan)
-    return pd.to_numeric(changes[column], errors="coerce").to_numpy(float)
+    return plot_study_comparison([(s.label, s.changes) for s in studies], test, path, {BASELINE: PUBLISHED_BASELINE})
 
 
 # ------------------------------------------------------------------------------------------------ command
@@ -617,7 +437,7 @@ def compare_studies(folders: Sequence[Path], out: Path, headlines: bool = False,
     for table, name in ((runs, OUTPUTS[0]), (summary, OUTPUTS[1]), (training, OUTPUTS[2]), (stats, OUTPUTS[3])):
         atomic_write_csv(table, out / name)
     atomic_write_text(out / OUTPUTS[4], markdown_report(runs, summary, training, stats))
-    plot_comparison(studies, stats, out / OUTPUTS[5])
+    draw_comparison(studies, stats, out / OUTPUTS[5])
     written = [out / name for name in OUTPUTS[:6]]
     chosen = lineage.base_study(studies, base)
     if chosen is None:

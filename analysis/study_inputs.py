@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from analysis.changes import excluded_runs
+from analysis.changes import excluded_runs, exclusion_table
 from analysis.snapshots import SnapshotLoader, configuration_parameters_path, read_parameters, training_results_path
 from parameters import Parameters
 from store.errors import ResultsFileError
@@ -30,9 +30,10 @@ from store.tables import read_results_csv
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class Study:
-    """The inputs of the analysis of one results folder."""
+@dataclass(frozen=True)
+class AnalysisInputs:
+    """What the analysis of one results folder reads: the pretraining and training tables, each configuration's
+    parameters, the run indices and the loader of model snapshots."""
 
     root: Path
     confs: list[str]
@@ -40,8 +41,7 @@ class Study:
     train: dict[str, pd.DataFrame]
     params: dict[str, Parameters]
     runs: list[int]
-    excluded: dict[str, list[int]] = field(default_factory=dict)
-    loader: SnapshotLoader | None = None
+    loader: SnapshotLoader
 
     @property
     def first_conf(self) -> str:
@@ -53,18 +53,26 @@ class Study:
         present = set(pd.to_numeric(self.train[conf]["run_index"], errors="coerce").dropna().astype(int))
         return [r for r in self.runs if r in present]
 
+
+@dataclass(frozen=True)
+class RunExclusion:
+    """The runs each configuration's analysis excludes (compute_exclusion) and the runs it keeps."""
+
+    runs: list[int]
+    excluded: dict[str, list[int]]
+
     def valid(self, conf: str) -> list[int]:
         """Runs not excluded from the configuration's analysis."""
         excluded = set(self.excluded.get(conf, []))
         return [r for r in self.runs if r not in excluded]
 
-    def excluded_union(self) -> list[int]:
+    def union(self) -> list[int]:
         """Runs excluded by at least one configuration."""
         return sorted(set().union(*map(set, self.excluded.values()))) if self.excluded else []
 
     def root_valid(self) -> list[int]:
         """Runs not excluded by any configuration (pretraining figures)."""
-        union = set(self.excluded_union())
+        union = set(self.union())
         return [r for r in self.runs if r not in union]
 
 
@@ -82,7 +90,7 @@ def order_configurations(conf_names: Sequence[str]) -> list[str]:
     return ([base[0]] + [n for n in names if n != base[0]]) if base else names
 
 
-def load_study(results_root: Path, conf_names: Sequence[str]) -> Study:
+def load_study(results_root: Path, conf_names: Sequence[str]) -> AnalysisInputs:
     """Read the pretraining and training tables and each configuration's parameters."""
     root = Path(results_root)
     if not root.is_dir():
@@ -100,15 +108,21 @@ def load_study(results_root: Path, conf_names: Sequence[str]) -> Study:
     missing = sorted(set(runs) - set(run_ids))
     if missing:
         logger.warning("runs %s have no pretraining rows", missing)
-    return Study(root, confs, pre_df, train, params, runs, loader=SnapshotLoader(root))
+    return AnalysisInputs(root, confs, pre_df, train, params, runs, SnapshotLoader(root))
 
 
-def compute_exclusion(study: Study) -> dict[str, list[int]]:
+def compute_exclusion(inputs: AnalysisInputs) -> RunExclusion:
     """Excluded runs of every configuration (no training rows, or stuck at the offset ceiling)."""
-    return {
-        conf: excluded_runs(study.train[conf], study.runs, study.params[conf].stimuli.max_train_offset)
-        for conf in study.confs
-    }
+    return RunExclusion(list(inputs.runs), {
+        conf: excluded_runs(inputs.train[conf], inputs.runs, inputs.params[conf].stimuli.max_train_offset)
+        for conf in inputs.confs
+    })  # fmt: skip
+
+
+def exclusion_reasons(inputs: AnalysisInputs, conf: str) -> dict[int, str]:
+    """Excluded run -> reason (the verdicts of compute_exclusion)."""
+    table = exclusion_table(inputs.train[conf], inputs.runs, inputs.params[conf].stimuli.max_train_offset)
+    return {int(r): str(why) for r, why in zip(table["run_index"], table["reason"], strict=True) if why}
 
 
 def exclusion_files_match(root: Path, excluded: dict[str, list[int]]) -> bool:

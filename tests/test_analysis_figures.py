@@ -1,4 +1,5 @@
-"""Every figure function writes a PNG; summary PDF and report.html (analysis/visualization.py, report.py)."""
+"""Every figure function writes a PNG from the tables it draws; summary PDF and report.html (analysis/figures/,
+report.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,24 @@ import pandas as pd
 import pytest
 from pypdf import PdfReader
 
-from analysis import analysis_functions as af
 from analysis import report
-from analysis import visualization as vis
-from analysis.cells import CellLayout
+from analysis.captions import caption_for, figures_with_captions
+from analysis.cells import DEFAULT_ORIENTATIONS, CellLayout
+from analysis.changes import pre_post_values, relative_changes, run_table
+from analysis.figures import decoding, training, tuning
+from analysis.statistics import (
+    one_triangle,
+    param_offset_correlations,
+    param_offset_fits,
+    slope_changes,
+    slope_lowess_table,
+    slope_mann_whitney_table,
+    triangle_fits,
+    triangle_statistics,
+    triangle_table,
+)
+from analysis.tuning_curve_files import tuning_curve_frame
+from analysis.tuning_features import tuning_curve_features_table
 from parameters import Parameters
 
 LAYOUT = CellLayout.from_parameters(Parameters())
@@ -75,9 +90,9 @@ def tc_and_features() -> tuple[pd.DataFrame, pd.DataFrame]:
         for stage in (0, 1, 2):
             kappa = 1.5 + 0.3 * stage + 0.2 * rng.standard_normal(LAYOUT.n_cells)
             curves = (2 + stage) * np.exp(kappa * np.cos(np.deg2rad(2 * (ORIS[:, None] - prefs))))
-            frames.append(af.tuning_curve_frame(run, stage, curves, LAYOUT))
+            frames.append(tuning_curve_frame(run, stage, curves, LAYOUT))
     tc_df = pd.concat(frames, ignore_index=True)
-    return tc_df, af.tuning_curve_features_table(tc_df, [0, 1, 2])
+    return tc_df, tuning_curve_features_table(tc_df, [0, 1, 2])
 
 
 @pytest.fixture(scope="module")
@@ -101,32 +116,34 @@ def assert_png(path: Path) -> None:
 
 def test_f1_training_run(logs, tmp_path) -> None:
     pre, train = logs
-    table = af.run_table(pre, train, 2)
-    assert_png(vis.plot_training_run(table, tmp_path / "per_run" / "resultsfig_2.png", run_index=2))
+    table = run_table(pre, train, 2)
+    changes = relative_changes(pre, train, RUNS).set_index("run_index").loc[2]
+    assert_png(training.plot_training_run(table, changes, tmp_path / "per_run" / "resultsfig_2.png", run_index=2))
 
 
 def test_f2_pre_post_bars(logs, tmp_path) -> None:
     pre, train = logs
-    pp = af.pre_post_values(pre, train, RUNS)
-    paths = vis.plot_all_pre_post_bars(pp, tmp_path, suffix="_train")
-    assert [p.name for p in paths] == [f"{stem}_train.png" for stem in vis.PRE_POST_FIGURES]
+    pp = pre_post_values(pre, train, RUNS)
+    paths = training.plot_all_pre_post_bars(pp, tmp_path, suffix="_train")
+    assert [p.name for p in paths] == [f"{stem}_train.png" for stem in training.PRE_POST_FIGURES]
     for path in paths:
         assert_png(path)
 
 
 def test_f3_relative_change_boxes(logs, tmp_path) -> None:
     pre, train = logs
-    rc = af.relative_changes(pre, train, RUNS)
-    assert_png(vis.plot_relative_change_boxes(rc, tmp_path / "box.png", "Training changes"))
-    assert_png(vis.plot_relative_change_boxes(rc, tmp_path / "box_ylim.png", "Fixed range", fixed_ylim=True))
-    rc_pre = af.relative_changes(pre, train, RUNS, "pretrain")
-    assert_png(vis.plot_relative_change_boxes(rc_pre, tmp_path / "box_pre.png", "Pretraining", ncols=8))
+    rc = relative_changes(pre, train, RUNS)
+    assert_png(training.plot_relative_change_boxes(rc, tmp_path / "box.png", "Training changes"))
+    assert_png(training.plot_relative_change_boxes(rc, tmp_path / "box_ylim.png", "Fixed range", fixed_ylim=True))
+    rc_pre = relative_changes(pre, train, RUNS, "pretrain")
+    assert_png(training.plot_relative_change_boxes(rc_pre, tmp_path / "box_pre.png", "Pretraining", ncols=8))
 
 
 def test_f4_param_offset_correlations(logs, tmp_path) -> None:
     pre, train = logs
-    rc = af.relative_changes(pre, train, RUNS)
-    paths = vis.plot_all_param_offset_correlations(rc, tmp_path)
+    rc = relative_changes(pre, train, RUNS)
+    correlations, fits = param_offset_correlations(rc), param_offset_fits(rc)
+    paths = training.plot_all_param_offset_correlations(rc, correlations, fits, tmp_path)
     assert len(paths) == 4
     for path in paths:
         assert_png(path)
@@ -134,9 +151,9 @@ def test_f4_param_offset_correlations(logs, tmp_path) -> None:
 
 def test_f5_example_tuning_curves(tc_and_features, tmp_path) -> None:
     tc_df, _ = tc_and_features
-    cells = vis.example_cells(LAYOUT)
+    cells = tuning.example_cells(LAYOUT)
     assert len(cells) == 20 and cells[:2] == [10, 40] and cells[-2:] == [739, 769]
-    assert_png(vis.plot_example_tuning_curves(tc_df, tmp_path / "tc_fig.png", layout=LAYOUT))
+    assert_png(tuning.plot_example_tuning_curves(tc_df, tmp_path / "tc_fig.png", layout=LAYOUT))
 
 
 @pytest.mark.parametrize("color_by", ["type", "run_index", "pref_ori", "phase"])
@@ -146,14 +163,16 @@ def test_f6_feature_scatter(tc_and_features, tmp_path, color_by: str) -> None:
     if color_by == "pref_ori":  # colour by the orimap instead of the measured preference
         orimap = pd.DataFrame([{"run_index": r, **{str(g): 2.0 * g for g in range(81)}} for r in (0, 1)])
     path = tmp_path / f"tc_features_train_color_by_{color_by}.png"
-    assert_png(vis.plot_tc_feature_scatter(features, path, 1, 2, color_by, orimap=orimap, layout=LAYOUT))
+    assert_png(tuning.plot_tc_feature_scatter(features, path, 1, 2, color_by, orimap=orimap, layout=LAYOUT))
 
 
 def test_f7_slope_changes(tc_and_features, tmp_path) -> None:
     _, features = tc_and_features
-    assert_png(
-        vis.plot_slope_changes(features, tmp_path / "tc_slope_train_color_by_type.png", 1, 2, step=1.0, layout=LAYOUT)
-    )
+    changes = slope_changes(features, 1, 2, LAYOUT, DEFAULT_ORIENTATIONS)
+    lowess = slope_lowess_table(changes, DEFAULT_ORIENTATIONS)
+    mann_whitney = slope_mann_whitney_table(changes, DEFAULT_ORIENTATIONS, step=1.0)
+    assert_png(tuning.plot_slope_changes(changes, lowess, mann_whitney, tmp_path / "tc_slope_train_color_by_type.png",
+                                         1, 2))  # fmt: skip
 
 
 def test_f8_correlation_triangles(scores, tmp_path) -> None:
@@ -166,27 +185,29 @@ def test_f8_correlation_triangles(scores, tmp_path) -> None:
             "psychometric_offset": rng.standard_normal(5),
         }
     )
+    table = triangle_table(scores, rc)
+    statistics, fits = triangle_statistics(table), triangle_fits(table)
     paths, titles = [], []
     for layer, name in ((0, "mid"), (1, "sup")):
         for ori in (55.0, 125.0):
-            data = af.triangle_data(scores, rc, layer, ori)
+            rows = [one_triangle(t, layer, ori) for t in (table, statistics, fits)]
             paths.append(
-                vis.plot_corr_triangle(
-                    data, tmp_path / f"corr_triangle_{name}_{ori:g}.png", f"{name} {ori:g}"
+                decoding.plot_corr_triangle(
+                    *rows, tmp_path / f"corr_triangle_{name}_{ori:g}.png", f"{name} {ori:g}"
                 )
             )
             titles.append(f"{name} {ori:g}")
     for path in paths:
         assert_png(path)
-    assert_png(vis.plot_image_montage(paths, titles, tmp_path / "combined_corr_triangles.png", "Triangles"))
+    assert_png(decoding.plot_image_montage(paths, titles, tmp_path / "combined_corr_triangles.png", "Triangles"))
 
 
 def test_f9_scores(scores, tmp_path) -> None:
-    assert_png(vis.plot_scores_boxes(scores, tmp_path / "MVPA_scores.png", "mvpa"))
+    assert_png(decoding.plot_scores_boxes(scores, tmp_path / "MVPA_scores.png", "mvpa"))
     assert_png(
-        vis.plot_scores_boxes(scores.assign(score=scores.score * 10), tmp_path / "Mahal_scores.png", "mahal")
+        decoding.plot_scores_boxes(scores.assign(score=scores.score * 10), tmp_path / "Mahal_scores.png", "mahal")
     )
-    assert_png(vis.plot_mvpa_paper_bars(scores, tmp_path / "MVPA_match_paper_fig.png"))
+    assert_png(decoding.plot_mvpa_paper_bars(scores, tmp_path / "MVPA_match_paper_fig.png"))
 
 
 def make_png(path: Path) -> Path:
@@ -215,7 +236,7 @@ def test_report_html_references_only_existing_files(tmp_path) -> None:
     settings = report.read_study_settings(root, ["conf_baseline"], 2)
     assert settings.preset is None and settings.seed is None  # tolerated: nothing recorded
     out = report.write_report_html(
-        root, settings, [conf], report.figures_with_captions(root / "pretraining_figures"), root / "headline.png"
+        root, settings, [conf], figures_with_captions(root / "pretraining_figures"), root / "headline.png"
     )
     text = out.read_text()
     refs = {r for r in re.findall(r'(?:href|src)="([^"]+)"', text) if not r.startswith("#")}
@@ -226,7 +247,7 @@ def test_report_html_references_only_existing_files(tmp_path) -> None:
     assert "conf_baseline/MVPA_scores.csv" in refs and "excluded_runs_all.csv" in refs
     assert "pretraining_figures/boxplot_relative_changes.png" in refs
     assert "run 1: stuck at offset ceiling" in text and "MVPA decoding accuracy per run" in text
-    caption = report.caption_for("boxplot_relative_changes_ylim.png", 7)
+    caption = caption_for("boxplot_relative_changes_ylim.png", 7)
     assert caption.startswith("Relative changes over stage 2") and "7 runs" in caption
 
 
@@ -283,3 +304,23 @@ def test_report_logs_an_exclusion_list_it_cannot_read(tmp_path, caplog) -> None:
     (tmp_path / "excluded_runs_from_pretraining.csv").unlink()
     caplog.clear()
     assert report.pretraining_exclusions(tmp_path) == {} and not caplog.text  # no list: nothing was excluded here
+
+
+def test_figure_modules_compute_no_statistic() -> None:
+    """Figures draw tables: no figure module imports a statistics or fitting library, nor a statistics function
+    (only constants) of analysis.statistics; what they show is computed by the stats part."""
+    import ast
+
+    folder = Path(__file__).resolve().parents[1] / "analysis" / "figures"
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                modules = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+                if node.module == "analysis.statistics":
+                    assert all(a.name.isupper() for a in node.names), (path.name, [a.name for a in node.names])
+            else:
+                continue
+            assert not [m for m in modules if m.split(".")[0] in ("scipy", "statsmodels", "seaborn", "sklearn")], (
+                path.name, modules)

@@ -7,8 +7,22 @@ import pandas as pd
 import pytest
 from scipy.signal import convolve2d
 
-from analysis import analysis_functions as af
 from analysis.cells import CellLayout
+from analysis.decoding import (
+    gaussian_kernel_1d,
+    lmi_frame,
+    mahal,
+    mahal_condition_scores,
+    mahal_details_frame,
+    mahal_leave_one_out,
+    mvpa_accuracy,
+    mvpa_mahal_for_run,
+    pca_reduce,
+    scores_long_frame,
+    smoothing_matrix,
+    voxel_patterns,
+    write_scores_csvs,
+)
 from parameters import Parameters
 
 LAYOUT = CellLayout.from_parameters(Parameters())
@@ -26,13 +40,13 @@ def test_mahal_matches_direct_inverse() -> None:
     rng = np.random.default_rng(0)
     ref = rng.standard_normal((60, 4)) @ rng.standard_normal((4, 4)) + 3.0
     Y = rng.standard_normal((7, 4))
-    assert np.allclose(af.mahal(ref, Y), direct_mahal(ref, Y), rtol=1e-10)
-    assert af.mahal(ref, Y[0]).shape == (1,)
+    assert np.allclose(mahal(ref, Y), direct_mahal(ref, Y), rtol=1e-10)
+    assert mahal(ref, Y[0]).shape == (1,)
 
 
 def test_mahal_needs_more_rows_than_dimensions() -> None:
     with pytest.raises(ValueError):
-        af.mahal(np.ones((3, 3)), np.ones((1, 3)))
+        mahal(np.ones((3, 3)), np.ones((1, 3)))
 
 
 def test_leave_one_out_matches_direct() -> None:
@@ -40,31 +54,31 @@ def test_leave_one_out_matches_direct() -> None:
     X = rng.standard_normal((30, 3)) @ rng.standard_normal((3, 3)) + 5.0
     X[4] += 6.0  # a high-leverage row
     expected = [direct_mahal(np.delete(X, t, axis=0), X[t : t + 1])[0] for t in range(30)]
-    np.testing.assert_allclose(af.mahal_leave_one_out(X), expected, rtol=1e-9)
+    np.testing.assert_allclose(mahal_leave_one_out(X), expected, rtol=1e-9)
     with pytest.raises(ValueError):
-        af.mahal_leave_one_out(X[:4])  # 3 remaining rows for 3 dimensions
+        mahal_leave_one_out(X[:4])  # 3 remaining rows for 3 dimensions
 
 
 def test_condition_scores_snr_is_ratio_of_means() -> None:
     rng = np.random.default_rng(2)
     control, cond = rng.standard_normal((40, 2)), rng.standard_normal((40, 2)) + 2.0
-    scores = af.mahal_condition_scores(control, cond)
+    scores = mahal_condition_scores(control, cond)
     assert scores["across"] == pytest.approx(direct_mahal(control, cond).mean())
     assert scores["snr"] == pytest.approx(scores["across"] / scores["within"])
-    nan_scores = af.mahal_condition_scores(control, np.full((40, 2), np.nan))
+    nan_scores = mahal_condition_scores(control, np.full((40, 2), np.nan))
     assert all(np.isnan(v) for v in nan_scores.values())
 
 
 def test_smoothing_matrix_equals_zero_padded_convolution() -> None:
-    g = af.gaussian_kernel_1d(2.0)
+    g = gaussian_kernel_1d(2.0)
     assert g.size == 13 and g.sum() == pytest.approx(1.0)
     kernel = np.outer(g, g)
     rng = np.random.default_rng(3)
     maps = rng.standard_normal((5, 9, 9))
     expected = np.stack([convolve2d(m, kernel, mode="same", boundary="fill") for m in maps])
-    got = maps.reshape(5, 81) @ af.smoothing_matrix(2.0, LAYOUT.grid_side).T
+    got = maps.reshape(5, 81) @ smoothing_matrix(2.0, LAYOUT.grid_side).T
     assert np.allclose(got.reshape(5, 9, 9), expected)
-    assert np.array_equal(af.smoothing_matrix(0.0, LAYOUT.grid_side), np.eye(81))
+    assert np.array_equal(smoothing_matrix(0.0, LAYOUT.grid_side), np.eye(81))
 
 
 def test_voxel_patterns_mixing_crop_and_normalisation() -> None:
@@ -75,19 +89,19 @@ def test_voxel_patterns_mixing_crop_and_normalisation() -> None:
     r_sup = np.zeros((T, 162))
     r_sup[:, 81:] = 1.0  # I cells
     rng = np.random.default_rng(0)
-    raw = af.voxel_patterns(
+    raw = voxel_patterns(
         r_mid, r_sup, rng, LAYOUT, sigma_filter=0.0, readout_noise=False, normalise=False, noise_std=0.0
     )
     assert raw["mid"].shape == (T, 25) and raw["sup"].shape == (T, 25)
     assert np.allclose(raw["mid"], 4 * 0.8) and np.allclose(raw["sup"], 0.2)
     r_mid2 = r_mid * np.arange(1, 649)[None, :] / 648.0
-    smooth = af.voxel_patterns(
+    smooth = voxel_patterns(
         r_mid2, r_sup, rng, LAYOUT, sigma_filter=2.0, readout_noise=False, normalise=False, noise_std=0.0
     )
-    normed = af.voxel_patterns(
+    normed = voxel_patterns(
         r_mid2, r_sup, rng, LAYOUT, sigma_filter=2.0, readout_noise=False, normalise=True, noise_std=0.0
     )
-    full = r_mid2.reshape(T, 4, 2, 81) @ af.smoothing_matrix(2.0, LAYOUT.grid_side).T
+    full = r_mid2.reshape(T, 4, 2, 81) @ smoothing_matrix(2.0, LAYOUT.grid_side).T
     full = (0.8 * full[:, :, 0] + 0.2 * full[:, :, 1]).sum(axis=1)
     assert np.allclose(normed["mid"], smooth["mid"] / full.std())
 
@@ -95,9 +109,9 @@ def test_voxel_patterns_mixing_crop_and_normalisation() -> None:
 def test_voxel_patterns_randomness_is_explicit() -> None:
     rng_data = np.random.default_rng(5)
     r_mid, r_sup = rng_data.random((10, 648)), rng_data.random((10, 162))
-    a = af.voxel_patterns(r_mid, r_sup, np.random.default_rng(9), LAYOUT)
-    b = af.voxel_patterns(r_mid, r_sup, np.random.default_rng(9), LAYOUT)
-    c = af.voxel_patterns(r_mid, r_sup, np.random.default_rng(10), LAYOUT)
+    a = voxel_patterns(r_mid, r_sup, np.random.default_rng(9), LAYOUT)
+    b = voxel_patterns(r_mid, r_sup, np.random.default_rng(9), LAYOUT)
+    c = voxel_patterns(r_mid, r_sup, np.random.default_rng(10), LAYOUT)
     assert np.array_equal(a["mid"], b["mid"]) and not np.array_equal(a["mid"], c["mid"])
 
 
@@ -106,20 +120,20 @@ def test_pca_component_rule() -> None:
     one_direction = rng.standard_normal((200, 1)) @ rng.standard_normal((1, 25)) + 0.01 * rng.standard_normal(
         (200, 25)
     )
-    scores, k = af.pca_reduce(one_direction)
+    scores, k = pca_reduce(one_direction)
     assert k == 2 and scores.shape == (200, 2)
     iso = rng.standard_normal((400, 25))
-    _, k_iso = af.pca_reduce(iso)
+    _, k_iso = pca_reduce(iso)
     assert 12 <= k_iso <= 20
 
 
 def test_mvpa_chance_and_perfect() -> None:
     rng = np.random.default_rng(6)
-    same = af.mvpa_accuracy(rng.standard_normal((200, 3)), rng.standard_normal((200, 3)))
+    same = mvpa_accuracy(rng.standard_normal((200, 3)), rng.standard_normal((200, 3)))
     assert abs(same - 0.5) < 0.08
-    far = af.mvpa_accuracy(rng.standard_normal((200, 3)), rng.standard_normal((200, 3)) + 5.0)
+    far = mvpa_accuracy(rng.standard_normal((200, 3)), rng.standard_normal((200, 3)) + 5.0)
     assert far > 0.97
-    assert np.isnan(af.mvpa_accuracy(np.full((10, 3), np.nan), np.zeros((10, 3))))
+    assert np.isnan(mvpa_accuracy(np.full((10, 3), np.nan), np.zeros((10, 3))))
 
 
 def make_responses(rng: np.random.Generator, T: int = 30) -> tuple[np.ndarray, np.ndarray]:
@@ -136,8 +150,8 @@ def make_responses(rng: np.random.Generator, T: int = 30) -> tuple[np.ndarray, n
 
 def test_mvpa_mahal_for_run_and_long_frames() -> None:
     r_mid, r_sup = make_responses(np.random.default_rng(7))
-    res = af.mvpa_mahal_for_run(r_mid, r_sup, np.random.default_rng(0), LAYOUT, normalise=False, n_splits=4)
-    again = af.mvpa_mahal_for_run(r_mid, r_sup, np.random.default_rng(0), LAYOUT, normalise=False, n_splits=4)
+    res = mvpa_mahal_for_run(r_mid, r_sup, np.random.default_rng(0), LAYOUT, normalise=False, n_splits=4)
+    again = mvpa_mahal_for_run(r_mid, r_sup, np.random.default_rng(0), LAYOUT, normalise=False, n_splits=4)
     assert np.array_equal(res.mvpa, again.mvpa) and np.array_equal(res.mahal, again.mahal)
     assert res.mvpa.shape == res.mahal.shape == (2, 3, 2)
     assert np.all(res.n_components >= 2)
@@ -150,30 +164,30 @@ def test_mvpa_mahal_for_run_and_long_frames() -> None:
     )
     assert lmi.loc[(0, 1), "LMI_across"] == pytest.approx(manual)
 
-    frame = af.scores_long_frame({17: res, 42: again}, "mvpa")
+    frame = scores_long_frame({17: res, 42: again}, "mvpa")
     assert list(frame.columns) == ["run_index", "layer", "stage", "ori", "score", "n_components"]
     assert set(frame["run_index"]) == {17, 42} and set(frame["ori"]) == {55.0, 125.0}
     assert len(frame) == 2 * 2 * 3 * 2
     row = frame[(frame.run_index == 17) & (frame.layer == 1) & (frame.stage == 2) & (frame.ori == 125.0)]
     assert row["score"].item() == res.mvpa[1, 2, 1]
-    mahal_frame = af.scores_long_frame({17: res}, "mahal")
+    mahal_frame = scores_long_frame({17: res}, "mahal")
     assert mahal_frame["score"].to_numpy() == pytest.approx(res.mahal.ravel())
-    assert set(af.mahal_details_frame({17: res})["run_index"]) == {17}
-    assert set(af.lmi_frame({17: res})["run_index"]) == {17}
+    assert set(mahal_details_frame({17: res})["run_index"]) == {17}
+    assert set(lmi_frame({17: res})["run_index"]) == {17}
 
 
 def test_nan_layer_gives_nan_scores() -> None:
     r_mid, r_sup = make_responses(np.random.default_rng(8), T=25)
     r_sup[1, 0, 3, 5] = np.nan
-    res = af.mvpa_mahal_for_run(r_mid, r_sup, np.random.default_rng(0), LAYOUT, n_splits=2)
+    res = mvpa_mahal_for_run(r_mid, r_sup, np.random.default_rng(0), LAYOUT, n_splits=2)
     assert np.isnan(res.mvpa[1]).all() and np.isnan(res.mahal[1]).all() and np.isnan(res.n_components[1])
     assert np.isfinite(res.mvpa[0]).all() and np.isfinite(res.mahal[0]).all()
 
 
 def test_write_scores_csvs(tmp_path) -> None:
     r_mid, r_sup = make_responses(np.random.default_rng(9), T=25)
-    res = af.mvpa_mahal_for_run(r_mid, r_sup, np.random.default_rng(0), LAYOUT, n_splits=2)
-    paths = af.write_scores_csvs({31: res}, tmp_path / "conf_baseline")
+    res = mvpa_mahal_for_run(r_mid, r_sup, np.random.default_rng(0), LAYOUT, n_splits=2)
+    paths = write_scores_csvs({31: res}, tmp_path / "conf_baseline")
     assert set(paths) == {"LMI", "Mahal_details", "Mahal_scores", "MVPA_scores"}
     mvpa = pd.read_csv(paths["MVPA_scores"])
     assert list(mvpa.columns) == ["run_index", "layer", "stage", "ori", "score", "n_components"]

@@ -19,12 +19,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import analysis_functions as af
 from analysis import main_analysis as ma
-from analysis.cells import CellLayout
+from analysis.build_figures import COLOR_BY
+from analysis.cells import CellLayout, cell_names
 from analysis.mvpa_responses import MvpaSettings, mvpa_scores_for_run, run_mvpa_responses
 from analysis.snapshots import Snapshot, SnapshotLoader
+from analysis.study_inputs import order_configurations
+from analysis.tuning_curve_files import read_tuning_curves_csv
 from analysis.tuning_curves import snapshot_tuning_curves
+from analysis.tuning_features import TC_ORIENTATIONS, feature_names
 from parameters import Parameters, build_parameters
 from store.exclusion import read_excluded_runs
 from store.files import atomic_write_csv
@@ -46,7 +49,7 @@ LAYOUT = CellLayout.from_parameters(Parameters())
 
 CONF = "conf_baseline"
 FAST = {"ConvPars": {"Tmax": 100.0}}
-ORIS = af.TC_ORIENTATIONS
+ORIS = TC_ORIENTATIONS
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -181,7 +184,7 @@ def test_command_line(capsys) -> None:
 
 
 def test_configuration_order() -> None:
-    assert ma.order_configurations(["conf_x", "conf_baseline", "conf_x"]) == ["conf_baseline", "conf_x"]
+    assert order_configurations(["conf_x", "conf_baseline", "conf_x"]) == ["conf_baseline", "conf_x"]
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -256,7 +259,7 @@ def test_pipeline_excludes_the_stuck_run_everywhere(synthetic) -> None:
     assert read_excluded_runs(root / CONF / "excluded_runs.csv") == [2]
     assert read_excluded_runs(root / "excluded_runs_all.csv") == [2]
     assert pd.read_csv(root / "excluded_runs_details.csv", index_col=0).index.tolist() == [CONF]
-    tc = af.read_tuning_curves_csv(root / CONF / "tuning_curves.csv")
+    tc = read_tuning_curves_csv(root / CONF / "tuning_curves.csv")
     assert sorted(set(tc["run_index"])) == [0, 1] and set(tc["training_stage"]) == {2}
     for name in ("MVPA_scores", "Mahal_scores", "Mahal_details", "LMI"):
         assert sorted(set(pd.read_csv(root / CONF / f"{name}.csv")["run_index"])) == [0, 1], name
@@ -266,17 +269,17 @@ def test_pipeline_excludes_the_stuck_run_everywhere(synthetic) -> None:
 
 def test_pipeline_tables_have_the_documented_layout(synthetic) -> None:
     root = synthetic
-    pre_tc = af.read_tuning_curves_csv(root / "pretraining_tuning_curves.csv")
-    assert list(pre_tc.columns) == ["run_index", "training_stage", *af.cell_names(LAYOUT)]
+    pre_tc = read_tuning_curves_csv(root / "pretraining_tuning_curves.csv")
+    assert list(pre_tc.columns) == ["run_index", "training_stage", *cell_names(LAYOUT)]
     blocks = pre_tc.groupby(["run_index", "training_stage"]).size()
     assert blocks.to_dict() == {(r, s): len(ORIS) for r in range(3) for s in (0, 1)}
     loader = SnapshotLoader(root)
     direct = snapshot_tuning_curves(loader.snapshot(1, 0), ORIS)
     block = pre_tc[(pre_tc["run_index"] == 1) & (pre_tc["training_stage"] == 0)]
-    np.testing.assert_allclose(block[af.cell_names(LAYOUT)].to_numpy(), direct, atol=6e-5)  # 4 decimals
+    np.testing.assert_allclose(block[cell_names(LAYOUT)].to_numpy(), direct, atol=6e-5)  # 4 decimals
     feats = pd.read_csv(root / "pretraining_tuning_curve_features.csv")
     assert feats.groupby(["run_index", "stage"]).size().to_dict() == {(r, s): 10 for r in range(3) for s in (0, 1)}
-    assert feats["feature"].iloc[:10].tolist() == af.feature_names()
+    assert feats["feature"].iloc[:10].tolist() == feature_names()
     conf_feats = pd.read_csv(root / CONF / "tuning_curve_features.csv")
     assert set(conf_feats["stage"]) == {2} and sorted(set(conf_feats["run_index"])) == [0, 1]
     scores = pd.read_csv(root / CONF / "MVPA_scores.csv")
@@ -334,20 +337,23 @@ TINY = {
 }  # fmt: skip
 ROOT_FILES = [
     "pretraining_tuning_curves.csv", "pretraining_tuning_curve_features.csv", "rel_changes_pretrain.csv",
-    "excluded_runs_all.csv", "excluded_runs_details.csv", "report.html",
+    "excluded_runs_all.csv", "excluded_runs_details.csv", "report.html", "pretraining_stats_tc_slope_lowess.csv",
+    "pretraining_stats_tc_slope_mann_whitney.csv",
     "pretraining_figures/boxplot_relative_changes.png", "pretraining_figures/tc_slope_pretrain_color_by_type.png",
-    *(f"pretraining_figures/tc_features_pretrain_color_by_{c}.png" for c in ma.COLOR_BY),
+    *(f"pretraining_figures/tc_features_pretrain_color_by_{c}.png" for c in COLOR_BY),
 ]  # fmt: skip
 CONF_FILES = [
     "tuning_curves.csv", "tuning_curve_features.csv", "rel_changes_train.csv", "excluded_runs.csv",
     "MVPA_scores.csv", "Mahal_scores.csv", "Mahal_details.csv", "LMI.csv", "stats_paired_tests.csv",
     "stats_rm_anova.csv", "stats_param_offset_correlations.csv", "stats_corr_triangles.csv", "summary.pdf",
+    "stats_param_offset_fits.csv", "corr_triangle_data.csv", "stats_corr_triangle_fits.csv",
+    "stats_tc_slope_lowess.csv", "stats_tc_slope_mann_whitney.csv",
     *(f"figures/per_run/resultsfig_{r}.png" for r in (0, 1)),
     *(f"figures/{stem}{suffix}.png" for stem in ("offset_pre_post", "J_pre_post", "r_pre_post", "c_f_kappa_f",
                                                  "kappas_Jmidsup") for suffix in ("", "_train")),
     "figures/boxplot_relative_changes.png", "figures/boxplot_relative_changes_ylim.png",
     *(f"figures/corr_psychometric_{k}.png" for k in ("Jraw", "Jcombined", "f_c", "kappa_Jsup")),
-    "figures/tc_fig.png", *(f"figures/tc_features_train_color_by_{c}.png" for c in ma.COLOR_BY),
+    "figures/tc_fig.png", *(f"figures/tc_features_train_color_by_{c}.png" for c in COLOR_BY),
     "figures/tc_slope_train_color_by_type.png",
     *(f"figures/corr_triangle_{layer}_{ori}.png" for layer in ("mid", "sup") for ori in (55, 125)),
     "figures/combined_corr_triangles.png", "figures/MVPA_scores.png", "figures/Mahal_scores.png",

@@ -9,8 +9,41 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis import analysis_functions as af
-from analysis.cells import CellLayout
+from analysis.cells import DEFAULT_ORIENTATIONS, CellLayout, cell_names
+from analysis.changes import (
+    excluded_runs,
+    exclusion_table,
+    pre_post_values,
+    relative_changes,
+    write_exclusion_files,
+)
+from analysis.figures.style import significance_color
+from analysis.statistics import (
+    LOWESS_FRAC,
+    MANN_WHITNEY_WINDOW,
+    REGRESSION_POINTS,
+    TRIANGLE_PAIRS,
+    TRIANGLES,
+    lowess_by_side,
+    one_triangle,
+    paired_tests,
+    param_offset_correlations,
+    param_offset_fits,
+    pearson_finite,
+    regression_line,
+    rm_anova,
+    sliding_mann_whitney,
+    sliding_window_starts,
+    slope_change_table,
+    slope_changes,
+    slope_lowess_table,
+    slope_mann_whitney_table,
+    triangle_data,
+    triangle_fits,
+    triangle_statistics,
+    triangle_table,
+    write_stats_csv,
+)
 from parameters import Parameters
 from store.exclusion import read_excluded_runs
 
@@ -83,7 +116,7 @@ def tables() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_relative_changes_training_window(tables) -> None:
     pre, train = tables
-    rc = af.relative_changes(pre, train, [0, 1, 2], "train").set_index("run_index")
+    rc = relative_changes(pre, train, [0, 1, 2], "train").set_index("run_index")
     assert list(rc.index) == [0, 1]  # run 2 has no training rows
     assert rc.loc[0, "J_EE_m"] == pytest.approx(50.0)  # starts at the first stage-2 row (B3), not 0.8
     assert rc.loc[0, "J_EI_m"] == pytest.approx(100.0)  # negative weight: magnitude grew
@@ -106,7 +139,7 @@ def test_relative_changes_training_window(tables) -> None:
 
 def test_relative_changes_pretraining_window(tables) -> None:
     pre, train = tables
-    rc = af.relative_changes(pre, train, [0, 1, 2], "pretrain").set_index("run_index")
+    rc = relative_changes(pre, train, [0, 1, 2], "pretrain").set_index("run_index")
     assert list(rc.index) == [0, 1, 2]
     assert rc.loc[0, "J_EE_m"] == pytest.approx(60.0)  # 0.5 -> 0.8
     assert rc.loc[2, "J_EE_m"] == pytest.approx(60.0)  # no training rows: window runs to the last row
@@ -115,7 +148,7 @@ def test_relative_changes_pretraining_window(tables) -> None:
 
 def test_pre_post_values(tables) -> None:
     pre, train = tables
-    pp = af.pre_post_values(pre, train, [0, 1, 2], include_init=True)
+    pp = pre_post_values(pre, train, [0, 1, 2], include_init=True)
     assert set(pp["time"]) == {"init", "pre", "post"} and set(pp["run_index"]) == {0, 1}
     row = pp.set_index(["run_index", "time"])
     assert row.loc[(0, "pre"), "J_EE_m"] == 1.0 and row.loc[(0, "post"), "J_EE_m"] == 1.5
@@ -149,8 +182,8 @@ def exclusion_train() -> pd.DataFrame:
 
 
 def test_exclusion_rule() -> None:
-    table = af.exclusion_table(exclusion_train(), range(7), max_train_offset=10.0).set_index("run_index")
-    assert af.excluded_runs(exclusion_train(), range(7)) == [1, 3, 6]
+    table = exclusion_table(exclusion_train(), range(7), max_train_offset=10.0).set_index("run_index")
+    assert excluded_runs(exclusion_train(), range(7)) == [1, 3, 6]
     assert table.loc[3, "reason"] == "no training rows"
     assert table.loc[1, "psy_mean_last"] == pytest.approx(53 / 3)
     assert table.loc[5, "n_staircase_at_ceiling"] == 8 and not table.loc[5, "excluded"]
@@ -158,7 +191,7 @@ def test_exclusion_rule() -> None:
 
 
 def test_exclusion_files(tmp_path) -> None:
-    union = af.write_exclusion_files(tmp_path, {"conf_baseline": [3, 1], "conf_other": [2], "conf_none": []})
+    union = write_exclusion_files(tmp_path, {"conf_baseline": [3, 1], "conf_other": [2], "conf_none": []})
     assert union == [1, 2, 3]
     assert (tmp_path / "conf_baseline" / "excluded_runs.csv").read_text() == "1\n3\n"
     assert (tmp_path / "conf_none" / "excluded_runs.csv").read_text() == ""
@@ -181,7 +214,7 @@ def test_param_offset_correlations_match_scipy() -> None:
         }
     )
     rc.loc[3, "f_E"] = np.nan
-    corr = af.param_offset_correlations(rc).set_index("parameter")
+    corr = param_offset_correlations(rc).set_index("parameter")
     assert list(corr.index) == ["J_EE_m", "kappa_Jsup_EE_pre", "f_E"]
     expected = stats.pearsonr(rc["J_EE_m"], rc["psychometric_offset"])
     assert corr.loc["J_EE_m", "r"] == pytest.approx(expected.statistic)
@@ -191,10 +224,10 @@ def test_param_offset_correlations_match_scipy() -> None:
 
 
 def test_significance_colour() -> None:
-    assert af.significance_color(0.5, 0.01) == "green"
-    assert af.significance_color(-0.5, 0.01) == "red"
-    assert af.significance_color(0.5, 0.2) == "gray"
-    assert af.significance_color(NAN, NAN) == "gray"
+    assert significance_color(0.5, 0.01) == "green"
+    assert significance_color(-0.5, 0.01) == "red"
+    assert significance_color(0.5, 0.2) == "gray"
+    assert significance_color(NAN, NAN) == "gray"
 
 
 def synthetic_scores(rng: np.random.Generator, n_runs: int = 12) -> pd.DataFrame:
@@ -212,7 +245,7 @@ def synthetic_scores(rng: np.random.Generator, n_runs: int = 12) -> pd.DataFrame
 
 def test_paired_tests_match_scipy() -> None:
     scores = synthetic_scores(np.random.default_rng(1))
-    res = af.paired_tests(scores, measure="mvpa").set_index(["layer", "ori"])
+    res = paired_tests(scores, measure="mvpa").set_index(["layer", "ori"])
     sel = scores[(scores.layer == 1) & (scores.ori == 55.0)]
     pre = sel[sel.stage == 1].set_index("run_index")["score"]
     post = sel[sel.stage == 2].set_index("run_index")["score"].loc[pre.index]
@@ -226,13 +259,13 @@ def test_paired_tests_match_scipy() -> None:
 def test_paired_tests_drop_incomplete_runs() -> None:
     scores = synthetic_scores(np.random.default_rng(2))
     scores.loc[(scores.run_index == 100) & (scores.stage == 2), "score"] = np.nan
-    res = af.paired_tests(scores).set_index(["layer", "ori"])
+    res = paired_tests(scores).set_index(["layer", "ori"])
     assert (res["n"] == 11).all()
 
 
 def test_rm_anova_stage_effect_equals_squared_paired_t() -> None:
     scores = synthetic_scores(np.random.default_rng(3))
-    table = af.rm_anova(scores, measure="mvpa")
+    table = rm_anova(scores, measure="mvpa")
     assert set(table["effect"]) == {"stage", "ori", "stage:ori"}
     row = table[(table.layer == 0) & (table.effect == "stage")].iloc[0]
     sel = scores[(scores.layer == 0) & scores.stage.isin([1, 2])]
@@ -245,13 +278,13 @@ def test_rm_anova_stage_effect_equals_squared_paired_t() -> None:
 
 
 def test_write_stats_csv(tmp_path) -> None:
-    df = af.paired_tests(synthetic_scores(np.random.default_rng(4)))
-    path = af.write_stats_csv(df, tmp_path / "stats_mvpa.csv")
+    df = paired_tests(synthetic_scores(np.random.default_rng(4)))
+    path = write_stats_csv(df, tmp_path / "stats_mvpa.csv")
     assert pd.read_csv(path).shape == df.shape
 
 
 def test_sliding_window_starts_keep_last_window() -> None:
-    starts = af.sliding_window_starts(-90.0, 90.0, 10.0, 0.2)
+    starts = sliding_window_starts(-90.0, 90.0, 10.0, 0.2)
     assert len(starts) == 851  # (170 / 0.2) + 1: the window ending exactly at 90 is kept
     assert starts[-1] == pytest.approx(80.0)
     assert np.allclose(np.diff(starts), 0.2)
@@ -261,36 +294,36 @@ def test_sliding_mann_whitney() -> None:
     rng = np.random.default_rng(5)
     x1, x2 = rng.uniform(-90, 90, 300), rng.uniform(-90, 90, 300)
     v1, v2 = rng.normal(0, 1, 300), rng.normal(0, 1, 300) + (np.abs(x2) < 20)
-    res = af.sliding_mann_whitney(x1, v1, x2, v2, window=10.0, step=1.0)
+    res = sliding_mann_whitney(x1, v1, x2, v2, window=10.0, step=1.0)
     lo, hi = max(x1.min(), x2.min()), min(x1.max(), x2.max())
     assert len(res) == int(np.floor((hi - 10 - lo) / 1.0 + 1e-9)) + 1
     a = res["start"].iloc[5]
     m1, m2 = (x1 >= a) & (x1 < a + 10), (x2 >= a) & (x2 < a + 10)
     expected = stats.mannwhitneyu(v1[m1], v2[m2], alternative="two-sided", use_continuity=True).pvalue
     assert res["p"].iloc[5] == pytest.approx(expected)
-    empty = af.sliding_mann_whitney([0.0, 50.0], [1.0, 1.0], [0.0, 50.0], [2.0, 2.0], window=10.0, step=5.0)
+    empty = sliding_mann_whitney([0.0, 50.0], [1.0, 1.0], [0.0, 50.0], [2.0, 2.0], window=10.0, step=5.0)
     assert empty["p"].isna().sum() > 0
 
 
 def test_lowess_by_side_drops_zero_and_nan() -> None:
     x = np.r_[np.linspace(-80, -1, 30), 0.0, np.linspace(1, 80, 30), np.nan]
     y = np.r_[np.ones(30), 100.0, 2 * np.ones(30), 1.0]
-    fits = af.lowess_by_side(x, y)
+    fits = lowess_by_side(x, y)
     assert np.allclose(fits["neg"][:, 1], 1.0) and np.allclose(fits["pos"][:, 1], 2.0)
 
 
 def test_slope_change_table_and_wrapping() -> None:
-    cells = af.cell_names(LAYOUT)
+    cells = cell_names(LAYOUT)
     rows = []
     for stage, slope in ((1, 0.01), (2, 0.03)):
         for feature, value in (("slope_55", -slope), ("slope_125", slope), ("pref_ori", 170.0)):
             rows.append({"run_index": 4, "stage": stage, "feature": feature, **dict.fromkeys(cells, value)})
     features = pd.DataFrame(rows)
-    table = af.slope_change_table(features, 1, 2, 55.0, LAYOUT)
+    table = slope_change_table(features, 1, 2, 55.0, LAYOUT)
     assert len(table) == 810 and np.allclose(table["dslope"], 0.02)
     assert np.allclose(table["x"], -65.0)  # 170 - 55 = 115 -> -65
     orimap = pd.DataFrame([{"run_index": 4, **{str(g): 10.0 for g in range(81)}}])
-    table_om = af.slope_change_table(features, 1, 2, 125.0, LAYOUT, orimap)
+    table_om = slope_change_table(features, 1, 2, 125.0, LAYOUT, orimap)
     assert np.allclose(table_om["x"], 65.0)  # 10 - 125 = -115 -> 65
 
 
@@ -304,11 +337,83 @@ def test_triangle_data_and_finite_pearson() -> None:
             "psychometric_offset": [1, 2, 3, 4, np.inf, 6.0],
         }
     )
-    data = af.triangle_data(scores, rc, layer=0, ori=55.0)
+    data = triangle_data(scores, rc, layer=0, ori=55.0)
     assert list(data.columns) == ["dmvpa", "dratio", "doffset"] and len(data) == 6
     wide = scores[(scores.layer == 0) & (scores.ori == 55.0)].pivot(
         index="run_index", columns="stage", values="score"
     )
     assert data["dmvpa"].to_numpy() == pytest.approx((100 * (wide[2] - wide[1]) / wide[1]).to_numpy())
-    r, p, n = af.pearson_finite(data["dratio"], data["doffset"])
+    r, p, n = pearson_finite(data["dratio"], data["doffset"])
     assert n == 5 and r == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------------------------------------------
+# The statistics tables the figures draw
+# ------------------------------------------------------------------------------------------------------
+def test_regression_line_is_the_least_squares_line_with_a_bootstrap_band() -> None:
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=12)
+    y = 2.0 * x + 1.0 + 0.3 * rng.normal(size=12)
+    x[4] = np.nan  # dropped with its pair
+    line = regression_line(x, y)
+    assert list(line.columns) == ["grid", "fit", "ci_low", "ci_high"] and len(line) == REGRESSION_POINTS
+    ok = np.isfinite(x)
+    slope, intercept = np.polyfit(x[ok], y[ok], 1)
+    assert line["grid"].iloc[0] == np.nanmin(x) and line["grid"].iloc[-1] == np.nanmax(x)
+    assert line["fit"].to_numpy() == pytest.approx(intercept + slope * line["grid"].to_numpy())
+    assert (line["ci_low"] <= line["fit"] + 1e-12).all() and (line["fit"] <= line["ci_high"] + 1e-12).all()
+    assert line.equals(regression_line(x, y))  # seeded: the same band every time
+    assert regression_line([1.0, 2.0, np.nan], [1.0, 2.0, 3.0]).empty  # fewer than 3 pairs: no line
+
+
+def test_param_offset_fits_draw_every_correlated_parameter() -> None:
+    rng = np.random.default_rng(8)
+    rc = pd.DataFrame({"run_index": range(6), "J_EE_m": rng.normal(size=6), "d_kappa_Jsup_EE_pre": rng.normal(size=6),
+                       "psychometric_offset": rng.normal(size=6)})  # fmt: skip
+    fits = param_offset_fits(rc)
+    assert set(fits["parameter"]) == set(param_offset_correlations(rc)["parameter"]) == {"J_EE_m", "kappa_Jsup_EE_pre"}
+    one = fits[fits["parameter"] == "J_EE_m"].reset_index(drop=True)
+    assert one[["grid", "fit", "ci_low", "ci_high"]].equals(regression_line(rc["J_EE_m"], rc["psychometric_offset"]))
+
+
+def test_triangle_tables_hold_the_triangle_data_and_its_correlations() -> None:
+    scores = synthetic_scores(np.random.default_rng(6), n_runs=6)
+    rc = pd.DataFrame({"run_index": range(100, 106), "EI_ratio_J_m": np.arange(6.0) ** 2,
+                       "EI_ratio_J_s": -np.arange(6.0), "psychometric_offset": [1, 2, 3, 4, np.inf, 6.0]})  # fmt: skip
+    table = triangle_table(scores, rc)
+    statistics, fits = triangle_statistics(table), triangle_fits(table)
+    assert len(statistics) == 3 * len(TRIANGLES) and set(fits["x"] + fits["y"]) == {x + y for x, y in TRIANGLE_PAIRS}
+    for layer, _, ori in TRIANGLES:
+        data = triangle_data(scores, rc, layer, ori)
+        rows = one_triangle(table, layer, ori)
+        assert rows["run_index"].tolist() == data.index.tolist()
+        assert rows[["dmvpa", "dratio", "doffset"]].equals(data.reset_index(drop=True))
+        for _, row in one_triangle(statistics, layer, ori).iterrows():
+            r, p, n = pearson_finite(data[row["x"]], data[row["y"]])
+            assert (row["r"], row["n"]) == (pytest.approx(r), n)
+
+
+def test_slope_tables_are_the_lowess_fits_and_mann_whitney_tests_of_the_figure_cells() -> None:
+    rng = np.random.default_rng(9)
+    cells = cell_names(LAYOUT)
+    rows = [{"run_index": run, "stage": stage, "feature": feature,
+             **dict(zip(cells, rng.normal(size=len(cells)) * (100 if feature == "pref_ori" else 0.01), strict=True))}
+            for run in (0, 1) for stage in (1, 2) for feature in ("slope_55", "slope_125", "pref_ori")]  # fmt: skip
+    features = pd.DataFrame(rows)
+    changes = slope_changes(features, 1, 2, LAYOUT, DEFAULT_ORIENTATIONS)
+    mid = changes[changes["layer"] == "mid"]
+    assert set(mid["phase"]) == {0, LAYOUT.phases // 2} and set(changes["slope_ori"]) == {55.0, 125.0}
+    assert len(changes) == 2 * 2 * (2 * 2 * LAYOUT.n_grid + 2 * LAYOUT.n_grid)  # runs x oris x (mid 2 phases + sup)
+    lowess = slope_lowess_table(changes, DEFAULT_ORIENTATIONS)
+    sel = changes[(changes["layer"] == "sup") & (changes["type"] == "I") & (changes["slope_ori"] == 125.0)]
+    expected = lowess_by_side(sel["x"], sel["dslope"], LOWESS_FRAC)["pos"]
+    got = lowess[(lowess["layer"] == "sup") & (lowess["type"] == "I") & (lowess["slope_ori"] == 125.0)
+                 & (lowess["side"] == "pos")]  # fmt: skip
+    assert np.array_equal(got[["x", "fit"]].to_numpy(), expected)
+    tests = slope_mann_whitney_table(changes, DEFAULT_ORIENTATIONS, step=1.0)
+    e55, e125 = (changes[(changes["layer"] == "mid") & (changes["type"] == "E") & (changes["slope_ori"] == o)]
+                 for o in (55.0, 125.0))  # fmt: skip
+    expected = sliding_mann_whitney(e55["x"], e55["dslope"], e125["x"], e125["dslope"], MANN_WHITNEY_WINDOW, 1.0)
+    got = tests[(tests["layer"] == "mid") & (tests["type"] == "E")].reset_index(drop=True)
+    assert got[["start", "centre", "p", "n1", "n2"]].equals(expected)
+    assert slope_changes(features[features["stage"] == 1], 1, 2, LAYOUT, DEFAULT_ORIENTATIONS).empty

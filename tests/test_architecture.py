@@ -18,10 +18,8 @@ LEFT_OUT = frozenset({"tests", "studies", "benchmarks", "results", ".venv", ".gi
 SELF_CONTAINED = frozenset({"parameters"})
 """parameters.py is one self-contained file (a copy of it must not import live code): no line limit."""
 MAX_LINES = 620
-KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset({
-    frozenset({"analysis.lineage", "analysis.study_comparison"}),
-})  # fmt: skip
-"""Import circles that the restructuring of the analysis removes; delete an entry once it is gone."""
+KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset()
+"""Import circles still to be removed; delete an entry once it is gone."""
 
 
 def module_files() -> dict[str, Path]:
@@ -157,6 +155,6 @@ def test_the_study_reaches_the_training_only_through_job_command_lines():
 
 def test_modules_are_small():
     long = {name: n for name, path in module_files().items()
-            if name.split(".")[0] in ("store", "study", "training") and name not in SELF_CONTAINED
+            if name.split(".")[0] in ("store", "study", "training", "analysis") and name not in SELF_CONTAINED
             and (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}  # fmt: skip
     assert long == {}

@@ -18,10 +18,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 import main
-from analysis import analysis_functions as af
 from analysis import report
 from analysis.cells import CellLayout
-from analysis.main_analysis import read_complete_tuning_curves
+from analysis.changes import write_exclusion_files
+from analysis.tuning_curve_files import read_complete_tuning_curves, tuning_curve_frame, write_tuning_curves_csv
 from parameters import ParameterError, Parameters, build_parameters
 from store import layout, logs
 from store.errors import ResultsFileError
@@ -102,7 +102,7 @@ def test_summary_pdf_is_all_or_nothing(tmp_path: Path) -> None:
 
 def test_report_html_and_exclusion_details_are_atomic(tmp_path: Path) -> None:
     (tmp_path / "conf").mkdir()
-    af.write_exclusion_files(tmp_path, {"conf": [1]})
+    write_exclusion_files(tmp_path, {"conf": [1]})
     report.write_report_html(tmp_path, report.read_study_settings(tmp_path, ["conf"], 2), [])
     assert (tmp_path / "report.html").read_text().startswith("<!DOCTYPE html>")
     assert pd.read_csv(tmp_path / "excluded_runs_details.csv")["n_excluded"].tolist() == [1]
@@ -113,13 +113,13 @@ def test_report_html_and_exclusion_details_are_atomic(tmp_path: Path) -> None:
 def test_recovered_tuning_curve_file_is_byte_identical(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     n_oris = 3
-    blocks = [af.tuning_curve_frame(run, 0, rng.random((n_oris, LAYOUT.n_cells)) * 7, LAYOUT) for run in range(3)]
+    blocks = [tuning_curve_frame(run, 0, rng.random((n_oris, LAYOUT.n_cells)) * 7, LAYOUT) for run in range(3)]
     clean, broken = tmp_path / "clean.csv", tmp_path / "broken.csv"
     for block in blocks[:2]:
-        af.write_tuning_curves_csv(block, clean, append=True)
-        af.write_tuning_curves_csv(block, broken, append=True)
+        write_tuning_curves_csv(block, clean, append=True)
+        write_tuning_curves_csv(block, broken, append=True)
     # an append killed after one full row and part of the next
-    af.write_tuning_curves_csv(blocks[2].iloc[:1], broken, append=True)
+    write_tuning_curves_csv(blocks[2].iloc[:1], broken, append=True)
     partial = blocks[2].iloc[1:2].to_csv(header=False, index=False, float_format="%.4f")
     with broken.open("a") as fh:
         fh.write(partial[: len(partial) // 2])

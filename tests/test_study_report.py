@@ -18,7 +18,8 @@ from scipy import stats
 from analysis import main_analysis as ma
 from analysis import report
 from analysis import study_summary as ss
-from analysis import visualization as vis
+from analysis.figures import headline as headline_figures
+from analysis.figures import training
 from store.exclusion import read_excluded_runs
 from store.files import atomic_write_csv
 from tests.test_analysis_pipeline import CONF, SMALL, write_study
@@ -37,12 +38,9 @@ def study(tmp_path_factory) -> Path:
     train["J_II_s"] *= 1.0 + 0.01 * train["SGD_steps"]
     atomic_write_csv(train, root / OTHER / "training_results.csv")
     (root / "note.txt").write_text("two-configuration test study\n")
-    loaded = ma.load_study(root, [CONF, OTHER])
-    pipeline = ma.Pipeline(loaded, SMALL, False, ("exclusion", "changes", "stats", "report"))
-    pipeline.run()
-    pipeline.draw_headline(root / ss.HEADLINE)
-    pipeline.overwrite = True
-    pipeline.report()
+    ma.run_analysis(root, [CONF, OTHER], parts=("exclusion", "changes", "stats", "report"), settings=SMALL)
+    ma.draw_headline_figure(root, [CONF, OTHER], root / ss.HEADLINE)
+    ma.run_analysis(root, [CONF, OTHER], overwrite=True, parts=("report",), settings=SMALL)
     return root
 
 
@@ -127,7 +125,7 @@ def test_headline_figure_is_written(study) -> None:
 def test_headline_test_lines_stay_apart_with_long_p_values(study, tmp_path, monkeypatch) -> None:
     """With many runs a test prints a long p: no panel's test line may run into its neighbour's."""
     boxes = []
-    save = vis._save
+    save = headline_figures.save
 
     def measuring_save(fig, path):
         fig.canvas.draw()  # lay the figure out as saving will
@@ -135,9 +133,9 @@ def test_headline_test_lines_stay_apart_with_long_p_values(study, tmp_path, monk
         boxes.extend(ax.xaxis.label.get_window_extent(renderer) for ax in fig.axes if ax.get_xlabel())
         return save(fig, path)
 
-    monkeypatch.setattr(vis, "_save", measuring_save)
+    monkeypatch.setattr(headline_figures, "save", measuring_save)
     monkeypatch.setattr(ss, "format_test", lambda row: "Wilcoxon n = 13, p = 0.000488, r = -1.00")
-    ma.Pipeline(ma.load_study(study, [CONF, OTHER]), SMALL, False, ()).draw_headline(tmp_path / "headline.png")
+    ma.draw_headline_figure(study, [CONF, OTHER], tmp_path / "headline.png")
     assert len(boxes) == 8  # two configurations x four panels
     assert not [(i, j) for i, a in enumerate(boxes) for j, b in enumerate(boxes[:i]) if a.overlaps(b)]
 
@@ -195,16 +193,17 @@ def test_summary_pdf_has_a_cover_and_one_bookmark_per_figure(study) -> None:
 
 
 def test_figures_that_cannot_be_computed_are_one_note(tmp_path) -> None:
-    from analysis import visualization as vis
+    from analysis.statistics import param_offset_correlations, param_offset_fits
 
     rc = pd.DataFrame({"run_index": [0, 1], "psychometric_offset": [-10.0, -20.0], "J_EE_m": [1.0, 2.0]})
-    path = vis.plot_param_offset_correlations(rc, ["J_EE_m"], tmp_path / "corr.png", "title")
+    path = training.plot_param_offset_correlations(rc, param_offset_correlations(rc), param_offset_fits(rc),
+                                                   ["J_EE_m"], tmp_path / "corr.png", "title")  # fmt: skip
     assert mpimg.imread(path).shape[0] <= 250  # one line of text, not a page of empty panels
     pre_post = pd.DataFrame({"run_index": [0, 0, 1, 1], "time": ["pre", "post"] * 2,
                              "staircase_offset": [8.0, 6.0, 9.0, 5.0],
                              "psychometric_offset": [180.0, 180.0, np.nan, 180.0]})  # fmt: skip
-    panels = vis.PRE_POST_FIGURES["offset_pre_post"][1]
-    fig_path = vis.plot_pre_post_bars(pre_post, panels, tmp_path / "offset.png", "offsets", None, 2)
+    panels = training.PRE_POST_FIGURES["offset_pre_post"][1]
+    fig_path = training.plot_pre_post_bars(pre_post, panels, tmp_path / "offset.png", "offsets", None, 2)
     assert mpimg.imread(fig_path).std() > 0.01
 
 
