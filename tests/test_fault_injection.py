@@ -1,4 +1,4 @@
-"""Kill one --quick study (cut down by test_main.TINY: 1 run, the baseline configuration) at several points and
+"""Kill one --quick study (cut down by test_main_jobs.TINY: 1 run, the baseline configuration) at several points and
 resume it after each kill; the finished folder must hold the same outputs as an uninterrupted study (slow).
 
 The kills, in pipeline order: SIGKILL to the study's process group during pretraining and during stage 2 (a job
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from test_main import REPO, TINY, only_folder, restore_sigint, run_study, stop_group, wait_for
+from test_main_jobs import REPO, TINY, only_folder, restore_sigint, run_study, stop_group, wait_for
 
 import main
 

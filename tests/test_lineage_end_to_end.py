@@ -15,7 +15,7 @@ from parameters import load_parameters_file
 from store import parameter_files
 from store.tables import read_results_csv
 from study.quick import END_TO_END_OVERRIDES
-from tests.test_main import final_csvs, only_folder, run_study, start_study, stop_group, wait_for
+from tests.test_main_jobs import final_csvs, only_folder, run_study, start_study, stop_group, wait_for
 
 pytestmark = pytest.mark.slow
 

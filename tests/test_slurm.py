@@ -2,7 +2,7 @@
 
 The session fixture starts the cluster with tests/slurm/start_cluster.sh (installing slurm-wlm and munge if
 missing) and fails with the script's output if it cannot; it stops the cluster again only if it started it.
-Every study is the --quick preset cut down further by test_main.TINY: 2 runs, the baseline configuration, no
+Every study is the --quick preset cut down further by test_main_jobs.TINY: 2 runs, the baseline configuration, no
 analysis (the analysis runs in main.py's own process whatever the executor; tests/test_fault_injection.py
 covers it).
 """
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_main import REPO, TINY, only_folder, run_study, start_study, stop_group, wait_for
+from test_main_jobs import REPO, TINY, only_folder, run_study, start_study, stop_group, wait_for
 
 import main
 

@@ -5,7 +5,7 @@ git, and the refusals (shrinking, other settings, a damaged kept folder, an inco
 The default-suite tests run main.py in this process with stub jobs: small processes that write a job's pieces
 and marker from (base seed, run index) alone, as the real jobs do, with chosen final thresholds (run exclusion)
 and failed attempts (the study-wide failure budget). They check the orchestration of a growth byte for byte in
-seconds. The slow tests run the same checks with real training (the TINY preset of tests/test_main.py).
+seconds. The slow tests run the same checks with real training (the TINY preset of tests/test_main_jobs.py).
 """
 
 from __future__ import annotations
