@@ -40,7 +40,9 @@ ALL_TRAINABLE: tuple[str, ...] = (
 PRETRAINED_KEYS: tuple[str, ...] = ALL_TRAINABLE[:14]
 KAPPAS_MID_F: tuple[str, ...] = ("kappa_Jmid", "kappa_f")
 """The kappas that only a model with SSNPars.kappa_mid_f has."""
-GRADIENT_MODES: tuple[str, ...] = ("auto", "implicit", "unrolled")
+AUTO, IMPLICIT, UNROLLED = "auto", "implicit", "unrolled"
+GRADIENT_MODES: tuple[str, ...] = (AUTO, IMPLICIT, UNROLLED)
+"""The values of ConvPars.gradient_mode; training/adjoint.py gives them their meaning."""
 
 
 class ParameterError(ValueError):
@@ -279,7 +281,8 @@ class SSNPars:
 
 @dataclass(frozen=True)
 class ConvPars:
-    """Euler integration of the fixed points (spec §6.5) and how gradients pass them (training/model.py)."""
+    """Euler integration of the fixed points (spec §6.5, training/solver.py) and how gradients pass them
+    (training/adjoint.py)."""
 
     dt: float = 1.0
     """Euler step, ms."""
@@ -289,7 +292,7 @@ class ConvPars:
     """Tolerance of the convergence metric."""
     xmin: float = 1.0
     """Floor of the rate in the relative-change convergence metric, Hz."""
-    gradient_mode: str = "auto"
+    gradient_mode: str = AUTO
     """Fixed-point gradient: 'auto' (exact: implicit for a settled batch, else through Euler), 'implicit'
     (implicit function theorem at the final state) or 'unrolled' (reverse mode through every Euler step)."""
     settle_tol: float = 1e-5

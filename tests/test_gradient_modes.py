@@ -18,13 +18,13 @@ from store.tables import read_results_csv
 from tests.conftest import TINY_OVERRIDES, golden_log_params, golden_path, with_gradient_mode
 from tests.test_fixed_point import small_batch_loss
 from training import training_functions
-from training.evaluation import StepSpec, loss_and_grads, sgd_gradients
+from training.evaluation import StepBatch, StepSpec, loss_and_grads, sgd_gradients
 from training.loss import default_loss_constants
 from training.model import build_static, zero_kappas
 from training.readout import Readout
 from training.stages import pretraining_stage
 from training.training_functions import RunSetup, StageState, train_ori_discr
-from training.trials import fine_task_batch, frozen_trial_responses
+from training.trials import fine_task_batch, trial_inputs
 
 KEY = jax.random.PRNGKey(3)
 # Shifts of log-parameters from golden case 1. "settled": the Euler loop converges for every stimulus.
@@ -50,7 +50,7 @@ def gradient(mode, log_params, readout, static, params):
 def small_batch_responses(log_params, static, params):
     """The responses to the images small_batch_loss simulates (same batch, same key), without gradients."""
     batch = fine_task_batch(jax.random.fold_in(KEY, 0), 3, jnp.float32(4.0), params)
-    return frozen_trial_responses(log_params, static, batch, jax.random.fold_in(KEY, 1), params)
+    return trial_inputs(batch, jax.random.fold_in(KEY, 1), static, params, log_params).frozen
 
 
 def settled_flags(log_params, static, params) -> np.ndarray:
@@ -150,7 +150,8 @@ def test_sgd_gradients_reports_the_path_it_took(golden_setup, params):
         lp = shifted(log_params, shifts)
         step = sgd_gradients(lp, *args)
         assert step.unrolled is expect_unrolled
-        _, exact, _ = loss_and_grads(lp, *args, adjoint="unrolled")
+        batch = StepBatch(KEY, jnp.float32(4.0))
+        _, exact, _ = loss_and_grads(lp, readout, {}, static, batch, *args[-3:], adjoint="unrolled")
         assert_gradients_close(step.ssn_grads, exact, rtol=1e-5 if expect_unrolled else 1e-3)
     readout_only = dataclasses.replace(spec, trains_ssn=False, trains_readout=True)
     assert not sgd_gradients(log_params, *args[:-1], readout_only).unrolled

@@ -15,14 +15,16 @@ from training.model import (
     base_projection,
     build_layers,
     build_static,
-    euler_relaxation_parts,
     evaluate_model_response,
     evaluate_model_response_batch,
     middle_input,
     middle_layer_fixed_point,
     middle_layer_response,
     response_to_images,
+    superficial_input,
+    superficial_layer_fixed_point,
 )
+from training.solver import euler_relaxation_parts
 from training.trials import fine_task_batch, general_task_batch, pair_projections, task_geometry
 from training.util_gabor import grating_images, image_geometry, make_uniform_orimap
 
@@ -117,6 +119,18 @@ def test_paired_middle_layer_equals_the_full_simulation(params, phases):
                                                params.conv)  # fmt: skip
         distance = np.minimum(np.abs(r_paired[:, :2] - baseline), np.abs(r_paired[:, 2:] - baseline))
         assert np.max(distance) <= 1e-4 * max(1.0, float(np.max(baseline)))
+
+
+def test_superficial_layer_fixed_point_is_the_models_superficial_layer(params):
+    """The documented per-layer function gives the superficial rates and dx of a whole-model response."""
+    golden, static, layers = golden_model(params)
+    b_one = base_projection(jnp.asarray(golden["images"]), static)[0]
+    response = jax.jit(evaluate_model_response, static_argnums=2)(layers, b_one, params)
+    h = superficial_input(layers, response.r_mid)
+    r, dx = jax.jit(superficial_layer_fixed_point, static_argnums=2)(layers.sup, h, params.conv)
+    # two compiled programs: the same Euler loop, float32 rounding apart
+    np.testing.assert_allclose(r, response.r_sup, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(dx, response.dx_sup, rtol=1e-5, atol=1e-7)
 
 
 def test_parts_share_one_dx_metric(params):

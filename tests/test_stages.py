@@ -6,19 +6,19 @@ import dataclasses
 
 import pytest
 
-from parameters import build_parameters
-from training.model import AUTO, FORWARD, IMPLICIT, UNROLLED, resolve_adjoint
+from parameters import AUTO, IMPLICIT, UNROLLED, build_parameters
+from training.adjoint import FORWARD, resolve_adjoint, with_adjoint
 from training.readout import SUPERFICIAL_ONLY, Readout
 from training.stages import (
     FigureFlip,
     ReferenceFlip,
+    StageLog,
     ThresholdSettles,
     build_stage,
     pretraining_stage,
     readout_stage,
     training_stage,
 )
-from training.training_functions import StageLog
 
 
 def test_each_stage_trains_what_its_description_says(params):
@@ -136,3 +136,20 @@ def test_the_adjoint_rule():
 def test_a_stage_is_immutable(params):
     with pytest.raises(dataclasses.FrozenInstanceError):
         pretraining_stage(params).max_steps = 1
+
+
+def test_with_adjoint_decides_auto_on_host_flags_and_on_traced_flags():
+    import jax
+    import jax.numpy as jnp
+
+    def run(adjoint):
+        return adjoint
+
+    assert with_adjoint(AUTO, run, settled=jnp.array([True, True])) == IMPLICIT
+    assert with_adjoint(AUTO, run, settled=jnp.array([True, False])) == UNROLLED
+    assert with_adjoint(AUTO, run) == UNROLLED  # a lone stimulus
+    assert with_adjoint(IMPLICIT, run, settled=jnp.array([False])) == IMPLICIT
+    assert with_adjoint(FORWARD, run) == FORWARD
+    implicit_chosen = jax.jit(lambda s: with_adjoint(AUTO, lambda a: jnp.float32(a == IMPLICIT), settled=s))
+    assert float(implicit_chosen(jnp.array([True, True]))) == 1.0
+    assert float(implicit_chosen(jnp.array([False, True]))) == 0.0

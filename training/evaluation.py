@@ -13,17 +13,19 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from parameters import Parameters
+from parameters import IMPLICIT, UNROLLED, Parameters
+from training.adjoint import FORWARD, attaches_to_frozen, requested_adjoint, with_adjoint
 from training.loss import LossConstants
-from training.model import AUTO, FORWARD, IMPLICIT, UNROLLED, LogParams, ModelStatic, Response, resolve_adjoint
+from training.model import LogParams, ModelStatic, Response
 from training.readout import Readout
 from training.trials import (
-    TrialBatch,
+    TrialInputs,
     TrialOutputs,
+    evaluate_inputs,
     evaluate_trials,
     fine_task_batch,
-    frozen_trial_responses,
     task_batch,
+    trial_inputs,
 )
 
 Array = jnp.ndarray
@@ -74,44 +76,65 @@ def summarise(out: TrialOutputs) -> StepMetrics:
     )
 
 
-def step_batch(key: Array, offset: Array, params: Parameters, spec: StepSpec) -> tuple[TrialBatch, Array]:
-    """The task batch of a training step and the key of its trials (images, noise)."""
-    k_batch, k_trials = jax.random.split(key)
-    return task_batch(k_batch, spec.batch_size, offset, params, spec.general_task, spec.shuffle_labels), k_trials
+class StepBatch(NamedTuple):
+    """One SGD step's batch as it passes between the compiled pieces of the step: the key and offset it is
+    built from (by :func:`step_trials`, inside each piece) and, where the adjoint needs them, its responses
+    relaxed without gradients (by :func:`frozen_step`, from the same key)."""
+
+    key: Array
+    offset: Array
+    frozen: Response | None = None
+
+    def without_frozen(self) -> StepBatch:
+        """The same batch for an adjoint that relaxes it itself."""
+        return self._replace(frozen=None)
 
 
-def batch_loss(trained: LogParams, readout: Readout, untrained: LogParams, static: ModelStatic, key: Array,
-               offset: Array, constants: LossConstants, params: Parameters, spec: StepSpec, adjoint: str,
-               frozen: Response | None = None) -> tuple[Array, StepMetrics]:
+def step_trials(step: StepBatch, static: ModelStatic, params: Parameters, spec: StepSpec,
+                frozen_params: LogParams | None = None) -> TrialInputs:
+    """The trials of one SGD step built from its key (the one place a step's key is split), with the
+    step's frozen responses where it has them, or, with ``frozen_params``, responses relaxed now."""
+    k_batch, k_trials = jax.random.split(step.key)
+    batch = task_batch(k_batch, spec.batch_size, step.offset, params, spec.general_task, spec.shuffle_labels)
+    inputs = trial_inputs(batch, k_trials, static, params, frozen_params)
+    return inputs if step.frozen is None else inputs._replace(frozen=step.frozen)
+
+
+@partial(jax.jit, static_argnames=("params", "spec"))
+def _relaxed_step(trained: LogParams, untrained: LogParams, static: ModelStatic, key: Array, offset: Array,
+                  params: Parameters, spec: StepSpec) -> Response:
+    return step_trials(StepBatch(key, offset), static, params, spec, merge_params(trained, untrained)).frozen
+
+
+def frozen_step(trained: LogParams, untrained: LogParams, static: ModelStatic, key: Array, offset: Array,
+                params: Parameters, spec: StepSpec) -> StepBatch:
+    """A step's batch with its responses at the step's parameters relaxed without gradients: what AUTO decides
+    on and what IMPLICIT attaches its gradient to, built from the batch's own key so that they belong to it."""
+    return StepBatch(key, offset, _relaxed_step(trained, untrained, static, key, offset, params, spec))
+
+
+def batch_loss(trained: LogParams, readout: Readout, untrained: LogParams, static: ModelStatic, step: StepBatch,
+               constants: LossConstants, params: Parameters, spec: StepSpec, adjoint: str) -> tuple[Array, StepMetrics]:
     """Mean total loss of one training batch, and its metrics."""
-    batch, k_trials = step_batch(key, offset, params, spec)
-    out = evaluate_trials(merge_params(trained, untrained), readout, static, batch, k_trials, params, constants,
-                          spec.contributions, adjoint, frozen)  # fmt: skip
+    out = evaluate_inputs(merge_params(trained, untrained), readout, static, step_trials(step, static, params, spec),
+                          params, constants, spec.contributions, adjoint)  # fmt: skip
     metrics = summarise(out)
     return metrics.loss_terms["total"], metrics
 
 
-@partial(jax.jit, static_argnames=("params", "spec"))
-def step_responses(trained: LogParams, untrained: LogParams, static: ModelStatic, key: Array, offset: Array,
-                   params: Parameters, spec: StepSpec) -> Response:
-    """The responses (no gradient) to every image of the training batch of a step, references then targets."""
-    batch, k_trials = step_batch(key, offset, params, spec)
-    return frozen_trial_responses(merge_params(trained, untrained), static, batch, k_trials, params)
-
-
 @partial(jax.jit, static_argnames=("params", "spec", "adjoint"))
-def loss_and_grads(trained: LogParams, readout: Readout, untrained: LogParams, static: ModelStatic, key: Array,
-                   offset: Array, constants: LossConstants, params: Parameters, spec: StepSpec,
-                   adjoint: str = UNROLLED, frozen: Response | None = None) -> tuple[StepMetrics, LogParams, Readout]:
+def loss_and_grads(trained: LogParams, readout: Readout, untrained: LogParams, static: ModelStatic,
+                   step: StepBatch, constants: LossConstants, params: Parameters, spec: StepSpec,
+                   adjoint: str = UNROLLED) -> tuple[StepMetrics, LogParams, Readout]:
     """Metrics and gradients (SSN dict, readout) of one step; gradients of untrained parts are zeros.
 
-    ``adjoint`` (a resolved one: UNROLLED, IMPLICIT or FORWARD, see :mod:`training.model`) says how
-    gradients pass the fixed points; with IMPLICIT, ``frozen`` may pass in the step's :func:`step_responses`
-    so the forward pass is not repeated.
+    ``adjoint`` (one that runs: UNROLLED, IMPLICIT or FORWARD, see :mod:`training.adjoint`) says how
+    gradients pass the fixed points; IMPLICIT attaches its gradient to the step's frozen responses
+    (:func:`frozen_step`), so the forward pass is not repeated.
     """
     argnums = tuple(i for i, on in ((0, spec.trains_ssn), (1, spec.trains_readout)) if on)
     (_, metrics), grads = jax.value_and_grad(batch_loss, argnums=argnums, has_aux=True)(
-        trained, readout, untrained, static, key, offset, constants, params, spec, adjoint, frozen)
+        trained, readout, untrained, static, step, constants, params, spec, adjoint)
     grads = dict(zip(argnums, grads, strict=True))
     zeros = jax.tree_util.tree_map(jnp.zeros_like, (trained, readout))
     return metrics, grads.get(0, zeros[0]), grads.get(1, zeros[1])
@@ -130,23 +153,29 @@ class StepGradients(NamedTuple):
 
 def sgd_gradients(trained: LogParams, readout: Readout, untrained: LogParams, static: ModelStatic, key: Array,
                   offset: Array, constants: LossConstants, params: Parameters, spec: StepSpec) -> StepGradients:
-    """Gradients of one step, the adjoint resolved for this batch from ``params.conv.gradient_mode``.
+    """Gradients of one step, under the adjoint that runs for ``params.conv.gradient_mode`` on this batch.
 
     A readout-only step needs no gradient through the fixed points (FORWARD: the rates are constants).
     Otherwise 'auto' first relaxes the batch without gradients: if every stimulus has settled
-    (:func:`training.model.settled_state`) the implicit gradient at those states equals reverse mode
+    (:func:`training.solver.settled_state`) the implicit gradient at those states equals reverse mode
     through the loop, and it is attached to them; otherwise the step differentiates through the loop.
-    Either way the gradient is that of the unrolled Euler scheme, dx term included.
+    Either way the gradient is that of the unrolled Euler scheme, dx term included. The frozen responses
+    (:func:`frozen_step`) are computed where the mode needs them, and their settled flags reach
+    :func:`training.adjoint.with_adjoint` on the host, so only the adjoint that runs is compiled.
     """
-    mode = params.conv.gradient_mode if spec.trains_ssn else FORWARD
-    frozen = settled = None
-    if mode in (IMPLICIT, AUTO):  # these attach their gradient to states relaxed without one, computed first
-        frozen = step_responses(trained, untrained, static, key, offset, params, spec)
-        settled = bool(jnp.all(frozen.settled)) if mode != IMPLICIT else None
-    adjoint = resolve_adjoint(mode, settled)
-    args = (trained, readout, untrained, static, key, offset, constants, params, spec)
-    frozen = frozen if adjoint == IMPLICIT else None  # the other adjoints relax the batch themselves
-    return StepGradients(*loss_and_grads(*args, adjoint=adjoint, frozen=frozen), unrolled=adjoint == UNROLLED)
+    mode = requested_adjoint(params.conv, None if spec.trains_ssn else FORWARD)
+    if attaches_to_frozen(mode):
+        step = frozen_step(trained, untrained, static, key, offset, params, spec)
+    else:
+        step = StepBatch(key, offset)
+
+    def differentiate(adjoint: str) -> StepGradients:
+        given = step if adjoint == IMPLICIT else step.without_frozen()  # the others relax the batch themselves
+        metrics, ssn_grads, readout_grads = loss_and_grads(trained, readout, untrained, static, given, constants,
+                                                           params, spec, adjoint=adjoint)  # fmt: skip
+        return StepGradients(metrics, ssn_grads, readout_grads, unrolled=adjoint == UNROLLED)
+
+    return with_adjoint(mode, differentiate, settled=None if step.frozen is None else step.frozen.settled)
 
 
 @partial(jax.jit, static_argnames=("params", "num_trials", "contributions"))

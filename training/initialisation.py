@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from parameters import Parameters, RandomizePars
-from training.model import FORWARD, LogParams, ModelStatic, build_static, with_gains
+from training.adjoint import FORWARD
+from training.model import LogParams, ModelStatic, build_static, with_gains
 from training.readout import Readout
 from training.readout_regression import fit_logistic_readout, regression_data, rescale_readout
 from training.trials import TrialBatch, fine_task_batch, general_task_batch, responses_to_batch

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import sys
@@ -49,22 +48,6 @@ so stage 2's batches never depend on how long stage 1 ran; the extra index keeps
 pretraining job of attempt 0 used (stages fold 0-2, its regression probes 3)."""
 START_REGRESSION_STREAM = 5
 """Folded into the run's initialisation key for the logistic regression fitted at the stage-2 start."""
-
-
-def parameters_path(conf_dir: Path) -> Path:
-    """The configuration's own parameters file."""
-    return ConfigurationLayout(conf_dir).parameters
-
-
-def load_stage2_start(pretraining_dir: Path, run_index: int, params: Parameters) -> Stage2Start:
-    """Parameters, readout, threshold and rates of the last stage-1 row (stage 0 if none) of a run."""
-    return read_stage2_start(pretraining_dir, run_index, params)
-
-
-def regression_readout(pretraining_dir: Path, run_index: int,
-                       contributions: tuple[float, float]) -> tuple[Readout, float]:
-    """The post-stage-1 logistic-regression readout of a readout mix (middle weights first) and its threshold."""
-    return read_regression_readout(pretraining_dir, run_index, contributions)
 
 
 def stage2_state(start: Stage2Start, params: Parameters, readout: Readout, threshold: float) -> StageState:
@@ -120,7 +103,7 @@ def start_readout(start: Stage2Start, params: Parameters, pretraining_dir: Path,
         return start.readout, start.threshold
     if params.pretraining.stage1_in_training_job:
         return start_regression_readout(start, params, static, key), start.threshold
-    return regression_readout(pretraining_dir, run_index, contributions)
+    return read_regression_readout(pretraining_dir, run_index, contributions)
 
 
 def readout_stage_setup(setup: RunSetup) -> RunSetup:
@@ -136,7 +119,7 @@ def train_run(params: Parameters, pretraining_dir: Path, run_index: int, base_se
     Stage-1 rows (stage = 1) come first, as the figure era concatenated them; a stage 1 that ends at step 0
     writes none.
     """
-    start = load_stage2_start(pretraining_dir, run_index, params)
+    start = read_stage2_start(pretraining_dir, run_index, params)
     streams = run_streams(base_seed, run_index)
     static = build_static(start.orimap, start.gE, start.gI, params)
     regression_key = jax.random.fold_in(streams.init_key, START_REGRESSION_STREAM)
@@ -153,11 +136,6 @@ def train_run(params: Parameters, pretraining_dir: Path, run_index: int, base_se
     probe_columns = val_columns(columns, params.training.test_offsets)
     return (pd.DataFrame(rows + result.rows).reindex(columns=columns),
             pd.DataFrame(val_rows + result.val_rows).reindex(columns=probe_columns))
-
-
-def job_folder(conf_dir: Path, run_index: int) -> Path:
-    """Folder of one stage-2 job."""
-    return ConfigurationLayout(conf_dir).run(run_index).folder
 
 
 def run_training_job(conf_dir: Path, run_index: int, base_seed: int, pretraining_dir: Path | None = None,
@@ -183,15 +161,10 @@ def run_training_job(conf_dir: Path, run_index: int, base_seed: int, pretraining
     return True
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command line of stage 2 (:func:`training.cli.parse_training_args`)."""
-    return parse_training_args(argv)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m training.main_training``."""
     prepare_process()
-    args = parse_args(argv)
+    args = parse_training_args(argv)
     pretraining_dir = args.pretraining_folder or args.conf_dir.parent
     num_runs = args.num_runs if args.num_runs is not None else retained_runs(pretraining_dir)
     runs = args.runs if args.runs is not None else range(num_runs)

@@ -5,10 +5,10 @@ distances, orientation map, Gabor gains) as a :class:`ModelStatic` pytree, so on
 every run. Structural constants come from the hashable :class:`parameters.Parameters`, passed as a static
 argument.
 
-A layer's fixed point is found by a solver, the Euler relaxation (:func:`relax`), and its gradient is
-attached by an adjoint (:data:`UNROLLED`, :data:`IMPLICIT`, :data:`AUTO` or :data:`FORWARD`), the two
-chosen separately as in Diffrax; :func:`resolve_adjoint` is the one rule that turns the configured
-``ConvPars.gradient_mode`` into the adjoint that runs.
+A layer's fixed point is found by the solver (:mod:`training.solver`, the Euler relaxation) and its gradient
+attached by the adjoint (:mod:`training.adjoint`); this module composes the two layers. Where a function takes
+an adjoint it is one that runs (UNROLLED, IMPLICIT or FORWARD); where it takes none, or may take AUTO, it asks
+:func:`training.adjoint.with_adjoint` for the adjoint that runs.
 """
 
 from __future__ import annotations
@@ -20,7 +20,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parameters import ConvPars, Parameters, SSNPars
+from parameters import IMPLICIT, UNROLLED, ConvPars, Parameters, SSNPars
+from training.adjoint import (
+    FORWARD,
+    implicit_fixed_point,
+    implicit_fixed_points,
+    layer_fixed_point,
+    relax_with,
+    requested_adjoint,
+    with_adjoint,
+)
+from training.solver import FixedPoint
 from training.SSN_classes import SSN_mid, SSN_sup, kappa_profile, padded_width
 from training.util_gabor import (
     PHASE_SLOTS,
@@ -126,199 +136,21 @@ def constant_to_vec(cE: Array, cI: Array, num_grid: int, phases: int = 1) -> Arr
     return jnp.broadcast_to(vec, (phases, 2, num_grid)) if phases > 1 else vec.ravel()
 
 
-# ------------------------------------------------------------------------------ solver: Euler relaxation
-class FixedPoint(NamedTuple):
-    """Final Euler state of a layer, its convergence penalty and whether it has settled."""
-
-    r: Array
-    dx: Array
-    """Convergence penalty max(0, avg_dx - 1)."""
-    settled: Array
-    """True where the final state is a converged fixed point by :func:`settled_state`."""
-
-
-def euler_relaxation(layer: SSN_mid | SSN_sup, h: Array, conv: ConvPars) -> tuple[Array, Array]:
-    """Final rates after Tmax/dt Euler steps from zero, and avg_dx (mean second-half metric / xtol)."""
-    (r,), avg_dx = euler_relaxation_parts(layer, (h,), conv)
-    return r, avg_dx
-
-
-def euler_relaxation_parts(layer: SSN_mid | SSN_sup, parts: tuple[Array, ...],
-                           conv: ConvPars) -> tuple[tuple[Array, ...], Array]:
-    """:func:`euler_relaxation` of several inputs to the same layer, with one dx metric over all their cells.
-
-    The parts are relaxed side by side and the per-step metric is the maximum over every cell of every
-    part, so splitting a layer's cells into parts gives the same rates and the same avg_dx. Under vmap a
-    part that does not depend on the batch (e.g. circuits that see only their baseline) stays unbatched.
-    """
-    rates, trace = euler_trace(layer, parts, conv)
-    return rates, jnp.mean(trace) / conv.xtol
-
-
-def euler_trace(layer: SSN_mid | SSN_sup, parts: tuple[Array, ...],
-                conv: ConvPars) -> tuple[tuple[Array, ...], Array]:
-    """Final rates of each part and the per-step convergence metric of the second half of the steps.
-
-    The metric of a step is max_i |dr_i| / max(xmin, |r_i|) over every cell of every part. The loop
-    carries the E and I rates as separate arrays and the layer's weights are prepared once outside it,
-    so each step is one product (superficial layer) and a few fused elementwise kernels.
-    """
-    drive = layer.split_drive()
-    inputs = [layer.split(h) for h in parts]
-    rate_E, rate_I = conv.dt / layer.tau[0], conv.dt / layer.tau[1]
-    steps = conv.num_steps
-    first_half = steps // 2
-
-    def step(rates):
-        new, changes = [], []
-        for (r_E, r_I), (h_E, h_I) in zip(rates, inputs, strict=True):
-            drive_E, drive_I = drive(r_E, r_I, h_E, h_I)
-            dr_E, dr_I = rate_E * (-r_E + drive_E), rate_I * (-r_I + drive_I)
-            new.append((r_E + dr_E, r_I + dr_I))
-            changes.append((dr_E, dr_I))
-        return tuple(new), changes
-
-    @functools.partial(jax.checkpoint, policy=jax.checkpoint_policies.nothing_saveable)
-    def silent(rates, _):
-        return step(rates)[0], None
-
-    @functools.partial(jax.checkpoint, policy=jax.checkpoint_policies.nothing_saveable)
-    def measured(rates, _):
-        rates, changes = step(rates)
-        maxima = []
-        for (r_E, r_I), (dr_E, dr_I) in zip(rates, changes, strict=True):
-            ratio_E = jnp.abs(dr_E) / jnp.maximum(conv.xmin, jnp.abs(r_E))
-            ratio_I = jnp.abs(dr_I) / jnp.maximum(conv.xmin, jnp.abs(r_I))
-            maxima.append(jnp.max(jnp.maximum(ratio_E, ratio_I)))
-        return rates, functools.reduce(jnp.maximum, maxima)
-
-    rates = tuple((jnp.zeros_like(h_E), jnp.zeros_like(h_I)) for h_E, h_I in inputs)
-    rates, _ = jax.lax.scan(silent, rates, None, length=first_half)
-    rates, trace = jax.lax.scan(measured, rates, None, length=steps - first_half)
-    return tuple(layer.merge(*r) for r in rates), trace
-
-
-def settled_state(trace: Array, conv: ConvPars) -> Array:
-    """Whether the final Euler state is, to ``conv.settle_tol``, the fixed point the implicit gradient assumes.
-
-    Reverse mode through the loop differentiates the final iterate r_T; the implicit gradient
-    differentiates the fixed point r*. Started from zero, the iterate approaches r* geometrically, and
-    the gap r_T - r* and the gap between the two gradients shrink with the same factor, so the
-    gradients agree when the iterate has converged. The gap is estimated from the trace of relative
-    changes: with s the largest change in the last window of ``settle_window`` steps and s' in the
-    window before, the contraction per step is q = (s/s')^(1/window) and the remaining distance the
-    geometric tail s q/(1 - q). Settled means: no convergence penalty (avg_dx < 1, so the dx term has
-    zero gradient in every mode), and either a tail below ``settle_tol`` or a change at float32
-    rounding level (``settle_floor``), where q cannot be measured. A small change alone is not enough:
-    a slowly creeping state (q near 1) is far from its fixed point although each step is small.
-    """
-    window = max(1, min(conv.settle_window, trace.shape[-1] // 2))
-    last = jnp.max(trace[-window:])
-    before = jnp.max(trace[-2 * window : -window])
-    # 0/0 (an exactly stationary state) is a zero rate; x/0 with x > 0 is no contraction at all.
-    q = jnp.where(before > 0, (last / jnp.where(before > 0, before, 1.0)) ** (1.0 / window),
-                  jnp.where(last > 0, jnp.inf, 0.0))  # fmt: skip
-    tail = jnp.where(q < 1.0, last * q / jnp.maximum(1.0 - q, 1e-30), jnp.inf)
-    no_penalty = jnp.mean(trace) / conv.xtol < 1.0
-    return no_penalty & ((last <= conv.settle_floor) | (tail <= conv.settle_tol))
-
-
-def relax(layer: SSN_mid | SSN_sup, parts: tuple[Array, ...], conv: ConvPars) -> tuple[tuple[Array, ...], Array, Array]:
-    """The solver: rates of each part after the Euler loop, the penalty max(0, avg_dx - 1) and the settled flag.
-
-    Gradients flow through every step unless the caller stops them (the adjoints below decide).
-    """
-    rates, trace = euler_trace(layer, parts, conv)
-    avg_dx = jnp.mean(trace) / conv.xtol
-    # A diverged state (inf or nan rates) can leave a trace of zeros; it is no fixed point.
-    finite = functools.reduce(jnp.logical_and, [jnp.all(jnp.isfinite(r)) for r in rates])
-    return rates, jnp.maximum(0.0, avg_dx - 1.0), settled_state(trace, conv) & finite
-
-
-# -------------------------------------------------------------- adjoints: how gradients pass a fixed point
-UNROLLED = "unrolled"
-"""Reverse mode through every Euler step: the gradient of the computed final state, exact at every state."""
-IMPLICIT = "implicit"
-"""Implicit-function-theorem gradient at the final state, taken as the fixed point r = k[W r + h]^n: one
-adjoint solve (I - D W)ᵀ λ = g instead of storing the loop. Exact only where the state has settled; the
-convergence penalty dx is then treated as a constant."""
-AUTO = "auto"
-"""IMPLICIT for a batch whose every stimulus has settled (:func:`settled_state`), UNROLLED otherwise: exact
-everywhere, and cheap where training spends most steps."""
-FORWARD = "forward"
-"""No gradient through the fixed points: the plain forward pass (frozen responses, readout-only steps)."""
-ADJOINTS: tuple[str, ...] = (UNROLLED, IMPLICIT, AUTO, FORWARD)
-
-
-def resolve_adjoint(mode: str, settled: bool | None = None) -> str:
-    """The adjoint that a gradient mode gives: the one rule behind every choice of adjoint.
-
-    UNROLLED, IMPLICIT and FORWARD are themselves. AUTO is IMPLICIT for a batch known to have settled
-    (``settled`` True) and UNROLLED otherwise, including where nothing is known (``settled`` None, e.g. a
-    lone stimulus evaluated on its own, where the unrolled gradient is always exact).
-    """
-    if mode not in ADJOINTS:
-        raise ValueError(f"unknown adjoint {mode!r}; expected one of {ADJOINTS}")
-    if mode != AUTO:
-        return mode
-    return IMPLICIT if settled else UNROLLED
-
-
-def _implicit_fixed_point(layer: SSN_mid | SSN_sup, h: Array, r_star: Array) -> Array:
-    """r_star with the implicit-function gradient of r = drive(r, h) for one stimulus (a batch of one)."""
-    return _implicit_fixed_points(layer, h[None], r_star[None])[0]
-
-
-def _implicit_fwd(layer, h, r_star):
-    return r_star, (layer, h, r_star)
-
-
-@jax.custom_vjp
-def _implicit_fixed_points(layer: SSN_mid | SSN_sup, h: Array, r_star: Array) -> Array:
-    """r_star (batch on the leading axis) with the implicit-function gradient of r = drive(r, h).
-
-    The adjoint (I - D W)ᵀ λ = g is solved per stimulus; the parameter cotangent is the transpose of the
-    batched drive: one product over the batch (e.g. Λᵀ R for W), not per-stimulus outer products summed.
-    """
-    return r_star
-
-
-def _implicit_batch_bwd(residuals, g):
-    layer, h, r_star = residuals
-    lam = jax.vmap(layer.solve_adjoint)(r_star, h, g)
-    _, vjp = jax.vjp(lambda lay, hh: jax.vmap(lay.drive)(r_star, hh), layer, h)
-    d_layer, d_h = vjp(lam)
-    return d_layer, d_h, jnp.zeros_like(r_star)
-
-
-_implicit_fixed_points.defvjp(_implicit_fwd, _implicit_batch_bwd)
-
-
-def relax_with(adjoint: str, layer: SSN_mid | SSN_sup, parts: tuple[Array, ...],
-               conv: ConvPars) -> tuple[tuple[Array, ...], Array, Array]:
-    """:func:`relax`, differentiable only under the UNROLLED adjoint (the others attach their own gradient)."""
-    if adjoint == UNROLLED:
-        return relax(layer, parts, conv)
-    return relax(jax.lax.stop_gradient(layer), jax.lax.stop_gradient(parts), conv)
-
-
-def layer_fixed_point(layer: SSN_mid | SSN_sup, h: Array, conv: ConvPars, adjoint: str) -> FixedPoint:
-    """Fixed point of one layer for input h, its gradient by ``adjoint`` (UNROLLED, IMPLICIT or FORWARD)."""
-    (r,), dx, settled = relax_with(adjoint, layer, (h,), conv)
-    if adjoint == IMPLICIT:
-        r = _implicit_fixed_point(layer, h, r)
-    return FixedPoint(r, dx, settled)
-
-
+# ------------------------------------------------------------------- one layer's fixed point, one stimulus
 def obtain_fixed_point(layer: SSN_mid | SSN_sup, h: Array, conv: ConvPars) -> tuple[Array, Array]:
     """Fixed point r and convergence penalty dx = max(0, avg_dx - 1) of one layer for input h.
 
-    ``conv.gradient_mode`` chooses how gradients pass the fixed point: 'unrolled' (and 'auto' for a lone
-    stimulus) differentiates through every Euler step; 'implicit' uses the implicit function theorem at
-    the final state, r = k[W r + h]^n, and treats dx as a constant.
+    Gradients pass the fixed point by the configured ``conv.gradient_mode`` as :func:`training.adjoint.with_adjoint`
+    resolves it for a lone stimulus: 'unrolled' and 'auto' differentiate through every Euler step; 'implicit'
+    uses the implicit function theorem at the final state, r = k[W r + h]^n, and treats dx as a constant.
     """
-    fixed_point = layer_fixed_point(layer, h, conv, resolve_adjoint(conv.gradient_mode))
+    fixed_point = with_adjoint(requested_adjoint(conv), functools.partial(layer_fixed_point, layer, h, conv))
     return fixed_point.r, fixed_point.dx
+
+
+superficial_layer_fixed_point = obtain_fixed_point
+"""Superficial-layer rates (2·Nx²,) and dx for input h of the same shape (a name of the spec's interface): the
+superficial layer takes its input as it is, so this is :func:`obtain_fixed_point`."""
 
 
 def middle_layer_fixed_point(ssn: SSN_mid, h: Array, conv: ConvPars) -> tuple[Array, Array]:
@@ -336,13 +168,15 @@ def middle_layer_response(ssn: SSN_mid, b: Array, gains: Array, c_mid: Array, ph
     so one of them gets |u| + c and the other its baseline c alone. The baseline circuits of a grid point
     are the same for every stimulus (an unbatched part under vmap); rates and dx are unchanged.
     """
-    fixed_point = middle_fixed_point(ssn, b, gains, c_mid, phases, conv, resolve_adjoint(conv.gradient_mode))
+    run = functools.partial(middle_fixed_point, ssn, b, gains, c_mid, phases, conv)
+    fixed_point = with_adjoint(requested_adjoint(conv), run)
     return fixed_point.r, fixed_point.dx
 
 
 def middle_fixed_point(ssn: SSN_mid, b: Array, gains: Array, c_mid: Array, phases: int, conv: ConvPars,
                        adjoint: str) -> FixedPoint:
-    """:func:`middle_layer_response` with its settled flag, its gradient by ``adjoint`` (not AUTO)."""
+    """:func:`middle_layer_response` with its settled flag, its gradient by ``adjoint`` (UNROLLED, IMPLICIT or
+    FORWARD). The implicit gradient is attached to the assembled rates with the full input of every slot."""
     base = b.reshape(2, -1)
     magnitude = jnp.abs(base) if phases == 4 else jnp.maximum(base, 0.0)
     active = gains[:, None, None] * magnitude[None] + c_mid[:, None, None]  # type-major (2, 2, Nx²)
@@ -351,7 +185,7 @@ def middle_fixed_point(ssn: SSN_mid, b: Array, gains: Array, c_mid: Array, phase
     r = assemble_middle_rates(rates, base, phases)
     if adjoint == IMPLICIT:
         h = middle_drive_input(b, gains, c_mid, phases)
-        r = jnp.swapaxes(_implicit_fixed_point(ssn, jnp.swapaxes(h, 0, 1), jnp.swapaxes(r, 0, 1)), 0, 1)
+        r = jnp.swapaxes(implicit_fixed_point(ssn, jnp.swapaxes(h, 0, 1), jnp.swapaxes(r, 0, 1)), 0, 1)
     return FixedPoint(r, dx, settled)
 
 
@@ -363,11 +197,6 @@ def assemble_middle_rates(rates: tuple[Array, ...], base: Array, phases: int) ->
     baseline = jnp.swapaxes(rates[1], 0, 1)
     slots = [jnp.where(sign * base[phase] > 0, active[phase], baseline[0]) for phase, sign in PHASE_SLOTS]
     return jnp.stack(slots)
-
-
-def superficial_layer_fixed_point(ssn: SSN_sup, h: Array, conv: ConvPars) -> tuple[Array, Array]:
-    """Superficial-layer rates (2·Nx²,) and dx for input h of the same shape."""
-    return obtain_fixed_point(ssn, h, conv)
 
 
 # --------------------------------------------------------------------------------------- model response
@@ -383,7 +212,7 @@ class Response(NamedTuple):
     u: Array
     """Gabor projection F·s (phases, 2, Nx²), before rectification."""
     settled: Array
-    """True where both layers' final Euler states are converged fixed points (:func:`settled_state`)."""
+    """True where both layers' final Euler states are converged fixed points (:func:`training.solver.settled_state`)."""
 
     @property
     def mid_output(self) -> Array:
@@ -494,9 +323,9 @@ def evaluate_model_response(layers: Layers, b: Array, params: Parameters) -> Res
     """Both layers' fixed points for one stimulus given its base projection b (2·Nx²,).
 
     Gradients pass the fixed points by ``params.conv.gradient_mode`` as resolved for a lone stimulus
-    (:func:`resolve_adjoint`: 'auto' is the unrolled gradient, exact at every state).
+    (:func:`training.adjoint.with_adjoint`: 'auto' is the unrolled gradient, exact at every state).
     """
-    return stimulus_response(layers, b, params, resolve_adjoint(params.conv.gradient_mode))
+    return with_adjoint(requested_adjoint(params.conv), functools.partial(stimulus_response, layers, b, params))
 
 
 def stimulus_response(layers: Layers, b: Array, params: Parameters, adjoint: str) -> Response:
@@ -522,27 +351,30 @@ def evaluate_model_response_batch(layers: Layers, b: Array, params: Parameters, 
 
     ``adjoint`` (default: ``params.conv.gradient_mode``) is how gradients pass the fixed points:
     UNROLLED through every Euler step; IMPLICIT by the implicit function theorem at the final states,
-    attached to the whole batch at once (:func:`_implicit_fixed_points`); AUTO resolved on the batch's
-    settled flags (:func:`resolve_adjoint`); FORWARD none. Values are the same for every adjoint.
-    ``frozen`` may pass in the batch's :func:`frozen_responses` when the caller has them already (a
-    training step decides its adjoint on them). A caller that takes no gradient (probes, validations,
-    regressions, the analysis) passes FORWARD: AUTO's run-time choice relaxes an unsettled batch a second
-    time, and under ``vmap`` (where both branches of a ``cond`` run) every batch.
+    attached to the whole batch at once (:func:`training.adjoint.implicit_fixed_points`); AUTO decided on
+    the batch's settled flags (:func:`training.adjoint.with_adjoint`); FORWARD none. Values are the same for
+    every adjoint. ``frozen`` is the batch's :func:`frozen_responses` where the caller has them already (a
+    training step decides its adjoint on them: :func:`training.trials.trial_inputs`). A caller that takes
+    no gradient (probes, validations, regressions, the analysis) passes FORWARD: AUTO's run-time choice
+    relaxes an unsettled batch a second time, and under ``vmap`` (where both branches of a ``cond`` run)
+    every batch.
     """
-    adjoint = adjoint or params.conv.gradient_mode
-    if adjoint == UNROLLED:
+    mode = requested_adjoint(params.conv, adjoint)
+    if mode == UNROLLED:  # the only adjoint that does not start from the batch relaxed without gradients
         return _unrolled_responses(layers, b, params)
     if frozen is None:
         frozen = frozen_responses(layers, b, params)
+    run = functools.partial(_batch_response, layers, b, params, frozen)
+    return with_adjoint(mode, run, settled=frozen.settled)
+
+
+def _batch_response(layers: Layers, b: Array, params: Parameters, frozen: Response, adjoint: str) -> Response:
+    """The batch's responses under an adjoint that runs, given the batch relaxed without gradients."""
+    if adjoint == UNROLLED:
+        return _unrolled_responses(layers, b, params)
     if adjoint == FORWARD:
         return frozen
-    if adjoint == IMPLICIT:
-        return _attach_implicit_gradients(layers, b, params, frozen)
-    # AUTO inside a traced computation: both adjoints are compiled and the settled flags select one at run time.
-    return jax.lax.cond(
-        jnp.all(frozen.settled),
-        lambda: evaluate_model_response_batch(layers, b, params, resolve_adjoint(adjoint, settled=True), frozen),
-        lambda: evaluate_model_response_batch(layers, b, params, resolve_adjoint(adjoint, settled=False)))
+    return _attach_implicit_gradients(layers, b, params, frozen)
 
 
 def _attach_implicit_gradients(layers: Layers, b: Array, params: Parameters, frozen: Response) -> Response:
@@ -550,9 +382,9 @@ def _attach_implicit_gradients(layers: Layers, b: Array, params: Parameters, fro
     phases = params.ssn.phases
     u = jax.vmap(middle_input, in_axes=(0, None, None))(b, layers.gains, phases)
     h_mid = jax.vmap(middle_drive_input, in_axes=(0, None, None, None))(b, layers.gains, layers.c_mid, phases)
-    r_mid = jnp.swapaxes(_implicit_fixed_points(layers.mid, jnp.swapaxes(h_mid, 1, 2),
-                                                jnp.swapaxes(frozen.r_mid, 1, 2)), 1, 2)  # fmt: skip
-    r_sup = _implicit_fixed_points(layers.sup, superficial_input(layers, r_mid), frozen.r_sup)
+    r_mid = jnp.swapaxes(implicit_fixed_points(layers.mid, jnp.swapaxes(h_mid, 1, 2),
+                                               jnp.swapaxes(frozen.r_mid, 1, 2)), 1, 2)  # fmt: skip
+    r_sup = implicit_fixed_points(layers.sup, superficial_input(layers, r_mid), frozen.r_sup)
     return frozen._replace(r_mid=r_mid, r_sup=r_sup, u=u)
 
 

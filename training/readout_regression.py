@@ -12,7 +12,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from parameters import Parameters
-from training.model import FORWARD, LogParams, ModelStatic
+from training.adjoint import FORWARD
+from training.model import LogParams, ModelStatic
 from training.readout import Readout, add_readout_noise
 from training.trials import general_task_batch, readout_cells, readout_noise, responses_to_batch
 

@@ -17,9 +17,10 @@ stage-specific branches.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -40,11 +41,35 @@ from training.psychometrics import (
 from training.readout import SUPERFICIAL_ONLY, Readout
 from training.util_gabor import readout_indices
 
-if TYPE_CHECKING:
-    from training.training_functions import StageLog
-
 PRETRAINING, READOUT, TRAINING = 0, 1, 2
 """Stage numbers (the CSV ``stage`` column)."""
+
+
+# ------------------------------------------------------------------------- what the stage rules read
+@dataclass
+class StageLog:
+    """Rows recorded so far and the quantities the stopping rules look at."""
+
+    rows: list = field(default_factory=list)
+    val_rows: list = field(default_factory=list)
+    thresholds: list = field(default_factory=list)
+    probe_means: list = field(default_factory=list)
+    batch_accs: list = field(default_factory=list)
+    val_acc: float | None = None
+    """The most recent validation accuracy (None before the first); the figure-era flip rule reads it and
+    sets it to 1 − itself after a flip (training.stages.FigureFlip)."""
+    seconds: dict = field(default_factory=lambda: {"sgd": 0.0, "probe": 0.0, "validation": 0.0})
+    """Wall time spent in SGD steps, psychometric probes and validations (incl. the flip test)."""
+    started: float = field(default_factory=time.perf_counter)
+    """perf_counter() when the stage started."""
+    reported: float = field(default_factory=time.perf_counter)
+    """perf_counter() of the last progress line."""
+
+    def tick(self, activity: str, since: float) -> float:
+        """Add the time since ``since`` to an activity; returns the current time."""
+        now = time.perf_counter()
+        self.seconds[activity] += now - since
+        return now
 
 
 # ------------------------------------------------------------------------------------------ stop rules

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import jax
@@ -27,7 +27,7 @@ from training.loss import LossConstants, default_loss_constants
 from training.model import LogParams, ModelStatic
 from training.psychometrics import StaircaseState, fit_threshold, staircase_update
 from training.readout import Readout
-from training.stages import Stage
+from training.stages import Stage, StageLog
 from training.util_gabor import readout_indices
 
 logger = logging.getLogger(__name__)
@@ -84,32 +84,6 @@ class StageResult(NamedTuple):
     thresholds: list
     seconds: dict
     """Wall time per activity: sgd, probe, validation."""
-
-
-@dataclass
-class StageLog:
-    """Rows recorded so far and the quantities the stopping rules look at."""
-
-    rows: list = field(default_factory=list)
-    val_rows: list = field(default_factory=list)
-    thresholds: list = field(default_factory=list)
-    probe_means: list = field(default_factory=list)
-    batch_accs: list = field(default_factory=list)
-    val_acc: float | None = None
-    """The most recent validation accuracy (None before the first); the figure-era flip rule reads it and
-    sets it to 1 − itself after a flip (training.stages.FigureFlip)."""
-    seconds: dict = field(default_factory=lambda: {"sgd": 0.0, "probe": 0.0, "validation": 0.0})
-    """Wall time spent in SGD steps, psychometric probes and validations (incl. the flip test)."""
-    started: float = field(default_factory=time.perf_counter)
-    """perf_counter() when the stage started."""
-    reported: float = field(default_factory=time.perf_counter)
-    """perf_counter() of the last progress line."""
-
-    def tick(self, activity: str, since: float) -> float:
-        """Add the time since ``since`` to an activity; returns the current time."""
-        now = time.perf_counter()
-        self.seconds[activity] += now - since
-        return now
 
 
 # ------------------------------------------------------------------------------------------ row building

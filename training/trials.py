@@ -156,21 +156,66 @@ def readout_noise(key: Array, batch_size: int, num_weights: int, params: Paramet
             std * jax.random.normal(k_target, (batch_size, num_weights)))  # fmt: skip
 
 
-def evaluate_trials(log_params: LogParams, readout: Readout, static: ModelStatic, batch: TrialBatch, key: Array,
-                    params: Parameters, constants: LossConstants, contributions: tuple[float, float],
-                    adjoint: str | None = None, frozen: Response | None = None) -> TrialOutputs:
-    """Simulate a batch of pairs and compute decisions and per-trial loss terms.
+class TrialInputs(NamedTuple):
+    """A batch of trials as the model receives it, built from one key by :func:`trial_inputs`."""
 
-    The readout cells follow from the readout size: len(w) grid points (or half of them when both
-    layers contribute). ``adjoint`` and ``frozen`` go to :func:`evaluate_model_response_batch`; ``frozen``
-    is then :func:`frozen_trial_responses` of the same batch and key.
+    batch: TrialBatch
+    b: Array
+    """Base projections of the noisy reference images, then of the target images, (2B, 2·Nx²)."""
+    noise_key: Array
+    """Key of the readout noise."""
+    frozen: Response | None = None
+    """The responses to ``b`` relaxed without gradients, where they were asked for: what the IMPLICIT adjoint
+    attaches its gradient to and what AUTO decides on (:func:`training.adjoint.with_adjoint`)."""
+
+    @property
+    def batch_size(self) -> int:
+        """Number of trials (pairs)."""
+        return self.batch.label.shape[0]
+
+
+def trial_inputs(batch: TrialBatch, key: Array, static: ModelStatic, params: Parameters,
+                 frozen_params: LogParams | None = None) -> TrialInputs:
+    """The model's input for a batch of trials from the trials' key: the one place that key is split.
+
+    With ``frozen_params``, also the responses of the model with those parameters, relaxed without gradients
+    (:func:`training.model.frozen_responses`): they belong to these very projections, so a gradient attached
+    to them belongs to this batch.
     """
     k_noise, k_images = jax.random.split(key)
-    batch_size = batch.label.shape[0]
+    b_ref, b_target = pair_projections(k_images, batch, static, params)
+    b = jnp.concatenate([b_ref, b_target])
+    frozen = None
+    if frozen_params is not None:
+        frozen = frozen_responses(build_layers(frozen_params, static, params), b, params)
+    return TrialInputs(batch, b, k_noise, frozen)
+
+
+def evaluate_trials(log_params: LogParams, readout: Readout, static: ModelStatic, batch: TrialBatch, key: Array,
+                    params: Parameters, constants: LossConstants, contributions: tuple[float, float],
+                    adjoint: str | None = None) -> TrialOutputs:
+    """Simulate a batch of pairs from the trials' key and compute decisions and per-trial loss terms
+    (:func:`evaluate_inputs` of :func:`trial_inputs`)."""
+    inputs = trial_inputs(batch, key, static, params)
+    return evaluate_inputs(log_params, readout, static, inputs, params, constants, contributions, adjoint)
+
+
+def evaluate_inputs(log_params: LogParams, readout: Readout, static: ModelStatic, inputs: TrialInputs,
+                    params: Parameters, constants: LossConstants, contributions: tuple[float, float],
+                    adjoint: str | None = None) -> TrialOutputs:
+    """Decisions and per-trial loss terms of a batch of trials built by :func:`trial_inputs`.
+
+    The readout cells follow from the readout size: len(w) grid points (or half of them when both
+    layers contribute). ``adjoint`` and the inputs' frozen responses go to
+    :func:`training.model.evaluate_model_response_batch`.
+    """
+    batch = inputs.batch
     num_weights = readout.w.shape[0]
     indices = readout_cells(params, num_weights // 2 if all(contributions) else num_weights)
-    ref, target = responses_to_batch(log_params, static, batch, k_images, params, adjoint, frozen)
-    noise_ref, noise_target = readout_noise(k_noise, batch_size, num_weights, params)
+    layers = build_layers(log_params, static, params)
+    both = evaluate_model_response_batch(layers, inputs.b, params, adjoint, inputs.frozen)
+    ref, target = split_pairs(both, inputs.batch_size)
+    noise_ref, noise_target = readout_noise(inputs.noise_key, inputs.batch_size, num_weights, params)
     x_ref = add_readout_noise(readout_features(ref, indices, contributions), noise_ref)
     x_target = add_readout_noise(readout_features(target, indices, contributions), noise_target)
     p = sigmoid_output(readout.w, readout.b, x_ref, x_target, params.readout.sigmoid_eps)
@@ -181,23 +226,17 @@ def evaluate_trials(log_params: LogParams, readout: Readout, static: ModelStatic
     return TrialOutputs(p=p, correct=correct, terms=terms, ref_stats=ref_stats)
 
 
-def frozen_trial_responses(log_params: LogParams, static: ModelStatic, batch: TrialBatch, key: Array,
-                           params: Parameters) -> Response:
-    """Responses to the reference images then the target images that :func:`evaluate_trials` simulates for
-    the same batch and key, without gradients (a step decides how to differentiate on them)."""
-    _, k_images = jax.random.split(key)
-    b_ref, b_target = pair_projections(k_images, batch, static, params)
-    layers = build_layers(log_params, static, params)
-    return frozen_responses(layers, jnp.concatenate([b_ref, b_target]), params)
-
-
-def responses_to_batch(log_params: LogParams, static: ModelStatic, batch: TrialBatch, key: Array, params: Parameters,
-                       adjoint: str | None = None, frozen: Response | None = None) -> tuple[Response, Response]:
-    """Noisy responses of both layers to the reference and the target images of a batch."""
-    b_ref, b_target = pair_projections(key, batch, static, params)
-    layers = build_layers(log_params, static, params)
-    batch_size = batch.label.shape[0]
-    both = evaluate_model_response_batch(layers, jnp.concatenate([b_ref, b_target]), params,
-                                         adjoint, frozen)  # fmt: skip
+def split_pairs(both: Response, batch_size: int) -> tuple[Response, Response]:
+    """The responses to the reference images and to the target images of responses to both, in that order."""
     return (jax.tree_util.tree_map(lambda x: x[:batch_size], both),
             jax.tree_util.tree_map(lambda x: x[batch_size:], both))  # fmt: skip
+
+
+def responses_to_batch(log_params: LogParams, static: ModelStatic, batch: TrialBatch, images_key: Array,
+                       params: Parameters, adjoint: str | None = None) -> tuple[Response, Response]:
+    """Noisy responses of both layers to the reference and the target images of a batch, whose noise comes
+    from ``images_key`` (a key of images alone: these trials have no readout noise of their own)."""
+    b_ref, b_target = pair_projections(images_key, batch, static, params)
+    layers = build_layers(log_params, static, params)
+    both = evaluate_model_response_batch(layers, jnp.concatenate([b_ref, b_target]), params, adjoint)
+    return split_pairs(both, batch.label.shape[0])
