@@ -32,8 +32,8 @@ from analysis.cells import CellLayout, TaskOrientations
 from analysis.decoding import RunScores, mvpa_mahal_for_run
 from analysis.snapshots import Snapshot
 from parameters import Parameters
+from training.adjoint import FORWARD
 from training.model import (
-    FORWARD,
     ModelStatic,
     base_projection,
     build_layers,

@@ -36,8 +36,8 @@ from analysis.snapshots import Snapshot
 from analysis.tuning_curve_files import tuning_curve_frame, write_tuning_curves_csv
 from analysis.tuning_features import TC_ORIENTATIONS
 from parameters import Parameters
+from training.adjoint import FORWARD
 from training.model import (
-    FORWARD,
     ModelStatic,
     base_projection,
     build_layers,

@@ -14,7 +14,6 @@ reads ``RESULTS_DIR/parameters.py`` (its recorded preset unless ``--preset`` nam
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Iterable
@@ -239,15 +238,10 @@ def main_pretraining(results_dir: Path, params: Parameters, base_seed: int, num_
     return assemble_pretraining(results_dir, params, num_runs)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command line of the pretraining (:func:`training.cli.parse_pretraining_args`)."""
-    return parse_pretraining_args(argv)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m training.main_pretraining``."""
     prepare_process()
-    args = parse_args(argv)
+    args = parse_pretraining_args(argv)
     params = load_parameters_file(StudyLayout(args.results_dir).parameters, preset=args.preset)
     runs = args.runs if args.runs is not None else range(args.num_runs)
     run_pending_jobs(args.results_dir, params, args.base_seed, runs, not args.no_progress)
