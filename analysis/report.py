@@ -115,20 +115,19 @@ def read_study_settings(root: Path, confs: Sequence[str], runs: int) -> StudySet
         seed=int(seed) if seed is not None else None, configurations=tuple(confs),
         code_version=env.get("code_version"), note=note, created=env.get("created"),
         runs_started=int(started) if isinstance(started, int) else None,
-        pretraining_excluded=pretraining_exclusions(root),
+        pretraining_excluded=pretraining_exclusions(source),
         pretraining_from=None if source == root else str(source),
     )  # fmt: skip
 
 
-def pretraining_exclusions(root: Path) -> dict[int, float]:
-    """Runs excluded after pretraining with their final thresholds; empty where the folder has no such record.
+def pretraining_exclusions(pretraining: Path) -> dict[int, float]:
+    """Runs excluded after the pretraining in ``pretraining`` (a study's :func:`store.records.pretraining_folder`,
+    another folder's for a study that reused it with ``--skip-pretraining``) with their final thresholds;
+    empty where the folder has no such record.
 
-    A study that reused another folder's pretraining (``--skip-pretraining``) reports that folder's
-    exclusions, which decided its runs; a folder written by hand may have no exclusion list: nothing to
-    report. A list or pretraining file that exists but cannot be read is logged, so the report's silence
-    about exclusions never hides a damaged file.
+    A folder written by hand may have no exclusion list: nothing to report. A list or pretraining file that
+    exists but cannot be read is logged, so the report's silence about exclusions never hides a damaged file.
     """
-    pretraining = pretraining_folder(root)
     if not has_stored(pretraining / layout.EXCLUDED_RUNS):
         return {}
     try:
