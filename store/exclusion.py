@@ -18,6 +18,7 @@ import pandas as pd
 from store.errors import ResultsFileError
 from store.files import atomic_copy, atomic_open, atomic_write_csv, has_stored, read_stored_text
 from store.layout import EXCLUDED_RUNS, PRETRAINING_PIECES, PRETRAINING_RESULTS, complete_copy
+from store.renumbering import parse_run_list, renumber, run_indices, survivor_mapping
 from store.schema import ORIGINAL_RUN_INDEX
 from store.tables import final_pretraining_threshold, read_results_csv
 
@@ -31,10 +32,7 @@ PER_RUN_FILES: tuple[str, ...] = PRETRAINING_PIECES
 def read_excluded_runs(path: str | os.PathLike) -> list[int]:
     """The sorted run indices of a one-index-per-line list (an empty file means none); ResultsFileError naming
     the file if it is missing or holds something else."""
-    try:
-        return sorted(int(float(token)) for token in read_stored_text(path).split())
-    except ValueError as error:
-        raise ResultsFileError(f"results file cannot be parsed: {path}: {error}") from error
+    return parse_run_list(read_stored_text(path), str(path))
 
 
 def write_excluded_runs(runs: Iterable[int], path: str | os.PathLike) -> Path:
@@ -50,7 +48,7 @@ def write_excluded_runs(runs: Iterable[int], path: str | os.PathLike) -> Path:
 def final_pretraining_thresholds(pretraining_df: pd.DataFrame) -> pd.Series:
     """Per run: last non-NaN psychometric_offset of its stage-1 rows (stage-0 rows if it has none)."""
     df = pretraining_df[["run_index", "stage", "psychometric_offset"]]
-    runs = _run_indices(df["run_index"], "pretraining results")
+    runs = run_indices(df["run_index"], "pretraining results")
     thresholds = {run: final_pretraining_threshold(df[runs == run]) for run in sorted(set(runs))}
     return pd.Series(thresholds, dtype=np.float64, name="psychometric_offset").rename_axis("run_index")
 
@@ -89,47 +87,26 @@ def exclude_and_renumber(
         raise ValueError(f"files must include {PRETRAINING_RESULTS}, got {list(files)}")
     tables = {name: read_results_csv(folder / name, _required_for(name)) for name in files}
     _check_not_applied(folder, tables)
-    all_runs = set().union(*(set(_run_indices(df["run_index"], name)) for name, df in tables.items()))
+    all_runs = set().union(*(set(run_indices(df["run_index"], name)) for name, df in tables.items()))
     universe = range(max(all_runs) + 1) if all_runs else range(0)
     thresholds = final_pretraining_thresholds(tables[PRETRAINING_RESULTS]).reindex(universe)
     if by_threshold:
         excluded = runs_to_exclude(thresholds, low, high)
     else:  # every run that has pretraining rows is kept, whatever (or whether) its threshold
-        present = set(_run_indices(tables[PRETRAINING_RESULTS]["run_index"], PRETRAINING_RESULTS))
+        present = set(run_indices(tables[PRETRAINING_RESULTS]["run_index"], PRETRAINING_RESULTS))
         excluded = sorted(set(universe) - present)
     survivors = sorted(set(universe) - set(excluded))
     _log_exclusion(universe, all_runs, excluded, survivors)
     for name in files:
         atomic_copy(folder / name, folder / complete_copy(name))
     write_excluded_runs(excluded, folder / EXCLUDED_RUNS)
-    mapping = {old: new for new, old in enumerate(survivors)}
+    mapping = survivor_mapping(universe, excluded)
     for name, df in tables.items():
-        atomic_write_csv(_renumber(df, mapping, name), folder / name)
+        absent = sorted(set(mapping) - set(run_indices(df["run_index"], name)))
+        if absent:
+            logger.warning("%s has no rows for retained runs %s", name, absent)
+        atomic_write_csv(renumber(df, mapping, name), folder / name)
     return len(survivors)
-
-
-def _renumber(df: pd.DataFrame, mapping: Mapping[int, int], name: str) -> pd.DataFrame:
-    """Rows of surviving runs with run_index renumbered and the original index in a last column."""
-    runs = _run_indices(df["run_index"], name)
-    absent = sorted(set(mapping) - set(runs))
-    if absent:
-        logger.warning("%s has no rows for retained runs %s", name, absent)
-    kept = df[runs.isin(list(mapping))].copy()
-    original = runs[kept.index]
-    kept["run_index"] = original.map(mapping).astype(np.int64)
-    kept[ORIGINAL_RUN_INDEX] = original.astype(np.int64)
-    return kept.reset_index(drop=True)
-
-
-def _run_indices(column: pd.Series, name: str) -> pd.Series:
-    """run_index values as integers (they may have been written as floats)."""
-    values = pd.to_numeric(column, errors="coerce")
-    bad = values.isna() | (values != np.round(values)) | (values < 0)
-    if bad.any():
-        raise ResultsFileError(
-            f"{name}: run_index must hold non-negative integers, got {column[bad].tolist()}"
-        )
-    return values.astype(np.int64)
 
 
 def _check_not_applied(folder: Path, tables: Mapping[str, pd.DataFrame]) -> None:

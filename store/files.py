@@ -8,7 +8,13 @@ Packed files: a kept study (study.keep) stores each CSV gzip-packed as ``<name>.
 the plain path and reads whichever of the two exists (:func:`stored`, the plain one first: a command that
 rewrites a file writes it plain and removes its packed twin, so the plain file is always the newer one).
 
-This module imports only the standard library (``python main.py --help`` must not load pandas).
+Derived files: a kept study stores a retained per-run file (``pretraining_results.csv``, the runs that survived
+exclusion) not at all when its unfiltered copy and the list of excluded runs give its exact bytes; its folder's
+``derived.json`` names it. :func:`stored` writes such a file back (plain, git-ignored in studies/) the first
+time a reader asks for it, so every reader sees one file as before (store.renumbering).
+
+This module imports only the standard library (``python main.py --help`` must not load pandas) and, when a
+derived file is read, store.renumbering.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from store.errors import ResultsFileError
-from store.layout import PACKED_SUFFIX, packed
+from store.layout import DERIVED, EXCLUDED_RUNS, PACKED_SUFFIX, complete_copy, packed
 
 logger = logging.getLogger(__name__)
 
@@ -144,17 +150,66 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
 # ------------------------------------------------------------------------------------------ packed files
 def stored(path: str | os.PathLike) -> Path:
     """Where the content of a results file is: the plain file if it exists, else its packed twin
-    (``.csv.gz``, a kept study) if that exists, else the plain path (missing)."""
+    (``.csv.gz``, a kept study) if that exists, else the plain path (a derived file is written there first;
+    otherwise it is missing)."""
     path = Path(path)
     if path.is_file():
         return path
     twin = packed(path)
-    return twin if twin.is_file() else path
+    if twin.is_file():
+        return twin
+    if is_derived(path):
+        write_derived(path)
+    return path
 
 
 def has_stored(path: str | os.PathLike) -> bool:
-    """Whether a results file exists, plain or packed."""
-    return stored(path).is_file()
+    """Whether a results file exists, plain, packed or derived (without writing a derived one)."""
+    path = Path(path)
+    return path.is_file() or packed(path).is_file() or is_derived(path)
+
+
+def derived_names(folder: str | os.PathLike) -> list[str]:
+    """The files a kept study folder stores only as derivations (its derived.json; none without one)."""
+    try:
+        record = json.loads((Path(folder) / DERIVED).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as error:
+        raise ResultsFileError(f"corrupt record {Path(folder) / DERIVED}: {error}") from error
+    return [str(name) for name in record.get("files", [])] if isinstance(record, dict) else []
+
+
+def is_derived(path: str | os.PathLike) -> bool:
+    """Whether a results file is stored only as a derivation: neither plain nor packed, named by its folder's
+    derived.json, with its unfiltered copy and the list of excluded runs stored."""
+    path = Path(path)
+    if path.is_file() or packed(path).is_file() or path.name not in derived_names(path.parent):
+        return False
+    sources = (path.with_name(complete_copy(path.name)), path.with_name(EXCLUDED_RUNS))
+    return all(p.is_file() or packed(p).is_file() for p in sources)
+
+
+def derived_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of a retained per-run file made from its unfiltered copy and the list of excluded runs
+    (ResultsFileError naming the file if either is missing or unreadable)."""
+    from store import renumbering  # pandas: loaded only when a derived file is read
+
+    path = Path(path)
+    excluded = renumbering.parse_run_list(read_stored_text(path.with_name(EXCLUDED_RUNS)), EXCLUDED_RUNS)
+    return renumbering.derived_csv_bytes(read_stored_bytes(path.with_name(complete_copy(path.name))), excluded,
+                                         path.name)  # fmt: skip
+
+
+def write_derived(path: Path) -> None:
+    """Write a derived file back as its plain file (atomically)."""
+    data = derived_bytes(path)
+    try:
+        with atomic_open(path, "wb") as fh:
+            fh.write(data)
+    except OSError as error:
+        raise ResultsFileError(f"{path} is stored as a derivation and cannot be written back: {error}") from error
+    logger.info("wrote %s back from %s and %s", path, complete_copy(path.name), EXCLUDED_RUNS)
 
 
 def is_packed(path: str | os.PathLike) -> bool:

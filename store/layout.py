@@ -54,6 +54,8 @@ JOB_LOGS = "logs"
 SUBMITIT = "submitit"
 KEPT = "kept.json"
 """The record of a kept copy of a study (study.keep): the folder it was kept from, when, with which code."""
+DERIVED = "derived.json"
+"""The retained per-run files a kept study stores only as their unfiltered copies (store.renumbering)."""
 PACKED_SUFFIX = ".gz"
 """Suffix of a gzip-packed results file in a kept study: ``pretraining_results.csv.gz``."""
 
@@ -287,6 +289,11 @@ class StudyLayout:
     @property
     def kept(self) -> Path:
         return self.root / KEPT
+
+    @property
+    def derived(self) -> Path:
+        """The list of retained pretraining files stored as derivations (a kept study; store.files)."""
+        return self.root / DERIVED
 
     def recorded_folder(self, recorded: str) -> Path:
         """A folder named in this study's records (a reused pretraining): absolute as recorded, or relative to

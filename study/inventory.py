@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from store.errors import ResultsFileError
-from store.files import has_stored, is_packed, read_marker, read_stored_bytes, stored
+from store.files import has_stored, is_derived, is_packed, read_marker, read_stored_bytes, stored
 from store.layout import CONFIGURATION_DONE, PACKED_SUFFIX, TRAINING_PIECES, StudyLayout, complete_copy
 from store.records import pretraining_folder
 from study import pieces
@@ -140,7 +140,10 @@ def assembled_files(layout: StudyLayout) -> list[Path]:
 
 def _cut(path: Path) -> str | None:
     """A line if a stored results file is cut or corrupt, None if it is whole (a packed file is unpacked whole,
-    which checks its length and CRC; of a plain file only the last byte is read)."""
+    which checks its length and CRC; of a plain file only the last byte is read; a derived file is as whole as
+    its sources, which are checked themselves)."""
+    if is_derived(path):
+        return None
     where = stored(path)
     try:
         data = read_stored_bytes(where) if is_packed(where) else _last_byte(where)

@@ -14,7 +14,10 @@ What a kept study holds (docs/studies.md):
 * every marker and JSON record (study stages, jobs, the MVPA settings);
 * every CSV file, gzip-packed as ``<name>.csv.gz`` (the readers unpack transparently, store.files),
   except a job's pieces whose rows an assembled file holds (study.pieces: every row is stored once; a growth
-  writes them back before it assembles again). Job folders without a marker (jobs in flight) are left out;
+  writes them back before it assembles again), and except the retained pretraining files that their
+  unfiltered ``*_complete.csv`` copy and the list of excluded runs reproduce byte for byte: ``derived.json``
+  names them and the readers write them back when asked (store.files, store.renumbering). Job folders without
+  a marker (jobs in flight) are left out;
 * not the figures, PDFs, report, logs, the code snapshot or the lock: they are regenerated or not needed.
 
 A kept study names a reused pretraining (``--skip-pretraining``) by a path relative to itself
@@ -29,7 +32,7 @@ import json
 import logging
 import shlex
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +40,9 @@ from store.errors import ResultsFileError, ResultsFolderError
 from store.files import (
     atomic_copy,
     atomic_write_text,
+    derived_bytes,
+    has_stored,
+    is_derived,
     is_packed,
     pack_file,
     read_marker,
@@ -46,6 +52,9 @@ from store.files import (
     write_marker,
 )
 from store.layout import (
+    COMPLETE_SUFFIX,
+    DERIVED,
+    EXCLUDED_RUNS,
     FIGURES,
     JOB_DONE,
     JOB_LOGS,
@@ -54,11 +63,13 @@ from store.layout import (
     PACKED_SUFFIX,
     PARAMETERS,
     PRETRAINING_FIGURES,
+    PRETRAINING_PIECES,
     PRETRAINING_RUNS,
     SCRIPTS,
     SUBMITIT,
     TRAINING_RUNS,
     StudyLayout,
+    complete_copy,
     configuration_parameters,
     packed,
 )
@@ -81,10 +92,45 @@ class KeepError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------------- selection
-def kept_files(folder: Path) -> list[Path]:
-    """What a kept copy of ``folder`` holds, as paths relative to it (CSVs by their plain names)."""
+def kept_files(folder: Path, derived: Iterable[Path] = ()) -> list[Path]:
+    """What a kept copy of ``folder`` holds, as paths relative to it (CSVs by their plain names), leaving out
+    the ``derived`` files (relative paths too)."""
     held = {piece.path.relative_to(folder) for piece in pieces.held_pieces(pieces.completed_pieces(folder))}
-    return sorted(rel for rel in candidate_files(folder) if rel not in held)
+    return sorted(rel for rel in candidate_files(folder) if rel not in held and rel not in set(derived))
+
+
+def derivable_files(folder: Path) -> list[Path]:
+    """The retained pretraining files of ``folder`` (relative paths) that their unfiltered copy and the list of
+    excluded runs reproduce exactly: already stored as derivations, or checked byte for byte now."""
+    layout = StudyLayout(folder)
+    derivable = []
+    for name in PRETRAINING_PIECES:
+        path = layout.file(name)
+        sources = (layout.file(complete_copy(name)), layout.excluded_runs)
+        if is_derived(path) or (has_stored(path) and all(has_stored(p) for p in sources)
+                                and read_stored_bytes(path) == derived_bytes(path)):  # fmt: skip
+            derivable.append(Path(name))
+    return derivable
+
+
+def write_derived_record(dest: Path, derived: Sequence[Path]) -> None:
+    """derived.json of a kept study: the files it stores as derivations (removed when there are none)."""
+    path = StudyLayout(dest).derived
+    if not derived:
+        path.unlink(missing_ok=True)
+        return
+    record = {"files": [str(rel) for rel in derived],
+              "from": f"each file's unfiltered copy (<name>{COMPLETE_SUFFIX}.csv) and {EXCLUDED_RUNS}"}  # fmt: skip
+    if read_derived_record(path) != record:
+        write_json(path, record)
+
+
+def read_derived_record(path: Path) -> dict | None:
+    """A derived.json record (None if missing or unreadable)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def candidate_files(folder: Path) -> Iterator[Path]:
@@ -104,7 +150,7 @@ def candidate_files(folder: Path) -> Iterator[Path]:
             plain = rel.with_name(rel.name[: -len(PACKED_SUFFIX)])
             if not (folder / plain).is_file():  # a plain twin is the newer content: listed by its own name
                 yield plain
-        elif (rel.suffix in (".csv", ".json") and rel.name != KEPT) or is_record(rel):
+        elif (rel.suffix in (".csv", ".json") and rel.name not in (KEPT, DERIVED)) or is_record(rel):
             yield rel
 
 
@@ -133,6 +179,8 @@ class KeepReport:
     written: int
     unchanged: int
     removed: int
+    derived: int
+    """Retained pretraining files stored as derivations (derived.json)."""
     size: int
     """Bytes of the kept files."""
 
@@ -151,17 +199,20 @@ def keep_study(source: Path, dest: Path) -> KeepReport:
     problems = inventory.damaged_files(source)
     if problems:
         raise KeepError(f"cannot keep {source}: {problems[0]}")
-    selection = kept_files(source)
+    derived = derivable_files(source)
+    selection = kept_files(source, derived)
     dest.mkdir(parents=True, exist_ok=True)
     written = unchanged = 0
     for rel in selection:
         changed = keep_file(source / rel, dest / rel, in_place=source == dest)
         written, unchanged = written + changed, unchanged + (not changed)
+    write_derived_record(dest, derived)  # before their stored copies go: a kill in between loses nothing
     removed = remove_stale(dest, set(selection))
     point_to_kept_copies(dest, study, reused)
     write_kept_record(dest, source)
     size = sum((dest / stored_name(rel)).stat().st_size for rel in selection)
-    return KeepReport(dest, written, unchanged, removed, size)
+    size += sum(p.stat().st_size for p in (StudyLayout(dest).derived,) if p.is_file())
+    return KeepReport(dest, written, unchanged, removed, len(derived), size)
 
 
 def read_study(folder: Path) -> StudyDesign:
@@ -378,8 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0 if current or not args.check else 1
         source, dest = (args.folders * 2)[:2]
         report = keep_study(source, dest)
-        logger.info("kept %s: %d files written, %d unchanged, %d removed, %.1f MB", report.dest, report.written,
-                    report.unchanged, report.removed, report.size / 1e6)  # fmt: skip
+        logger.info("kept %s: %d files written, %d unchanged, %d removed, %d derived, %.1f MB", report.dest,
+                    report.written, report.unchanged, report.removed, report.derived, report.size / 1e6)  # fmt: skip
         if (report.dest.parent / STUDIES_README).is_file():
             update_listing(report.dest.parent)
         return 0

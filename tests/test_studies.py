@@ -27,7 +27,16 @@ import pytest
 import main
 from store import layout, logs, parameter_files
 from store.errors import EXIT_USER_ERROR, ResultsFileError, run_entry_point
-from store.files import atomic_write_csv, has_stored, pack_file, read_stored_bytes, stored, write_marker
+from store.files import (
+    atomic_write_csv,
+    derived_bytes,
+    derived_names,
+    has_stored,
+    pack_file,
+    read_stored_bytes,
+    stored,
+    write_marker,
+)
 from store.layout import StudyLayout
 from store.records import RESULTS_FORMAT_VERSION, read_environment_record
 from store.tables import read_results_csv
@@ -136,7 +145,9 @@ def contents(folder: Path) -> dict[str, bytes]:
             payload = json.loads(path.read_text())
             payload.pop("pretraining_folder", None)
             out[rel] = json.dumps(payload, sort_keys=True).encode()
-    return out
+    for name in derived_names(folder):  # stored as derivations: their bytes as a reader gets them
+        out.setdefault(name, derived_bytes(folder / name))
+    return dict(sorted(out.items()))
 
 
 def assembled(folder: Path) -> dict[str, bytes]:
@@ -299,6 +310,9 @@ def test_kept_study_holds_only_what_it_needs(fresh_six, tmp_path):
     pieces = [f for f in files if "_runs/" in f and not f.endswith("DONE.json")]
     assert pieces and all(f.startswith("pretraining_runs/run_5/") for f in pieces)
     assert "pretraining_runs/run_5/DONE.json" in files and "conf_baseline/training_runs/run_2/DONE.json" in files
+    # the retained pretraining files are stored as derivations of their unfiltered copies
+    assert sorted(derived_names(kept)) == sorted(layout.PRETRAINING_PIECES)
+    assert not [f for f in files if f.removesuffix(".gz") in layout.PRETRAINING_PIECES]
     assert assembled(kept) == assembled(fresh_six)
     assert json.loads((kept / "PRETRAINING_DONE.json").read_text())["pretraining_folder"] == "."
     assert damaged_files(kept) == []
@@ -321,7 +335,7 @@ def test_kept_study_restored_from_git_resumes_grows_and_is_packed_again(fresh_si
     assert run_main(["--resume", str(kept), "--runs", "6", "--no-analysis", "--jobs", "4"]) == main.EXIT_OK
     assert assembled(kept) == assembled(fresh_six)
     status = git("status", "--porcelain", cwd=clone.parent)
-    assert " D studies/small/orimap.csv.gz" in status  # rewritten plain (ignored) until packed again
+    assert " D studies/small/orimap_complete.csv.gz" in status  # rewritten plain (ignored) until packed again
     report = keep.keep_study(kept, kept)
     assert report.written > 0 and not list(kept.rglob("*.csv"))  # packed, new pieces left out again
     assert assembled(kept) == assembled(fresh_six) and damaged_files(kept) == []
@@ -398,6 +412,28 @@ def test_packed_files_are_read_transparently_and_checked(tmp_path):
     (tmp_path / "c.csv.gz").write_bytes(first[:-9])
     with pytest.raises(ResultsFileError, match=r"c.csv.gz is truncated or corrupt"):
         read_results_csv(tmp_path / "c.csv")
+
+
+def test_derived_files_are_written_back_from_their_unfiltered_copies(fresh_six, tmp_path):
+    kept = keep.keep_study(fresh_six, tmp_path / "studies" / "six").dest
+    retained = kept / layout.PRETRAINING_RESULTS
+    assert not retained.with_name(retained.name + ".gz").exists()
+    assert has_stored(retained) and not retained.exists()  # derivable, and asking whether writes nothing
+    table = read_results_csv(retained, ["run_index", "original_run_index"])  # written back on first read
+    assert retained.is_file() and retained.read_bytes() == (fresh_six / layout.PRETRAINING_RESULTS).read_bytes()
+    assert sorted(set(table["original_run_index"])) == [0, 2, 4]  # runs 1 and 3 excluded
+    again = keep.keep_study(kept, kept)  # the plain file written back is left out again
+    assert again.derived == len(layout.PRETRAINING_PIECES) and not retained.exists()
+    # a derivation that would differ is stored as the file itself: the check is byte for byte
+    source = shutil.copytree(fresh_six, tmp_path / "edited")
+    orimap = source / layout.ORIMAP
+    orimap.write_text(orimap.read_text().replace("\n", "\r\n"))
+    edited = keep.keep_study(source, tmp_path / "studies" / "edited").dest
+    assert layout.ORIMAP not in derived_names(edited) and (edited / (layout.ORIMAP + ".gz")).is_file()
+    # a derived file whose unfiltered copy is gone is missing, named by the checks
+    (kept / "orimap_complete.csv.gz").unlink()
+    assert not has_stored(kept / layout.ORIMAP)
+    assert any("orimap" in line for line in damaged_files(kept))
 
 
 def test_packed_tuning_curves_are_read_and_unpacked_to_append(tmp_path):
