@@ -12,7 +12,8 @@ What a kept study holds (docs/studies.md):
   ``note.txt``, ``parameters.py``, ``scripts/parameters.py`` (the source of the study's parameter copies;
   ``--resume`` needs it), every ``<conf>/parameters_<conf>.py``, and ``kept.json`` (where and when it was kept);
 * every marker and JSON record (study stages, jobs, the MVPA settings);
-* every CSV file, gzip-packed as ``<name>.csv.gz`` (the readers unpack transparently, store.files),
+* every CSV file but the tuning curves (LEFT_OUT_TABLES), gzip-packed as ``<name>.csv.gz`` (the readers unpack
+  transparently, store.files),
   except a job's pieces whose rows an assembled file holds (study.pieces: every row is stored once; a growth
   writes them back before it assembles again), and except the retained pretraining files that their
   unfiltered ``*_complete.csv`` copy and the list of excluded runs reproduce byte for byte: ``derived.json``
@@ -53,6 +54,7 @@ from store.files import (
 )
 from store.layout import (
     COMPLETE_SUFFIX,
+    CONF_TC,
     DERIVED,
     EXCLUDED_RUNS,
     FIGURES,
@@ -65,6 +67,7 @@ from store.layout import (
     PRETRAINING_FIGURES,
     PRETRAINING_PIECES,
     PRETRAINING_RUNS,
+    PRETRAINING_TC,
     SCRIPTS,
     SUBMITIT,
     TRAINING_RUNS,
@@ -81,6 +84,10 @@ logger = logging.getLogger("main")
 
 LEFT_OUT_FOLDERS = frozenset({JOB_LOGS, SUBMITIT, FIGURES, PRETRAINING_FIGURES})
 """Folders a kept study leaves out at any depth: logs, submitit's files, figures (regenerated)."""
+LEFT_OUT_TABLES = frozenset({PRETRAINING_TC, CONF_TC})
+"""Analysis tables a kept study leaves out: the tuning curves (every cell's responses to 72 orientations, a third
+of a default-size study packed), which the analysis computes again from the parameters in minutes; their
+features and every statistic and figure built on them are kept or regenerated from the kept tables."""
 LISTING_BEGIN, LISTING_END = "<!-- studies: begin (python -m study.keep --listing studies) -->", "<!-- studies: end -->"
 """The lines around the generated list of studies in studies/README.md."""
 STUDIES_README = "README.md"
@@ -139,6 +146,8 @@ def candidate_files(folder: Path) -> Iterator[Path]:
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
         if not path.is_file() or rel.name.startswith(".") or LEFT_OUT_FOLDERS & set(rel.parts[:-1]):
+            continue
+        if rel.name.removesuffix(PACKED_SUFFIX) in LEFT_OUT_TABLES:
             continue
         if rel.parts[0] == SCRIPTS:
             if rel == Path(SCRIPTS, PARAMETERS):
@@ -289,8 +298,13 @@ def keep_file(source: Path, target: Path, in_place: bool) -> bool:
 
 def remove_stale(dest: Path, selection: set[Path]) -> int:
     """Remove kept files of ``dest`` that the new selection no longer has (pieces now held by an assembled
-    file, packed twins of a changed file); files a kept study never holds (README, figures) are not touched."""
+    file, packed twins of a changed file, packed tables a kept study leaves out); files a kept study never
+    holds (README, figures, plain tables written by the analysis in place) are not touched."""
     removed = 0
+    for name in LEFT_OUT_TABLES:
+        for path in dest.rglob(name + PACKED_SUFFIX):
+            path.unlink()
+            removed += 1
     for rel in list(candidate_files(dest)):
         if rel not in selection:
             for path in (dest / rel, dest / packed(rel)):
