@@ -38,7 +38,9 @@ configuration, the per-run changes of the inhibitory and excitatory weights of b
 implementation's published medians for the baseline); and the lineage outputs of analysis.lineage:
 ``lineage.csv``, ``lineage_runs.csv``, ``sensitivity.csv``, ``lineage.md`` and, per study with a baseline,
 ``baseline_rel_changes_<folder>.png`` (its baseline drawn as the published figure) and
-``baseline_rel_changes_<folder>_published.png`` (the same above the published figure).
+``baseline_rel_changes_<folder>_published.png`` (the same above the published figure); and the exclusion rules
+of analysis.exclusion_rules: ``exclusion_rules.csv`` and ``exclusion_rules.md`` (every preset's run-exclusion rule
+applied to each study's own pretraining).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 from analysis.comparison_inputs import (
     BASELINE,
+    EXCLUSION_RULE_OUTPUTS,
     LINEAGE_OUTPUTS,
     PUBLISHED_BASELINE,
     StudyData,
@@ -72,7 +75,7 @@ logger = logging.getLogger(__name__)
 
 OUTPUTS: tuple[str, ...] = (
     "comparison_runs.csv", "comparison_summary.csv", "comparison_training.csv", "comparison_stats.csv",
-    "comparison.md", "comparison.png", *LINEAGE_OUTPUTS,
+    "comparison.md", "comparison.png", *LINEAGE_OUTPUTS, *EXCLUSION_RULE_OUTPUTS,
 )  # fmt: skip
 BOOKKEEPING_OVERRIDES: frozenset[tuple[str, str]] = frozenset({("TrainingPars", "num_runs")})
 """Overrides that say how many runs a study has, not how it trains: left out of its label."""
@@ -425,6 +428,7 @@ def compare_studies(folders: Sequence[Path], out: Path, headlines: bool = False,
     each study's headline figure too; return the paths. ``base`` names the study the variants are paired with
     (default: the one plain ``figure`` study); it is compared too if it is not among ``folders``."""
     from analysis import lineage
+    from analysis.exclusion_rules import write_exclusion_rules
 
     folders = with_base(folders, base)
     check_studies(folders)
@@ -443,6 +447,7 @@ def compare_studies(folders: Sequence[Path], out: Path, headlines: bool = False,
     if chosen is None:
         logger.info("no base study to pair variants with (no single plain figure study; --base names one)")
     written += lineage.write_lineage_outputs(studies, summary, stats, chosen, out)
+    written += write_exclusion_rules(studies, out)
     if headlines:
         from analysis.main_analysis import draw_headline_figure
 

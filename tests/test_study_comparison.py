@@ -86,6 +86,20 @@ def test_runs_table_counts_both_exclusions(compared) -> None:
     assert (runs["runs_retained"] == 2).all()
 
 
+def test_every_presets_exclusion_rule_is_applied_to_each_pretraining(compared) -> None:
+    folders, out = compared
+    rules = pd.read_csv(out / "exclusion_rules.csv", keep_default_na=False)
+    ref = rules[rules["study"] == "reference"].set_index("original_run_index")
+    assert sorted(ref.index) == [0, 1, 2, 3] and not ref["failed"].any()
+    assert ref.loc[3, "final_threshold_deg"] == 2.0 and ref.loc[3, "reason_reference"] == "below 5°"
+    assert ref.loc[3, "kept_final"] and ref.loc[3, "kept_figure"] and not ref.loc[3, "kept_corrected"]
+    thresholds = ref["final_threshold_deg"].astype(float)
+    assert (ref["kept_reference"] == thresholds.between(5.0, 25.0)).all()  # the study's own exclusion, again
+    assert ref["kept_figure"].all()  # the figure version keeps every run that finished
+    text = (out / "exclusion_rules.md").read_text()
+    assert "### reference" in text and "| final: [0°, 25°] | 4 of 4 | – | 3 | none |" in text
+
+
 def test_summary_rows_are_the_studies_own(compared) -> None:
     folders, out = compared
     summary = pd.read_csv(out / "comparison_summary.csv")
