@@ -436,8 +436,10 @@ def lineage_markdown(lineage: pd.DataFrame) -> str:
     return markdown_table(["", *(lineage_columns_header(r) for r in rows)], lines)
 
 
-def sensitivity_markdown(sensitivity: pd.DataFrame) -> str:
-    """The sensitivity table in Markdown (one line saying why where it is empty)."""
+def sensitivity_markdown(sensitivity: pd.DataFrame, base: str | None = None) -> str:
+    """The sensitivity table in Markdown (one line saying why where it is empty); ``base`` labels the base study."""
+    if sensitivity.empty and base is not None:
+        return f"No variant of the base study ({base}) among the studies compared."
     if sensitivity.empty:
         return ("No base study: none of the studies is a plain `figure` study (or there are several); name one "
                 "with --base.")  # fmt: skip
@@ -454,7 +456,7 @@ def sensitivity_markdown(sensitivity: pd.DataFrame) -> str:
     )  # fmt: skip
 
 
-def markdown_report(lineage: pd.DataFrame, sensitivity: pd.DataFrame) -> str:
+def markdown_report(lineage: pd.DataFrame, sensitivity: pd.DataFrame, base: str | None = None) -> str:
     """lineage.md: the lineage table and the sensitivity table."""
     return "\n".join([
         "## Lineage: each study beside the published figure", "",
@@ -467,7 +469,7 @@ def markdown_report(lineage: pd.DataFrame, sensitivity: pd.DataFrame) -> str:
         "## Sensitivity: each variant against the base study, paired by run", "",
         "Per run (original run index, kept by both), sup − mid under the variant minus sup − mid under the base, "
         "two-sided Wilcoxon signed-rank test.", "",
-        sensitivity_markdown(sensitivity), "",
+        sensitivity_markdown(sensitivity, base), "",
     ])  # fmt: skip
 
 
@@ -578,5 +580,5 @@ def write_lineage_outputs(studies: Sequence[StudyData], summary: pd.DataFrame, s
     tables = dict(zip(LINEAGE_OUTPUTS[:3], (lineage, runs, sensitivity), strict=True))
     for name, table in tables.items():
         atomic_write_csv(table, out / name)
-    atomic_write_text(out / LINEAGE_OUTPUTS[3], markdown_report(lineage, sensitivity))
+    atomic_write_text(out / LINEAGE_OUTPUTS[3], markdown_report(lineage, sensitivity, base and base.label))
     return [out / name for name in LINEAGE_OUTPUTS] + draw_figures(studies, runs, out)

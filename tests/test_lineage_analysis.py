@@ -351,6 +351,9 @@ def test_base_defaults_to_the_plain_figure_study_and_seeds_must_match(studies, t
     row = lineage.sensitivity_row(other_seed, loaded[0], BASE, {})
     assert row["n"] == 0 and "base seeds differ" in row["note"]
     assert lineage.sensitivity_table(loaded[1:], None, pd.DataFrame()).empty
+    empty = lineage.sensitivity_table(loaded[:1], loaded[0], pd.DataFrame())  # a base, and no variant of it
+    assert empty.empty and lineage.sensitivity_markdown(empty, "figure").startswith("No variant of the base study")
+    assert lineage.sensitivity_markdown(empty).startswith("No base study")
 
 
 def test_an_incomplete_figure_study_is_reported_and_nothing_written(studies, tmp_path, caplog) -> None:
