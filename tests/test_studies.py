@@ -424,6 +424,9 @@ def test_derived_files_are_written_back_from_their_unfiltered_copies(fresh_six, 
     assert sorted(set(table["original_run_index"])) == [0, 2, 4]  # runs 1 and 3 excluded
     again = keep.keep_study(kept, kept)  # the plain file written back is left out again
     assert again.derived == len(layout.PRETRAINING_PIECES) and not retained.exists()
+    carried = keep.keep_study(kept, tmp_path / "elsewhere" / "six").dest  # a kept study carried: still derived
+    assert sorted(derived_names(carried)) == sorted(layout.PRETRAINING_PIECES)
+    assert assembled(carried) == assembled(fresh_six) and damaged_files(carried) == []
     # a derivation that would differ is stored as the file itself: the check is byte for byte
     source = shutil.copytree(fresh_six, tmp_path / "edited")
     orimap = source / layout.ORIMAP
