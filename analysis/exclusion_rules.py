@@ -29,7 +29,7 @@ import pandas as pd
 from analysis.comparison_inputs import EXCLUSION_RULE_OUTPUTS, StudyData
 from analysis.comparison_markdown import markdown_table
 from parameters import PRESETS, build_parameters
-from store.exclusion import final_pretraining_thresholds
+from store.exclusion import final_pretraining_thresholds, runs_to_exclude
 from store.files import atomic_write_csv, atomic_write_text
 from training.psychometrics import NO_THRESHOLD
 
@@ -44,19 +44,22 @@ class Rule:
     low: float
     high: float
 
+    def dropped(self, thresholds: pd.Series, failed: set[int]) -> set[int]:
+        """The runs (index of ``thresholds``, NaN where a run has none) this rule drops: the failed ones, and by
+        threshold the ones store.exclusion.runs_to_exclude drops (the rule the exclusion itself applies)."""
+        by_threshold = runs_to_exclude(thresholds, self.low, self.high) if self.by_threshold else []
+        return set(failed) | set(by_threshold)
+
     def reason(self, threshold: float, failed: bool) -> str:
-        """Why this rule drops a run ('' if it keeps it); the bounds themselves are kept (store.exclusion)."""
+        """Why this rule drops a run it drops (see ``dropped``)."""
         if failed:
             return "failed"
-        if not self.by_threshold:
-            return ""
         if math.isnan(threshold):
             return "no threshold"
         if threshold < self.low:
             return f"below {self.low:g}°"
-        if threshold >= NO_THRESHOLD:
-            return f"above {self.high:g}° (no measurable threshold)"
-        return f"above {self.high:g}°" if threshold > self.high else ""
+        suffix = " (no measurable threshold)" if threshold >= NO_THRESHOLD else ""
+        return f"above {self.high:g}°{suffix}"
 
     def describe(self) -> str:
         return f"[{self.low:g}°, {self.high:g}°]" if self.by_threshold else "every finished run"
@@ -81,15 +84,18 @@ def rules_table(studies: Sequence[StudyData], rules: Sequence[Rule]) -> pd.DataF
     """exclusion_rules.csv: every started run of every study with its own pretraining, under every rule."""
     rows = []
     for study in filter(own_pretraining, studies):
-        thresholds = final_pretraining_thresholds(study.pretraining) if len(study.pretraining) else pd.Series()
-        for run in range(study.runs_started):  # a run without pretraining rows failed, whatever its marker says
-            failed = run in study.pretraining_failed or run not in thresholds.index
-            threshold = float(thresholds.get(run, math.nan))
+        found = final_pretraining_thresholds(study.pretraining) if len(study.pretraining) else pd.Series(dtype=float)
+        thresholds = found.reindex(range(study.runs_started))
+        # a run without pretraining rows failed, whatever its marker says
+        failed = set(study.pretraining_failed) | {run for run in thresholds.index if run not in found.index}
+        dropped = {rule.preset: rule.dropped(thresholds, failed) for rule in rules}
+        for run, threshold in thresholds.items():
             row: dict[str, object] = {"study": study.label, "preset": study.preset, "original_run_index": run,
-                                      "failed": failed, "final_threshold_deg": threshold}  # fmt: skip
+                                      "failed": run in failed, "final_threshold_deg": threshold}  # fmt: skip
             for rule in rules:
-                reason = rule.reason(threshold, failed)
-                row[f"kept_{rule.preset}"], row[f"reason_{rule.preset}"] = not reason, reason
+                out = run in dropped[rule.preset]
+                row[f"kept_{rule.preset}"] = not out
+                row[f"reason_{rule.preset}"] = rule.reason(threshold, run in failed) if out else ""
             rows.append(row)
     return pd.DataFrame(rows)
 

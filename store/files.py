@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from store.errors import ResultsFileError
-from store.layout import DERIVED, EXCLUDED_RUNS, PACKED_SUFFIX, complete_copy, packed
+from store.layout import CSV_WRITE_OPTIONS, DERIVED, EXCLUDED_RUNS, PACKED_SUFFIX, complete_copy, packed
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def atomic_write_csv(df: Any, path: str | os.PathLike) -> None:
     """Write a pandas DataFrame ``df`` (no index, full float precision) so that ``path`` is either old or
     complete."""
     with atomic_open(path, "w") as fh:
-        df.to_csv(fh, index=False, float_format=None)
+        df.to_csv(fh, **CSV_WRITE_OPTIONS)
 
 
 def atomic_savefig(fig: Any, path: str | os.PathLike, **kwargs: Any) -> None:

@@ -54,6 +54,9 @@ JOB_LOGS = "logs"
 SUBMITIT = "submitit"
 KEPT = "kept.json"
 """The record of a kept copy of a study (study.keep): the folder it was kept from, when, with which code."""
+CSV_WRITE_OPTIONS: dict[str, object] = {"index": False, "float_format": None, "lineterminator": "\n"}
+"""How every results CSV is written (pandas ``to_csv``: no index, full float precision, Unix line ends); the one
+format that a derived file must reproduce byte for byte (store.renumbering)."""
 DERIVED = "derived.json"
 """The retained per-run files a kept study stores only as their unfiltered copies (store.renumbering)."""
 PACKED_SUFFIX = ".gz"

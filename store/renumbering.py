@@ -7,7 +7,7 @@ store only those two (study.keep checks that the derivation gives the retained f
 each such file in ``derived.json``); ``derived_csv_bytes`` is that derivation, and store.files calls it when
 a reader asks for a derived file.
 
-Imports pandas and numpy but nothing of the results store except its names: store.files reaches it lazily.
+Imports pandas and numpy but nothing of the results store except its names and errors: store.files reaches it lazily.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from store.errors import ResultsFileError
+from store.layout import CSV_WRITE_OPTIONS
 from store.schema import ORIGINAL_RUN_INDEX
 
 
@@ -50,7 +51,7 @@ def renumber(df: pd.DataFrame, mapping: Mapping[int, int], name: str) -> pd.Data
 
 def csv_text(df: pd.DataFrame) -> str:
     """The text of a results CSV as the store writes it (no index, full float precision)."""
-    return df.to_csv(index=False, float_format=None, lineterminator="\n")
+    return df.to_csv(**CSV_WRITE_OPTIONS)
 
 
 def parse_run_list(text: str, name: str) -> list[int]:

@@ -128,16 +128,7 @@ def write_derived_record(dest: Path, derived: Sequence[Path]) -> None:
         return
     record = {"files": [str(rel) for rel in derived],
               "from": f"each file's unfiltered copy (<name>{COMPLETE_SUFFIX}.csv) and {EXCLUDED_RUNS}"}  # fmt: skip
-    if read_derived_record(path) != record:
-        write_json(path, record)
-
-
-def read_derived_record(path: Path) -> dict | None:
-    """A derived.json record (None if missing or unreadable)."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    write_json(path, record)  # the same bytes for the same files: nothing changes for git
 
 
 def candidate_files(folder: Path) -> Iterator[Path]:
