@@ -810,7 +810,7 @@ OVERRIDES = {
         "p_local_s": (0.4, 0.7),
     },
     "TrainingPars": {
-        "num_runs": 23,
+        "num_runs": 24,
         "general_task": False,
         "shuffle_labels": False,
     },
