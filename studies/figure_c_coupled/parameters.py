@@ -845,7 +845,7 @@ OVERRIDES = {
         "draw_c_s": False,
     },
     "TrainingPars": {
-        "num_runs": 12,
+        "num_runs": 20,
     },
 }
 PRESET = "figure"

@@ -809,7 +809,7 @@ OVERRIDES = {
         "sup_I_kernel": "own",
     },
     "TrainingPars": {
-        "num_runs": 24,
+        "num_runs": 25,
     },
 }
 PRESET = "figure"

@@ -846,7 +846,7 @@ OVERRIDES = {
         "draw_c_s": False,
     },
     "TrainingPars": {
-        "num_runs": 12,
+        "num_runs": 20,
         "general_task": False,
         "shuffle_labels": False,
     },

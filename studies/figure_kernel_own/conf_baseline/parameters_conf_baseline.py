@@ -810,7 +810,7 @@ OVERRIDES = {
         "p_local_s": (0.4, 0.7),
     },
     "TrainingPars": {
-        "num_runs": 24,
+        "num_runs": 25,
         "general_task": False,
         "shuffle_labels": False,
     },
