@@ -12,8 +12,8 @@ What a kept study holds (docs/studies.md):
   ``note.txt``, ``parameters.py``, ``scripts/parameters.py`` (the source of the study's parameter copies;
   ``--resume`` needs it), every ``<conf>/parameters_<conf>.py``, and ``kept.json`` (where and when it was kept);
 * every marker and JSON record (study stages, jobs, the MVPA settings);
-* every CSV file but the tuning curves (LEFT_OUT_TABLES), gzip-packed as ``<name>.csv.gz`` (the readers unpack
-  transparently, store.files),
+* every CSV file but the tuning curves and their features (LEFT_OUT_TABLES), gzip-packed as ``<name>.csv.gz``
+  (the readers unpack transparently, store.files),
   except a job's pieces whose rows an assembled file holds (study.pieces: every row is stored once; a growth
   writes them back before it assembles again), and except the retained pretraining files that their
   unfiltered ``*_complete.csv`` copy and the list of excluded runs reproduce byte for byte: ``derived.json``
@@ -54,6 +54,7 @@ from store.files import (
 )
 from store.layout import (
     COMPLETE_SUFFIX,
+    CONF_FEATURES,
     CONF_TC,
     DERIVED,
     EXCLUDED_RUNS,
@@ -64,6 +65,7 @@ from store.layout import (
     NOTE,
     PACKED_SUFFIX,
     PARAMETERS,
+    PRETRAINING_FEATURES,
     PRETRAINING_FIGURES,
     PRETRAINING_PIECES,
     PRETRAINING_RUNS,
@@ -84,10 +86,11 @@ logger = logging.getLogger("main")
 
 LEFT_OUT_FOLDERS = frozenset({JOB_LOGS, SUBMITIT, FIGURES, PRETRAINING_FIGURES})
 """Folders a kept study leaves out at any depth: logs, submitit's files, figures (regenerated)."""
-LEFT_OUT_TABLES = frozenset({PRETRAINING_TC, CONF_TC})
+LEFT_OUT_TABLES = frozenset({PRETRAINING_TC, CONF_TC, PRETRAINING_FEATURES, CONF_FEATURES})
 """Analysis tables a kept study leaves out: the tuning curves (every cell's responses to 72 orientations, a third
-of a default-size study packed), which the analysis computes again from the parameters in minutes; their
-features and every statistic and figure built on them are kept or regenerated from the kept tables."""
+of a default-size study packed), which the analysis computes again from the parameters in minutes, and their
+features (a function of the tuning curves alone, an eighth of a kept figure study); the statistics built on
+them are kept, and the figures built on them are drawn after the analysis has computed both again."""
 LISTING_BEGIN, LISTING_END = "<!-- studies: begin (python -m study.keep --listing studies) -->", "<!-- studies: end -->"
 """The lines around the generated list of studies in studies/README.md."""
 STUDIES_README = "README.md"

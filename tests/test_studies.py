@@ -324,6 +324,20 @@ def test_kept_study_holds_only_what_it_needs(fresh_six, tmp_path):
         keep.keep_study(kept, kept)  # packing in place under a running study is refused
 
 
+def test_kept_study_leaves_out_the_tuning_curves_and_their_features(fresh_six, tmp_path):
+    source = shutil.copytree(fresh_six, tmp_path / "source")
+    tables = [source / layout.PRETRAINING_TC, source / layout.PRETRAINING_FEATURES,
+              source / "conf_baseline" / layout.CONF_TC, source / "conf_baseline" / layout.CONF_FEATURES]  # fmt: skip
+    for path in tables:
+        path.write_text("run_index,stage\n0,2\n")
+    kept = keep.keep_study(source, tmp_path / "studies" / "six").dest
+    names = {p.name.removesuffix(".gz") for p in kept.rglob("*") if p.is_file()}
+    assert names.isdisjoint(keep.LEFT_OUT_TABLES) and {p.name for p in tables} == keep.LEFT_OUT_TABLES
+    earlier = kept / "conf_baseline" / (layout.CONF_FEATURES + ".gz")  # packed by a version that kept it
+    earlier.write_bytes(gzip.compress(b"run_index,stage\n0,2\n"))
+    assert keep.keep_study(source, kept).removed == 1 and not earlier.exists()
+
+
 def test_kept_study_restored_from_git_resumes_grows_and_is_packed_again(fresh_six, tmp_path, monkeypatch):
     stub_jobs(monkeypatch)
     small = new_study(tmp_path / "r", 3)
