@@ -31,6 +31,10 @@ What this adds to the per-study summary:
   d = ΔJ_II^sup − ΔJ_II^mid (percent changes over stage 2) under a configuration minus the same difference
   under ``conf_baseline`` (the two share their pretraining, so runs pair up), Wilcoxon signed-rank test; the
   same for the E/I balance. A negative median means the configuration shrinks the superficial-specific rise.
+  A study that reused another's pretraining (``--skip-pretraining``) without running ``conf_baseline`` itself
+  takes the baseline of that study when it is compared too and has the same preset, switches and seed: its
+  stage 2 of ``conf_baseline`` would be the same jobs on the same pretraining. Runs pair up by their original
+  index, and the row's ``x`` names the study the baseline came from.
 
 Outputs in ``--out``: ``comparison_runs.csv``, ``comparison_summary.csv``, ``comparison_training.csv``,
 ``comparison_stats.csv``, ``comparison.md`` (the tables in Markdown) and ``comparison.png`` (per study and
@@ -340,23 +344,51 @@ def training_table(studies: Sequence[StudyData]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def contrast_rows(study: StudyData) -> list[dict]:
-    """Ablation contrasts of one study: each configuration's layer difference against the baseline's."""
+def baseline_source(study: StudyData, studies: Sequence[StudyData]) -> StudyData | None:
+    """The study whose ``conf_baseline`` a study's configurations are contrasted with: the study itself when it
+    ran the baseline; else the compared study whose pretraining it reused, when that one ran the baseline with
+    the same preset, switches and base seed (its baseline jobs are the ones this study would have run); else
+    None."""
+    if BASELINE in study.changes:
+        return study
+    if study.pretraining_folder is None:
+        return None
+    for other in studies:
+        if (other is not study and BASELINE in other.changes
+                and other.folder.resolve() == Path(study.pretraining_folder).resolve()
+                and (other.preset, other.overrides, other.base_seed)
+                == (study.preset, study.overrides, study.base_seed)):  # fmt: skip
+            return other
+    return None
+
+
+def by_original_run(values: pd.Series, study: StudyData) -> pd.Series:
+    """A per-run series re-indexed by original (initialisation) run index."""
+    if not study.original_runs:
+        return values
+    return values.set_axis([study.original_runs[int(k)] for k in values.index])
+
+
+def contrast_rows(study: StudyData, baseline: StudyData | None = None) -> list[dict]:
+    """Ablation contrasts of one study: each configuration's layer difference against the baseline's, the
+    baseline taken from ``baseline`` (the study itself by default; see baseline_source)."""
     from analysis.study_summary import wilcoxon_paired
 
-    if BASELINE not in study.changes:
+    baseline = baseline or study
+    if BASELINE not in baseline.changes:
         return []
+    source = "" if baseline is study else f"{baseline.label}: "
     rows = []
     for conf in study.configurations:
         if conf == BASELINE:
             continue
         for name, mid, sup in CONTRASTS:
-            base = layer_difference(study.changes[BASELINE], mid, sup)
-            other = layer_difference(study.changes[conf], mid, sup)
+            base = by_original_run(layer_difference(baseline.changes[BASELINE], mid, sup), baseline)
+            other = by_original_run(layer_difference(study.changes[conf], mid, sup), study)
             paired = other.to_frame("conf").join(base.to_frame("base"), how="inner")
             rows.append({
                 "study": study.label, "preset": study.preset, "configuration": conf,
-                "comparison": f"{name}: {conf} vs {BASELINE}", "x": f"{BASELINE} {sup} - {mid}",
+                "comparison": f"{name}: {conf} vs {BASELINE}", "x": f"{source}{BASELINE} {sup} - {mid}",
                 "y": f"{conf} {sup} - {mid}", "unit": "percentage points",
                 **wilcoxon_paired((paired["conf"] - paired["base"]).to_numpy(float)),
             })  # fmt: skip
@@ -370,7 +402,8 @@ def stats_table(studies: Sequence[StudyData]) -> pd.DataFrame:
     parts = []
     for s in studies:
         parts.append(s.stats.assign(study=s.label, preset=s.preset))
-        contrasts = contrast_rows(s)
+        baseline = baseline_source(s, studies)
+        contrasts = contrast_rows(s, baseline) if baseline is not None else []
         if contrasts:
             parts.append(pd.DataFrame(contrasts))
     table = pd.concat(parts, ignore_index=True)

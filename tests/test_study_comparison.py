@@ -4,6 +4,7 @@ and its command line fails on bad input with one line and exit 2."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -165,6 +166,34 @@ def test_a_study_that_reused_a_pretraining_is_analysed_and_compared_from_its_sou
     assert mine.runs_started == theirs.runs_started == 4
     assert mine.pretraining_excluded == theirs.pretraining_excluded == {3: 2.0}
     pd.testing.assert_frame_equal(mine.pretraining, theirs.pretraining)
+
+
+def test_a_reusing_study_without_a_baseline_is_contrasted_with_its_sources_baseline(compared, tmp_path) -> None:
+    """A --skip-pretraining study that ran only another configuration takes conf_baseline from the study whose
+    pretraining it reused (the same jobs it would have run); compared without that study, it has no contrast."""
+    source = compared[0][0]
+    reused = tmp_path / "reused_other"
+    (reused / OTHER).mkdir(parents=True)
+    for name in ("training_results.csv", f"parameters_{OTHER}.py"):
+        shutil.copy(source / OTHER / name, reused / OTHER / name)
+    shutil.copy(source / "parameters.py", reused / "parameters.py")
+    study = {"preset": "reference", "runs": 3, "base_seed": 0, "skip_pretraining": str(source)}
+    (reused / "environment.json").write_text(json.dumps({"results_format_version": "1.0", "study": study}))
+    write_marker(StudyLayout(reused).pretraining_done, {"pretraining_folder": str(source), "retained_runs": 3})
+    ma.run_analysis(reused, [OTHER], parts=("exclusion", "changes", "stats"), settings=SMALL)
+    contrast = f"dJ_II sup-mid: {OTHER} vs {CONF}"
+
+    def contrasts(studies: list[sc.StudyData]) -> pd.DataFrame:
+        stats = sc.stats_table(studies)
+        return stats[stats["comparison"] == contrast].reset_index(drop=True)
+
+    own, borrowed = contrasts([sc.load_study(source), sc.load_study(reused)]).to_dict("records")
+    assert own["x"] == f"{CONF} J_II_s - J_II_m" and borrowed["x"] == f"reference: {CONF} J_II_s - J_II_m"
+    for column in ("n", "median_difference", "p"):  # the same runs, the same data: the same test
+        np.testing.assert_allclose(borrowed[column], own[column])
+    assert contrasts([sc.load_study(reused)]).empty  # its source not compared: nothing to pair with
+    other_model = dataclasses.replace(sc.load_study(source), overrides="SSNPars.sup_I_kernel=own")
+    assert sc.baseline_source(sc.load_study(reused), [other_model]) is None  # another model's baseline
 
 
 def test_two_studies_of_one_preset_get_distinct_labels() -> None:
