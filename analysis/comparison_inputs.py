@@ -63,6 +63,24 @@ class StudyData:
     """Configuration -> stage-2 runs whose job failed (its marker says so)."""
 
 
+def original_index(study: StudyData, run: int) -> int | None:
+    """The original (initialisation) index of a study's stage-2 run (None where the records do not say)."""
+    return study.original_runs[run] if 0 <= run < len(study.original_runs) else None
+
+
+def by_original_run(per_run: pd.Series, study: StudyData) -> pd.Series:
+    """A series indexed by a study's stage-2 runs, re-indexed by their original (initialisation) indices, so that
+    studies of one base seed pair up; runs whose original index the records do not give are dropped."""
+    originals = [original_index(study, int(run)) for run in per_run.index]
+    return per_run.set_axis(originals)[[o is not None for o in originals]]
+
+
+def shared_pretraining(a: StudyData, b: StudyData) -> bool:
+    """Whether two studies trained stage 2 from the same pretraining folder (one may have reused the other's)."""
+    return a.pretraining_folder is not None and b.pretraining_folder is not None and (
+        Path(a.pretraining_folder).resolve() == Path(b.pretraining_folder).resolve())  # fmt: skip
+
+
 def layer_difference(changes: pd.DataFrame, mid: str, sup: str) -> pd.Series:
     """Per run (indexed by run) ΔX^sup − ΔX^mid in percentage points."""
     import pandas as pd

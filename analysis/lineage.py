@@ -43,7 +43,10 @@ from analysis.comparison_inputs import (
     PUBLISHED_BASELINE,
     PUBLISHED_RUNS,
     StudyData,
+    by_original_run,
     layer_difference,
+    original_index,
+    shared_pretraining,
 )
 from analysis.comparison_markdown import fmt, markdown_table
 from store.files import atomic_savefig, atomic_write_csv, atomic_write_text
@@ -133,11 +136,6 @@ def run_figure_values(rows: pd.DataFrame) -> dict[str, float]:
 RUN_KEYS: tuple[str, ...] = (
     "study", "preset", "overrides", "configuration", "run_index", "original_run_index", "kept",
 )  # fmt: skip
-
-
-def original_index(study: StudyData, run: int) -> int | None:
-    """The original (initialisation) index of a study's stage-2 run (None where the records do not say)."""
-    return study.original_runs[run] if 0 <= run < len(study.original_runs) else None
 
 
 def lineage_runs_table(studies: Sequence[StudyData]) -> pd.DataFrame:
@@ -307,16 +305,12 @@ def variants(studies: Sequence[StudyData], base: StudyData) -> list[StudyData]:
 
 def layer_difference_by_original_run(study: StudyData, conf: str) -> pd.Series:
     """Per kept run, Δ|J_II^sup| − Δ|J_II^mid| (percentage points), indexed by the original run index."""
-    per_run = layer_difference(study.changes[conf], "J_II_m", "J_II_s")
-    originals = [original_index(study, int(run)) for run in per_run.index]
-    return per_run.set_axis(originals)[[o is not None for o in originals]]
+    return by_original_run(layer_difference(study.changes[conf], "J_II_m", "J_II_s"), study)
 
 
 def pairing(variant: StudyData, base: StudyData) -> str:
     """How the runs of a variant and its base correspond."""
-    shared = variant.pretraining_folder is not None and base.pretraining_folder is not None and (
-        variant.pretraining_folder.resolve() == base.pretraining_folder.resolve())  # fmt: skip
-    return "shared pretraining" if shared else "own pretraining, same initialisations"
+    return "shared pretraining" if shared_pretraining(variant, base) else "own pretraining, same initialisations"
 
 
 def sensitivity_row(variant: StudyData, base: StudyData, conf: str, stats: Mapping) -> dict[str, object]:

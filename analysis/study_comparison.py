@@ -64,7 +64,9 @@ from analysis.comparison_inputs import (
     LINEAGE_OUTPUTS,
     PUBLISHED_BASELINE,
     StudyData,
+    by_original_run,
     layer_difference,
+    shared_pretraining,
 )
 from analysis.comparison_markdown import fmt, markdown_report
 from store import layout
@@ -346,46 +348,34 @@ def training_table(studies: Sequence[StudyData]) -> pd.DataFrame:
 
 def baseline_source(study: StudyData, studies: Sequence[StudyData]) -> StudyData | None:
     """The study whose ``conf_baseline`` a study's configurations are contrasted with: the study itself when it
-    ran the baseline; else the compared study whose pretraining it reused, when that one ran the baseline with
-    the same preset, switches and base seed (its baseline jobs are the ones this study would have run); else
-    None."""
+    ran the baseline; else a compared study that ran it on the same pretraining with the same preset, switches
+    and base seed (its baseline jobs are the ones this study would have run); else None."""
     if BASELINE in study.changes:
         return study
-    if study.pretraining_folder is None:
-        return None
-    for other in studies:
-        if (other is not study and BASELINE in other.changes
-                and other.folder.resolve() == Path(study.pretraining_folder).resolve()
-                and (other.preset, other.overrides, other.base_seed)
-                == (study.preset, study.overrides, study.base_seed)):  # fmt: skip
-            return other
-    return None
+    return next((other for other in studies
+                 if other is not study and BASELINE in other.changes and shared_pretraining(study, other)
+                 and (other.preset, other.overrides, other.base_seed)
+                 == (study.preset, study.overrides, study.base_seed)), None)  # fmt: skip
 
 
-def by_original_run(values: pd.Series, study: StudyData) -> pd.Series:
-    """A per-run series re-indexed by original (initialisation) run index."""
-    if not study.original_runs:
-        return values
-    return values.set_axis([study.original_runs[int(k)] for k in values.index])
-
-
-def contrast_rows(study: StudyData, baseline: StudyData | None = None) -> list[dict]:
-    """Ablation contrasts of one study: each configuration's layer difference against the baseline's, the
-    baseline taken from ``baseline`` (the study itself by default; see baseline_source)."""
+def contrast_rows(study: StudyData, baseline: StudyData) -> list[dict]:
+    """Ablation contrasts of one study: each configuration's layer difference against the baseline's, taken from
+    ``baseline`` (the study itself, or the study baseline_source names); runs pair up by their stage-2 index
+    within a study and by their original index across two."""
     from analysis.study_summary import wilcoxon_paired
 
-    baseline = baseline or study
-    if BASELINE not in baseline.changes:
-        return []
+    def per_run(source: StudyData, conf: str, mid: str, sup: str) -> pd.Series:
+        difference = layer_difference(source.changes[conf], mid, sup)
+        return difference if baseline is study else by_original_run(difference, source)
+
     source = "" if baseline is study else f"{baseline.label}: "
     rows = []
     for conf in study.configurations:
         if conf == BASELINE:
             continue
         for name, mid, sup in CONTRASTS:
-            base = by_original_run(layer_difference(baseline.changes[BASELINE], mid, sup), baseline)
-            other = by_original_run(layer_difference(study.changes[conf], mid, sup), study)
-            paired = other.to_frame("conf").join(base.to_frame("base"), how="inner")
+            paired = per_run(study, conf, mid, sup).to_frame("conf").join(
+                per_run(baseline, BASELINE, mid, sup).to_frame("base"), how="inner")
             rows.append({
                 "study": study.label, "preset": study.preset, "configuration": conf,
                 "comparison": f"{name}: {conf} vs {BASELINE}", "x": f"{source}{BASELINE} {sup} - {mid}",

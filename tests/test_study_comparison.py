@@ -194,6 +194,15 @@ def test_a_reusing_study_without_a_baseline_is_contrasted_with_its_sources_basel
     assert contrasts([sc.load_study(reused)]).empty  # its source not compared: nothing to pair with
     other_model = dataclasses.replace(sc.load_study(source), overrides="SSNPars.sup_I_kernel=own")
     assert sc.baseline_source(sc.load_study(reused), [other_model]) is None  # another model's baseline
+    # across two studies runs pair by original index, not by stage-2 position: with the reusing study's runs
+    # 0 and 1 standing for initialisations 2 and 4, only its run 0 meets the source's run 1 (initialisation 2)
+    base, shifted = sc.load_study(source), dataclasses.replace(sc.load_study(reused), original_runs=(2, 4, 7))
+    base = dataclasses.replace(base, original_runs=(0, 2, 4))
+    row = next(r for r in sc.contrast_rows(shifted, base) if r["comparison"] == contrast)
+    diffs = {c: pd.read_csv(f / c / "rel_changes_train.csv").set_index("run_index").eval("J_II_s - J_II_m")
+             for c, f in ((OTHER, reused), (CONF, source))}  # fmt: skip
+    assert row["n"] == 1
+    np.testing.assert_allclose(row["median_difference"], diffs[OTHER][0] - diffs[CONF][1])
 
 
 def test_two_studies_of_one_preset_get_distinct_labels() -> None:
