@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # the comparison's command line parses before pandas loads (f
 BASELINE = "conf_baseline"
 LINEAGE_OUTPUTS: tuple[str, ...] = ("lineage.csv", "lineage_runs.csv", "sensitivity.csv", "lineage.md")
 """The lineage tables (analysis.lineage), written with the comparison."""
-EXCLUSION_RULE_OUTPUTS: tuple[str, ...] = ("exclusion_rules.csv", "exclusion_rules.md")
+EXCLUSION_RULE_OUTPUTS: tuple[str, ...] = ("exclusion_rules.csv", "exclusion_rules_claim.csv", "exclusion_rules.md")
 """Every preset's run-exclusion rule applied to each study's own pretraining (analysis.exclusion_rules)."""
 PUBLISHED_BASELINE: dict[str, float] = {"J_II_s": 25.0, "J_II_m": 5.0, "J_EE_s": -12.0}
 """Medians (percent change over stage 2, baseline configuration) read off the earlier implementation's

@@ -43,8 +43,9 @@ implementation's published medians for the baseline); and the lineage outputs of
 ``lineage.csv``, ``lineage_runs.csv``, ``sensitivity.csv``, ``lineage.md`` and, per study with a baseline,
 ``baseline_rel_changes_<folder>.png`` (its baseline drawn as the published figure) and
 ``baseline_rel_changes_<folder>_published.png`` (the same above the published figure); and the exclusion rules
-of analysis.exclusion_rules: ``exclusion_rules.csv`` and ``exclusion_rules.md`` (every preset's run-exclusion rule
-applied to each study's own pretraining).
+of analysis.exclusion_rules: ``exclusion_rules.csv``, ``exclusion_rules_claim.csv`` and ``exclusion_rules.md``
+(every preset's run-exclusion rule applied to each study's own pretraining, and the claim over the runs each rule
+keeps).
 """
 
 from __future__ import annotations

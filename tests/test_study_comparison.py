@@ -99,6 +99,12 @@ def test_every_presets_exclusion_rule_is_applied_to_each_pretraining(compared) -
     assert ref["kept_figure"].all()  # the figure version keeps every run that finished
     text = (out / "exclusion_rules.md").read_text()
     assert "### reference" in text and "| final: [0°, 25°] | 4 of 4 | – | 3 | none |" in text
+    claims = pd.read_csv(out / "exclusion_rules_claim.csv").set_index(["study", "configuration", "rule"])
+    own = claims.loc[("reference", "conf_baseline", "reference")]
+    assert own["own_rule"] and own["not_trained"] == 0
+    final = claims.loc[("reference", "conf_baseline", "final")]  # the final rule adds run 3, never trained
+    assert final["kept_by_rule"] == 4 and final["not_trained"] == 1 and final["n"] == own["n"]
+    assert "### The claim under each rule" in text
 
 
 def test_summary_rows_are_the_studies_own(compared) -> None:
