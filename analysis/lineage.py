@@ -16,8 +16,9 @@ Written by ``python -m analysis.study_comparison`` next to its comparison tables
   stage 2; and, first, the published figure's medians. Nothing is recomputed: the medians and tests are rows of
   the comparison's summary and statistics tables (the studies' own ``study_summary.csv`` and ``study_stats.csv``,
   and the comparison's contrasts), over the runs each study's analysis keeps.
-* ``sensitivity.csv`` (and a section of ``lineage.md``): each variant of the base study (the same preset, other
-  switches; by default the one plain ``figure`` study, or ``--base``) paired with it run by run by original
+* ``sensitivity.csv`` (and a section of ``lineage.md``): each variant of a base study (the same preset, other
+  switches; by default each preset's one plain study with ``conf_baseline``, or ``--base``) paired with it run
+  by run by original
   run index: the variant's median sup − mid, the per-run difference variant − base of sup − mid, its Wilcoxon
   signed-rank test (analysis.study_summary.wilcoxon_paired), n. Run i of every study of one base seed is
   initialisation i, so the runs pair whether the variant reused the base's pretraining or ran its own.
@@ -52,8 +53,8 @@ from analysis.comparison_markdown import fmt, markdown_table
 from store.files import atomic_savefig, atomic_write_csv, atomic_write_text
 
 MIDONLY = "conf_midonly_readout"
-BASE_PRESET = "figure"
-"""The preset whose plain study (no overridden switch) is the pairing base unless --base names another."""
+PUBLISHED_PRESET = "figure"
+"""The preset of the earlier implementation's version that made the published figure (LINEAGE.md)."""
 PUBLISHED_FIGURE = Path(__file__).resolve().parents[1] / "docs" / "published_baseline_rel_changes.png"
 """The earlier implementation's published figure, as the repository keeps it (docs/results.md shows it)."""
 WEIGHTS: tuple[str, ...] = tuple(f"J_{k}_{x}" for x in ("m", "s") for k in ("EE", "IE", "EI", "II"))
@@ -246,7 +247,7 @@ def study_rows(study: StudyData, summary: Mapping, stats: Mapping) -> list[dict]
 def published_row() -> dict[str, object]:
     """The published figure's medians (read off it), its 49 runs and no exclusion, as a lineage row."""
     row: dict[str, object] = {
-        "study": "published", "preset": BASE_PRESET, "overrides": "", "configuration": BASELINE,
+        "study": "published", "preset": PUBLISHED_PRESET, "overrides": "", "configuration": BASELINE,
         "runs_started": PUBLISHED_RUNS, "runs_excluded": 0, "runs_kept": PUBLISHED_RUNS,
         "note": "read off the earlier implementation's published figure (its figure version, runs 0-48, "
         "no exclusion); failed runs are not recorded",
@@ -289,18 +290,21 @@ def as_counts(table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------- sensitivity
-def base_study(studies: Sequence[StudyData], base: Path | None = None) -> StudyData | None:
-    """The study the variants are paired with: the one at ``base``, else the only plain ``figure`` study (None
-    if there is none or more than one)."""
-    if base is not None:
-        return next((s for s in studies if s.folder.resolve() == Path(base).resolve()), None)
-    plain = [s for s in studies if s.preset == BASE_PRESET and not s.overrides]
-    return plain[0] if len(plain) == 1 else None
+def base_studies(studies: Sequence[StudyData], bases: Sequence[Path] = ()) -> list[StudyData]:
+    """The studies the variants are paired with: the ones at ``bases``; without them, per preset the only plain
+    study (no overridden switch) that ran ``conf_baseline`` (none for a preset with several such studies)."""
+    if bases:
+        wanted = {Path(b).resolve() for b in bases}
+        return [s for s in studies if s.folder.resolve() in wanted]
+    plain = [s for s in studies if not s.overrides and BASELINE in s.configurations]
+    presets = [s.preset for s in plain]
+    return [s for s in plain if presets.count(s.preset) == 1]
 
 
-def variants(studies: Sequence[StudyData], base: StudyData) -> list[StudyData]:
-    """The base's variants: the other studies of its preset (each with its own overridden switches)."""
-    return [s for s in studies if s is not base and s.preset == base.preset]
+def variants(studies: Sequence[StudyData], base: StudyData, bases: Sequence[StudyData] = ()) -> list[StudyData]:
+    """A base's variants: the other studies of its preset (each with its own overridden switches), bases
+    excluded."""
+    return [s for s in studies if s is not base and s.preset == base.preset and not any(s is b for b in bases)]
 
 
 def layer_difference_by_original_run(study: StudyData, conf: str) -> pd.Series:
@@ -344,12 +348,12 @@ SENSITIVITY_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-def sensitivity_table(studies: Sequence[StudyData], base: StudyData | None, stats: pd.DataFrame) -> pd.DataFrame:
-    """sensitivity.csv: every variant of the base, per configuration both have (empty without a base)."""
+def sensitivity_table(studies: Sequence[StudyData], bases: Sequence[StudyData], stats: pd.DataFrame) -> pd.DataFrame:
+    """sensitivity.csv: every variant of every base, per configuration both have (empty without a base)."""
     rows = []
-    if base is not None:
-        lookup = _lookup(stats, "comparison")
-        for variant in variants(studies, base):
+    lookup = _lookup(stats, "comparison")
+    for base in bases:
+        for variant in variants(studies, base, bases):
             rows += [sensitivity_row(variant, base, conf, lookup)
                      for conf in variant.configurations if conf in base.configurations]  # fmt: skip
     return as_counts(pd.DataFrame(rows).reindex(columns=list(SENSITIVITY_COLUMNS)), ("variant_n", "base_n", "n"))
@@ -430,14 +434,19 @@ def lineage_markdown(lineage: pd.DataFrame) -> str:
     return markdown_table(["", *(lineage_columns_header(r) for r in rows)], lines)
 
 
-def sensitivity_markdown(sensitivity: pd.DataFrame, base: str | None = None) -> str:
-    """The sensitivity table in Markdown (one line saying why where it is empty); ``base`` labels the base study."""
-    if sensitivity.empty and base is not None:
-        return f"No variant of the base study ({base}) among the studies compared."
+def sensitivity_markdown(sensitivity: pd.DataFrame, bases: Sequence[str] = ()) -> str:
+    """The sensitivity tables in Markdown, one per base (one line saying why where there is none); ``bases``
+    labels the base studies."""
+    if sensitivity.empty and bases:
+        return f"No variant of the base studies ({', '.join(bases)}) among the studies compared."
     if sensitivity.empty:
-        return ("No base study: none of the studies is a plain `figure` study (or there are several); name one "
-                "with --base.")  # fmt: skip
-    base = str(sensitivity["base"].iloc[0])
+        return ("No base study: no preset has exactly one plain study with conf_baseline among the studies "
+                "compared; name the bases with --base.")  # fmt: skip
+    return "\n\n".join(base_markdown(str(base), rows) for base, rows in sensitivity.groupby("base", sort=False))
+
+
+def base_markdown(base: str, sensitivity: pd.DataFrame) -> str:
+    """One base's sensitivity table."""
     return f"Base: {base}.\n\n" + markdown_table(
         ["variant (switches)", "configuration", "pairing", "variant sup − mid (median, n)",
          "base sup − mid (median, n)", "per-run difference variant − base (median)", "n", "p", "r", "note"],
@@ -450,7 +459,7 @@ def sensitivity_markdown(sensitivity: pd.DataFrame, base: str | None = None) -> 
     )  # fmt: skip
 
 
-def markdown_report(lineage: pd.DataFrame, sensitivity: pd.DataFrame, base: str | None = None) -> str:
+def markdown_report(lineage: pd.DataFrame, sensitivity: pd.DataFrame, bases: Sequence[str] = ()) -> str:
     """lineage.md: the lineage table and the sensitivity table."""
     return "\n".join([
         "## Lineage: each study beside the published figure", "",
@@ -460,10 +469,10 @@ def markdown_report(lineage: pd.DataFrame, sensitivity: pd.DataFrame, base: str 
         "Wilcoxon signed-rank test (r: matched-pairs rank-biserial); the contrast of a configuration: per run, "
         "its sup − mid minus the baseline's.", "",
         lineage_markdown(lineage), "",
-        "## Sensitivity: each variant against the base study, paired by run", "",
+        "## Sensitivity: each variant against the base study of its preset, paired by run", "",
         "Per run (original run index, kept by both), sup − mid under the variant minus sup − mid under the base, "
         "two-sided Wilcoxon signed-rank test.", "",
-        sensitivity_markdown(sensitivity, base), "",
+        sensitivity_markdown(sensitivity, bases), "",
     ])  # fmt: skip
 
 
@@ -566,13 +575,13 @@ def draw_figures(studies: Sequence[StudyData], runs: pd.DataFrame, out: Path) ->
 
 # ---------------------------------------------------------------------------------------------- outputs
 def write_lineage_outputs(studies: Sequence[StudyData], summary: pd.DataFrame, stats: pd.DataFrame,
-                          base: StudyData | None, out: Path) -> list[Path]:  # fmt: skip
+                          bases: Sequence[StudyData], out: Path) -> list[Path]:  # fmt: skip
     """Write lineage.csv, lineage_runs.csv, sensitivity.csv, lineage.md and the figures into ``out``."""
     runs = lineage_runs_table(studies)
     lineage = lineage_table(studies, summary, stats)
-    sensitivity = sensitivity_table(studies, base, stats)
+    sensitivity = sensitivity_table(studies, bases, stats)
     tables = dict(zip(LINEAGE_OUTPUTS[:3], (lineage, runs, sensitivity), strict=True))
     for name, table in tables.items():
         atomic_write_csv(table, out / name)
-    atomic_write_text(out / LINEAGE_OUTPUTS[3], markdown_report(lineage, sensitivity, base and base.label))
+    atomic_write_text(out / LINEAGE_OUTPUTS[3], markdown_report(lineage, sensitivity, [b.label for b in bases]))
     return [out / name for name in LINEAGE_OUTPUTS] + draw_figures(studies, runs, out)

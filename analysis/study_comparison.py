@@ -10,9 +10,10 @@ Usage::
 
 The second form regenerates the published tables and figures from the kept studies (docs/studies.md):
 ``--headlines`` adds each study's headline figure (``headline_<folder>.png``), drawn from its CSV files;
-``--base`` names the study whose variants (studies of its preset with other switches) are paired with it run
-by run (default: the one ``figure`` study without overridden switches). A study is labelled by its preset and
-the switches it overrides (``figure + SSNPars.sup_I_kernel=own``), as its study record says.
+``--base`` names the studies whose variants (studies of their preset with other switches) are paired with them
+run by run (default: per preset, the one study without overridden switches that ran ``conf_baseline``). A study
+is labelled by its preset and the switches it overrides (``figure + SSNPars.sup_I_kernel=own``), as its study
+record says.
 A study folder written by main.py must be complete (every job of its runs and configurations done and
 assembled, its analysis of all its runs) and whole (study.inventory); otherwise the comparison names it and
 what it lacks, one line per study, and writes nothing.
@@ -446,15 +447,16 @@ def study_problem(folder: Path) -> str | None:
 
 
 def compare_studies(folders: Sequence[Path], out: Path, headlines: bool = False,
-                    base: Path | None = None) -> list[Path]:  # fmt: skip
+                    bases: Sequence[Path] = ()) -> list[Path]:  # fmt: skip
     """Write every comparison output for these study folders into ``out``: the comparison tables and figure, the
     lineage tables and each study's published-style baseline figures (analysis.lineage), with ``headlines``
-    each study's headline figure too; return the paths. ``base`` names the study the variants are paired with
-    (default: the one plain ``figure`` study); it is compared too if it is not among ``folders``."""
+    each study's headline figure too; return the paths. ``bases`` names the studies the variants of their preset
+    are paired with (default: per preset its one plain study with conf_baseline); they are compared too if they
+    are not among ``folders``."""
     from analysis import lineage
     from analysis.exclusion_rules import write_exclusion_rules
 
-    folders = with_base(folders, base)
+    folders = with_bases(folders, bases)
     check_studies(folders)
     if not lineage.PUBLISHED_FIGURE.is_file():
         raise ResultsFileError(f"the published figure is missing: {lineage.PUBLISHED_FIGURE}")
@@ -467,9 +469,9 @@ def compare_studies(folders: Sequence[Path], out: Path, headlines: bool = False,
     atomic_write_text(out / OUTPUTS[4], markdown_report(runs, summary, training, stats))
     draw_comparison(studies, stats, out / OUTPUTS[5])
     written = [out / name for name in OUTPUTS[:6]]
-    chosen = lineage.base_study(studies, base)
-    if chosen is None:
-        logger.info("no base study to pair variants with (no single plain figure study; --base names one)")
+    chosen = lineage.base_studies(studies, bases)
+    if not chosen:
+        logger.info("no base study to pair variants with (no preset has one plain study; --base names them)")
     written += lineage.write_lineage_outputs(studies, summary, stats, chosen, out)
     written += write_exclusion_rules(studies, out)
     if headlines:
@@ -482,11 +484,10 @@ def compare_studies(folders: Sequence[Path], out: Path, headlines: bool = False,
     return written
 
 
-def with_base(folders: Sequence[Path], base: Path | None) -> list[Path]:
-    """The folders, with the base study first if it is not among them."""
-    if base is None or any(Path(f).resolve() == Path(base).resolve() for f in folders):
-        return list(folders)
-    return [Path(base), *folders]
+def with_bases(folders: Sequence[Path], bases: Sequence[Path]) -> list[Path]:
+    """The folders, with the base studies that are not among them first."""
+    given = {Path(f).resolve() for f in folders}
+    return [*(Path(b) for b in bases if Path(b).resolve() not in given), *folders]
 
 
 def headline_name(folder: Path) -> str:
@@ -504,10 +505,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("results/comparison"), help="output folder")
     parser.add_argument("--headlines", action="store_true",
                         help="also draw each study's headline figure into --out (headline_<folder>.png)")  # fmt: skip
-    parser.add_argument("--base", type=Path, metavar="FOLDER",
-                        help="the study the variants (studies of its preset with other switches) are paired with run "
-                             "by run in sensitivity.csv; compared too if not among the folders (default: the one "
-                             "study of the figure preset without overridden switches)")  # fmt: skip
+    parser.add_argument("--base", type=Path, nargs="+", default=[], metavar="FOLDER",
+                        help="the studies the variants (studies of their preset with other switches) are paired with "
+                             "run by run in sensitivity.csv; compared too if not among the folders (default: per "
+                             "preset, the one study without overridden switches that ran conf_baseline)")  # fmt: skip
     return parser.parse_args(argv)
 
 

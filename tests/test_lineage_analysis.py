@@ -195,7 +195,7 @@ def studies(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def outputs(studies, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("lineage_out")
-    sc.compare_studies([studies["a"], studies["b"]], out, base=studies["base"])
+    sc.compare_studies([studies["a"], studies["b"]], out, bases=[studies["base"]])
     return out
 
 
@@ -345,15 +345,36 @@ def test_sensitivity_pairs_variants_with_the_base_by_original_run(outputs) -> No
 
 def test_base_defaults_to_the_plain_figure_study_and_seeds_must_match(studies, tmp_path) -> None:
     loaded = sc.load_studies([studies["base"], studies["a"]])
-    assert lineage.base_study(loaded) is loaded[0]
-    assert lineage.base_study(loaded, studies["a"]) is loaded[1]
+    assert lineage.base_studies(loaded) == [loaded[0]]
+    assert lineage.base_studies(loaded, [studies["a"]]) == [loaded[1]]
     other_seed = dataclasses.replace(loaded[1], base_seed=1)
     row = lineage.sensitivity_row(other_seed, loaded[0], BASE, {})
     assert row["n"] == 0 and "base seeds differ" in row["note"]
-    assert lineage.sensitivity_table(loaded[1:], None, pd.DataFrame()).empty
-    empty = lineage.sensitivity_table(loaded[:1], loaded[0], pd.DataFrame())  # a base, and no variant of it
-    assert empty.empty and lineage.sensitivity_markdown(empty, "figure").startswith("No variant of the base study")
+    assert lineage.sensitivity_table(loaded[1:], [], pd.DataFrame()).empty
+    empty = lineage.sensitivity_table(loaded[:1], loaded[:1], pd.DataFrame())  # a base, and no variant of it
+    assert empty.empty and lineage.sensitivity_markdown(empty, ["figure"]).startswith("No variant of the base")
     assert lineage.sensitivity_markdown(empty).startswith("No base study")
+
+
+def test_each_preset_pairs_its_variants_with_its_own_plain_study(studies) -> None:
+    loaded = sc.load_studies([studies["base"], studies["a"]])
+    plain, variant = loaded
+    reference = dataclasses.replace(plain, preset="reference", label="reference", folder=Path("reference"))
+    ref_variant = dataclasses.replace(variant, preset="reference", label="reference + x", folder=Path("rx"))
+    no_baseline = dataclasses.replace(plain, label="figure, ablation only", configurations=("conf_no_horiconn",))
+    everything = [plain, variant, reference, ref_variant, no_baseline]
+    # a plain study without conf_baseline (a --skip-pretraining ablation) is no base, and no second plain study
+    assert lineage.base_studies(everything) == [plain, reference]
+    table = lineage.sensitivity_table(everything, [plain, reference], pd.DataFrame())
+    assert set(zip(table["base"], table["study"], strict=True)) >= {("figure", variant.label),
+                                                                   ("reference", "reference + x")}  # fmt: skip
+    assert not (table["study"] == "reference").any() and not (table["study"] == "figure").any()
+    assert (table.groupby("study")["base"].nunique() == 1).all()  # a variant pairs with its own preset's base
+    text = lineage.sensitivity_markdown(table, ["figure", "reference"])
+    assert "Base: figure." in text and "Base: reference." in text
+    # two plain studies of one preset: that preset has no default base
+    twin = dataclasses.replace(plain, label="figure (2)", folder=Path("twin"))
+    assert lineage.base_studies([plain, twin, reference]) == [reference]
 
 
 def test_an_incomplete_figure_study_is_reported_and_nothing_written(studies, tmp_path, caplog) -> None:
