@@ -18,6 +18,8 @@ LINEAGE_OUTPUTS: tuple[str, ...] = ("lineage.csv", "lineage_runs.csv", "sensitiv
 """The lineage tables (analysis.lineage), written with the comparison."""
 EXCLUSION_RULE_OUTPUTS: tuple[str, ...] = ("exclusion_rules.csv", "exclusion_rules_claim.csv", "exclusion_rules.md")
 """Every preset's run-exclusion rule applied to each study's own pretraining (analysis.exclusion_rules)."""
+POWER_OUTPUTS: tuple[str, ...] = ("power.csv", "power.md")
+"""The power of the claim's per-run test at several sizes, resampled from each study's runs (analysis.power)."""
 PUBLISHED_BASELINE: dict[str, float] = {"J_II_s": 25.0, "J_II_m": 5.0, "J_EE_s": -12.0}
 """Medians (percent change over stage 2, baseline configuration) read off the earlier implementation's
 published figure (its `figure` version, 49 runs, no exclusion); shown for comparison only."""

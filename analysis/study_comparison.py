@@ -46,7 +46,8 @@ implementation's published medians for the baseline); and the lineage outputs of
 ``baseline_rel_changes_<folder>_published.png`` (the same above the published figure); and the exclusion rules
 of analysis.exclusion_rules: ``exclusion_rules.csv``, ``exclusion_rules_claim.csv`` and ``exclusion_rules.md``
 (every preset's run-exclusion rule applied to each study's own pretraining, and the claim over the runs each rule
-keeps).
+keeps); and ``power.csv`` and ``power.md`` (analysis.power: the power of the claim's per-run test at several
+sizes, resampled from each study's kept runs).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from analysis.comparison_inputs import (
     BASELINE,
     EXCLUSION_RULE_OUTPUTS,
     LINEAGE_OUTPUTS,
+    POWER_OUTPUTS,
     PUBLISHED_BASELINE,
     StudyData,
     by_original_run,
@@ -84,6 +86,7 @@ logger = logging.getLogger(__name__)
 OUTPUTS: tuple[str, ...] = (
     "comparison_runs.csv", "comparison_summary.csv", "comparison_training.csv", "comparison_stats.csv",
     "comparison.md", "comparison.png", *LINEAGE_OUTPUTS, *EXCLUSION_RULE_OUTPUTS,
+    *POWER_OUTPUTS,
 )  # fmt: skip
 BOOKKEEPING_OVERRIDES: frozenset[tuple[str, str]] = frozenset({("TrainingPars", "num_runs")})
 """Overrides that say how many runs a study has, not how it trains: left out of its label."""
@@ -455,6 +458,7 @@ def compare_studies(folders: Sequence[Path], out: Path, headlines: bool = False,
     are not among ``folders``."""
     from analysis import lineage
     from analysis.exclusion_rules import write_exclusion_rules
+    from analysis.power import write_power
 
     folders = with_bases(folders, bases)
     check_studies(folders)
@@ -474,6 +478,7 @@ def compare_studies(folders: Sequence[Path], out: Path, headlines: bool = False,
         logger.info("no base study to pair variants with (no preset has one plain study; --base names them)")
     written += lineage.write_lineage_outputs(studies, summary, stats, chosen, out)
     written += write_exclusion_rules(studies, out)
+    written += write_power(studies, out)
     if headlines:
         from analysis.main_analysis import draw_headline_figure
 
