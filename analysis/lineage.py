@@ -418,7 +418,18 @@ def lineage_columns_header(row: pd.Series) -> str:
 
 
 def lineage_markdown(lineage: pd.DataFrame) -> str:
-    """The lineage table in Markdown, one column per study and configuration (the published figure first)."""
+    """The lineage tables in Markdown: one per preset (in the order the studies come), each with the published
+    figure's column first and then a column per study of that preset and configuration."""
+    published = lineage[lineage["study"] == "published"]
+    studies = lineage[lineage["study"] != "published"]
+    if studies.empty:
+        return preset_lineage_markdown(published)
+    return "\n\n".join(f"### {preset}\n\n" + preset_lineage_markdown(pd.concat([published, rows]))
+                        for preset, rows in studies.groupby("preset", sort=False))  # fmt: skip
+
+
+def preset_lineage_markdown(lineage: pd.DataFrame) -> str:
+    """One lineage table in Markdown, one column per row of ``lineage`` (study and configuration)."""
     rows = [r for _, r in lineage.iterrows()]
     lines = [
         ["runs started", *(_runs_cell(r, "started") for r in rows)],

@@ -264,6 +264,19 @@ def test_published_medians_stand_beside_the_studies(outputs) -> None:
     assert "+18.0; 4 of 4 > 0; p = 0.125, r = 1 (n = 4)" in text  # the baseline's sup - mid
 
 
+def test_lineage_tables_are_one_per_preset_each_beside_the_published_figure(outputs) -> None:
+    lineage_rows = pd.read_csv(outputs / "lineage.csv", keep_default_na=False)
+    plain = lineage_rows["study"] == "figure"
+    lineage_rows.loc[plain, "preset"] = "reference"  # as if the plain study were of another preset
+    text = lineage.lineage_markdown(lineage_rows)
+    sections = text.split("### ")[1:]
+    assert [section.splitlines()[0] for section in sections] == ["reference", "figure"]
+    for section in sections:  # the published column leads each table
+        assert section.splitlines()[2].startswith("|  | published (earlier implementation, figure version) |")
+    assert "figure: baseline" in sections[0] and "figure: baseline" not in sections[1]
+    assert "figure + SSNPars.sup_I_kernel=own: baseline" in sections[1]
+
+
 def test_published_style_values_follow_lineage_h(outputs, studies) -> None:
     runs = pd.read_csv(outputs / "lineage_runs.csv")
     base = runs[(runs["study"] == "figure") & (runs["configuration"] == BASE)]
