@@ -319,8 +319,9 @@ def pairing(variant: StudyData, base: StudyData) -> str:
 
 def sensitivity_row(variant: StudyData, base: StudyData, conf: str, stats: Mapping) -> dict[str, object]:
     """One variant and configuration against the base: medians of sup − mid, the paired test of their per-run
-    difference (variant − base) over the runs both keep."""
-    from analysis.study_summary import wilcoxon_paired
+    difference (variant − base) over the runs both keep, and the unpaired test of all the runs each keeps (a
+    variant with its own pretraining may keep other runs than the base: its own exclusion decides)."""
+    from analysis.study_summary import mann_whitney_unpaired, wilcoxon_paired
 
     mine, theirs = stats.get((variant.label, conf, SUP_VS_MID)), stats.get((base.label, conf, SUP_VS_MID))
     row: dict[str, object] = {
@@ -331,6 +332,9 @@ def sensitivity_row(variant: StudyData, base: StudyData, conf: str, stats: Mappi
         "base_n": math.nan if theirs is None else theirs["n"],
         "base_sup_minus_mid_median": math.nan if theirs is None else theirs["median_difference"],
     }  # fmt: skip
+    unpaired = mann_whitney_unpaired(layer_difference_by_original_run(variant, conf).to_numpy(float),
+                                     layer_difference_by_original_run(base, conf).to_numpy(float))  # fmt: skip
+    row |= {"unpaired_p": unpaired["p"], "unpaired_effect_size": unpaired["effect_size"]}
     if variant.base_seed != base.base_seed:  # run i is initialisation i only under one base seed
         return {**row, "paired_runs": "", **wilcoxon_paired([]),
                 "note": f"base seeds differ ({variant.base_seed}, {base.base_seed}): runs do not pair"}
@@ -344,7 +348,7 @@ def sensitivity_row(variant: StudyData, base: StudyData, conf: str, stats: Mappi
 SENSITIVITY_COLUMNS: tuple[str, ...] = (
     "study", "preset", "overrides", "base", "configuration", "pairing", "variant_n", "variant_sup_minus_mid_median",
     "base_n", "base_sup_minus_mid_median", "paired_runs", "n", "median_difference", "p", "effect_size", "statistic",
-    "test", "note",
+    "test", "note", "unpaired_p", "unpaired_effect_size",
 )  # fmt: skip
 
 
@@ -460,11 +464,12 @@ def base_markdown(base: str, sensitivity: pd.DataFrame) -> str:
     """One base's sensitivity table."""
     return f"Base: {base}.\n\n" + markdown_table(
         ["variant (switches)", "configuration", "pairing", "variant sup − mid (median, n)",
-         "base sup − mid (median, n)", "per-run difference variant − base (median)", "n", "p", "r", "note"],
+         "base sup − mid (median, n)", "per-run difference variant − base (median)", "n", "p", "r",
+         "unpaired, all kept runs: p, r", "note"],
         [[r.overrides or r.study, r.configuration, r.pairing,
           f"{_signed(r.variant_sup_minus_mid_median)} ({_count(r.variant_n)})",
           f"{_signed(r.base_sup_minus_mid_median)} ({_count(r.base_n)})", _signed(r.median_difference),
-          _count(r.n), fmt(r.p), fmt(r.effect_size, 2),
+          _count(r.n), fmt(r.p), fmt(r.effect_size, 2), f"{fmt(r.unpaired_p)}, {fmt(r.unpaired_effect_size, 2)}",
           r.note if isinstance(r.note, str) else ""]
          for r in sensitivity.itertuples()],
     )  # fmt: skip
@@ -482,7 +487,9 @@ def markdown_report(lineage: pd.DataFrame, sensitivity: pd.DataFrame, bases: Seq
         lineage_markdown(lineage), "",
         "## Sensitivity: each variant against the base study of its preset, paired by run", "",
         "Per run (original run index, kept by both), sup − mid under the variant minus sup − mid under the base, "
-        "two-sided Wilcoxon signed-rank test.", "",
+        "two-sided Wilcoxon signed-rank test; and, unpaired, the two-sided Mann-Whitney U test of the variant's "
+        "kept runs against the base's (r: rank-biserial, positive where the variant's sup − mid tends to be "
+        "larger), which uses every kept run where the two keep different runs.", "",
         sensitivity_markdown(sensitivity, bases), "",
     ])  # fmt: skip
 

@@ -131,6 +131,22 @@ def wilcoxon_paired(diff: Sequence[float]) -> dict[str, float | int | str]:
     return out
 
 
+def mann_whitney_unpaired(a: Sequence[float], b: Sequence[float]) -> dict[str, float | int]:
+    """Two-sided Mann-Whitney U test of two independent samples (NaNs dropped): the sizes, U of ``a``, p and
+    the rank-biserial effect size 2U/(n_a n_b) − 1 (positive where ``a`` tends to be larger); NaN p and effect
+    below 2 values a side."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    out: dict[str, float | int] = {"n_a": int(x.size), "n_b": int(y.size), "statistic": math.nan, "p": math.nan,
+                                   "effect_size": math.nan}  # fmt: skip
+    if x.size < 2 or y.size < 2:
+        return out
+    result = stats.mannwhitneyu(x, y, alternative="two-sided")
+    out.update(statistic=float(result.statistic), p=float(result.pvalue),
+               effect_size=2.0 * float(result.statistic) / (x.size * y.size) - 1.0)  # fmt: skip
+    return out
+
+
 # ------------------------------------------------------------------------------------------------- tables
 def _summary_row(data: ConfigurationData, quantity: str, unit: str, values: np.ndarray) -> dict:
     """One summary row: median and quartiles of the measured values."""

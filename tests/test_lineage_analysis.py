@@ -24,6 +24,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from analysis import lineage
 from analysis import main_analysis as ma
@@ -348,6 +349,10 @@ def test_sensitivity_pairs_variants_with_the_base_by_original_run(outputs) -> No
     assert shared["median_difference"] == pytest.approx(np.median([-11, -17, 9, -7]))
     np.testing.assert_allclose([shared["variant_sup_minus_mid_median"], shared["base_sup_minus_mid_median"]],
                                [10.0, 18.0])  # fmt: skip
+    # unpaired: every run each keeps (the variant's six against the base's four), Mann-Whitney U
+    expected = stats.mannwhitneyu([5, 7, 9, 11, 13, 15], [16, 24, 2, 20], alternative="two-sided")
+    assert shared["unpaired_p"] == pytest.approx(expected.pvalue)
+    assert shared["unpaired_effect_size"] == pytest.approx(2 * expected.statistic / 24 - 1)
     own = table.loc["SSNPars.sigma_oris=90.0"]
     assert own["pairing"] == "own pretraining, same initialisations"
     # its stage-2 runs are original runs 0, 2, 3, 4, 5, 6 (run 1 failed there): original runs 0, 4, 5 pair up
