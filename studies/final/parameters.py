@@ -839,7 +839,7 @@ def as_current(loaded: Any) -> Parameters:
 # Parameters of this study's pretraining (stages 0 and 1).
 OVERRIDES = {
     "TrainingPars": {
-        "num_runs": 20,
+        "num_runs": 24,
     },
 }
 PRESET = "final"

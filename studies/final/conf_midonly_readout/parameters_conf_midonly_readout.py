@@ -839,7 +839,7 @@ def as_current(loaded: Any) -> Parameters:
 # Parameters of configuration conf_midonly_readout (stage 2).
 OVERRIDES = {
     "TrainingPars": {
-        "num_runs": 20,
+        "num_runs": 24,
         "general_task": False,
         "shuffle_labels": False,
     },
