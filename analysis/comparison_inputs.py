@@ -91,3 +91,14 @@ def layer_difference(changes: pd.DataFrame, mid: str, sup: str) -> pd.Series:
         return pd.Series(dtype=float)
     indexed = changes.set_index(changes["run_index"].astype(int))
     return (pd.to_numeric(indexed[sup], errors="coerce") - pd.to_numeric(indexed[mid], errors="coerce")).dropna()
+
+
+def sup_minus_mid(study: StudyData, conf: str) -> pd.Series:
+    """The claim's per-run statistic: per kept stage-2 run of a configuration, Δ|J_II^sup| − Δ|J_II^mid|
+    (percentage points), indexed by stage-2 run."""
+    return layer_difference(study.changes[conf], "J_II_m", "J_II_s")
+
+
+def sup_minus_mid_by_original_run(study: StudyData, conf: str) -> pd.Series:
+    """sup_minus_mid indexed by the original (initialisation) run index, so that studies of one seed pair up."""
+    return by_original_run(sup_minus_mid(study, conf), study)

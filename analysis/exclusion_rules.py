@@ -32,9 +32,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.comparison_inputs import EXCLUSION_RULE_OUTPUTS, StudyData
+from analysis.comparison_inputs import EXCLUSION_RULE_OUTPUTS, StudyData, sup_minus_mid_by_original_run
 from analysis.comparison_markdown import fmt, markdown_table
-from analysis.lineage import layer_difference_by_original_run
 from parameters import PRESETS, build_parameters
 from store.exclusion import final_pretraining_thresholds, runs_to_exclude
 from store.files import atomic_write_csv, atomic_write_text
@@ -139,7 +138,7 @@ def claim_rows(study: StudyData, rules: Sequence[Rule]) -> list[dict[str, object
     for conf in study.configurations:
         if conf not in study.changes:
             continue
-        per_run = layer_difference_by_original_run(study, conf).dropna()
+        per_run = sup_minus_mid_by_original_run(study, conf)
         for rule in rules:
             kept = set(outcome.thresholds.index) - outcome.dropped[rule.preset]
             values = per_run[per_run.index.isin(kept)].sort_index()

@@ -44,10 +44,10 @@ from analysis.comparison_inputs import (
     PUBLISHED_BASELINE,
     PUBLISHED_RUNS,
     StudyData,
-    by_original_run,
-    layer_difference,
     original_index,
     shared_pretraining,
+    sup_minus_mid,
+    sup_minus_mid_by_original_run,
 )
 from analysis.comparison_markdown import fmt, markdown_table
 from store.files import atomic_savefig, atomic_write_csv, atomic_write_text
@@ -217,7 +217,7 @@ def _test_columns(prefix: str, row: pd.Series | None) -> dict[str, object]:
 
 def positive_runs(study: StudyData, conf: str) -> int:
     """Kept runs in which Δ|J_II^sup| exceeds Δ|J_II^mid| (a count for the reader beside the test)."""
-    return int((layer_difference(study.changes[conf], "J_II_m", "J_II_s") > 0).sum())
+    return int((sup_minus_mid(study, conf) > 0).sum())
 
 
 def study_rows(study: StudyData, summary: Mapping, stats: Mapping) -> list[dict]:
@@ -307,11 +307,6 @@ def variants(studies: Sequence[StudyData], base: StudyData, bases: Sequence[Stud
     return [s for s in studies if s is not base and s.preset == base.preset and not any(s is b for b in bases)]
 
 
-def layer_difference_by_original_run(study: StudyData, conf: str) -> pd.Series:
-    """Per kept run, Δ|J_II^sup| − Δ|J_II^mid| (percentage points), indexed by the original run index."""
-    return by_original_run(layer_difference(study.changes[conf], "J_II_m", "J_II_s"), study)
-
-
 def pairing(variant: StudyData, base: StudyData) -> str:
     """How the runs of a variant and its base correspond."""
     return "shared pretraining" if shared_pretraining(variant, base) else "own pretraining, same initialisations"
@@ -332,14 +327,14 @@ def sensitivity_row(variant: StudyData, base: StudyData, conf: str, stats: Mappi
         "base_n": math.nan if theirs is None else theirs["n"],
         "base_sup_minus_mid_median": math.nan if theirs is None else theirs["median_difference"],
     }  # fmt: skip
-    unpaired = mann_whitney_unpaired(layer_difference_by_original_run(variant, conf).to_numpy(float),
-                                     layer_difference_by_original_run(base, conf).to_numpy(float))  # fmt: skip
+    mine_per_run = sup_minus_mid_by_original_run(variant, conf).rename("variant")
+    theirs_per_run = sup_minus_mid_by_original_run(base, conf).rename("base")
+    unpaired = mann_whitney_unpaired(mine_per_run.to_numpy(float), theirs_per_run.to_numpy(float))
     row |= {"unpaired_p": unpaired["p"], "unpaired_effect_size": unpaired["effect_size"]}
     if variant.base_seed != base.base_seed:  # run i is initialisation i only under one base seed
         return {**row, "paired_runs": "", **wilcoxon_paired([]),
                 "note": f"base seeds differ ({variant.base_seed}, {base.base_seed}): runs do not pair"}
-    paired = pd.concat([layer_difference_by_original_run(variant, conf).rename("variant"),
-                        layer_difference_by_original_run(base, conf).rename("base")], axis=1, join="inner")
+    paired = pd.concat([mine_per_run, theirs_per_run], axis=1, join="inner")
     paired = paired.dropna().sort_index()
     test = wilcoxon_paired((paired["variant"] - paired["base"]).to_numpy(float))
     return {**row, "paired_runs": " ".join(str(int(r)) for r in paired.index), **test}

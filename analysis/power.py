@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.comparison_inputs import BASELINE, POWER_OUTPUTS, StudyData, layer_difference
+from analysis.comparison_inputs import BASELINE, POWER_OUTPUTS, StudyData, sup_minus_mid
 from analysis.comparison_markdown import markdown_table
 from store.files import atomic_write_csv, atomic_write_text
 
@@ -82,7 +82,7 @@ def power_rows(study: StudyData, sizes: Sequence[int] = SIZES, resamples: int = 
     study without conf_baseline or with fewer than MIN_RUNS kept runs)."""
     if BASELINE not in study.changes:
         return []
-    values = layer_difference(study.changes[BASELINE], "J_II_m", "J_II_s").dropna().to_numpy(float)
+    values = sup_minus_mid(study, BASELINE).to_numpy(float)
     if values.size < MIN_RUNS:
         return []
     rng = np.random.default_rng(SEED)
