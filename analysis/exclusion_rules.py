@@ -134,13 +134,14 @@ def claim_rows(study: StudyData, rules: Sequence[Rule]) -> list[dict[str, object
 
     outcome = rule_outcome(study, rules)
     trained = {original for original in study.original_runs if original is not None}
+    kept_by = {rule.preset: set(outcome.thresholds.index) - outcome.dropped[rule.preset] for rule in rules}
     rows = []
     for conf in study.configurations:
         if conf not in study.changes:
             continue
         per_run = sup_minus_mid_by_original_run(study, conf)
         for rule in rules:
-            kept = set(outcome.thresholds.index) - outcome.dropped[rule.preset]
+            kept = kept_by[rule.preset]
             values = per_run[per_run.index.isin(kept)].sort_index()
             test = wilcoxon_paired(values.to_numpy(float))
             rows.append({
