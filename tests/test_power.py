@@ -7,7 +7,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.power import ALPHA, MIN_RUNS, power_markdown, power_rows, power_table, signed_rank_p, wilcoxon_power
+from analysis.power import (
+    ALPHA,
+    MIN_RUNS,
+    power_markdown,
+    power_rows,
+    power_table,
+    signed_rank_p,
+    tie_correction,
+    wilcoxon_power,
+)
 
 
 def test_vectorised_signed_rank_p_is_scipys_normal_approximation_with_ties_and_zeros() -> None:
@@ -18,6 +27,13 @@ def test_vectorised_signed_rank_p_is_scipys_normal_approximation_with_ties_and_z
     expected = [stats.wilcoxon(row, method="approx", zero_method="wilcox").pvalue for row in draws]
     np.testing.assert_allclose(signed_rank_p(draws), expected, rtol=1e-10, atol=1e-12)
     assert signed_rank_p(np.zeros((1, 5)))[0] == 1.0
+
+
+def test_tie_correction_counts_each_group_of_equal_values_in_its_own_row() -> None:
+    rows = np.array([[2.0, 1.0, 2.0, 1.0, 2.0, np.inf],  # groups of 2 and 3: (8 - 2) + (27 - 3); zeros left out
+                     [3.0, 3.0, 4.0, 5.0, 6.0, 7.0],  # one pair: 6 (a row that ends where the next begins
+                     [7.0, 8.0, 9.0, np.inf, np.inf, np.inf]])  # with the same value must not join it)
+    np.testing.assert_array_equal(tie_correction(rows), [30.0, 6.0, 0.0])
 
 
 def test_power_is_near_one_for_a_clear_shift_and_near_alpha_without_one() -> None:
