@@ -18,10 +18,11 @@ Written by ``python -m analysis.study_comparison`` next to its comparison tables
   and the comparison's contrasts), over the runs each study's analysis keeps.
 * ``sensitivity.csv`` (and a section of ``lineage.md``): each variant of a base study (the same preset, other
   switches; by default each preset's one plain study with ``conf_baseline``, or ``--base``) paired with it run
-  by run by original
-  run index: the variant's median sup − mid, the per-run difference variant − base of sup − mid, its Wilcoxon
-  signed-rank test (analysis.study_summary.wilcoxon_paired), n. Run i of every study of one base seed is
-  initialisation i, so the runs pair whether the variant reused the base's pretraining or ran its own.
+  by run by original run index: the variant's median sup − mid, the per-run difference variant − base of
+  sup − mid, its Wilcoxon signed-rank test (analysis.study_summary.wilcoxon_paired), n, and the unpaired
+  Mann-Whitney test of all the runs each keeps (analysis.study_summary.mann_whitney_unpaired). Run i of every
+  study of one base seed is initialisation i, so the runs pair whether the variant reused the base's
+  pretraining or ran its own.
 * ``baseline_rel_changes_<folder>.png``: the published figure redrawn from a study's ``conf_baseline`` runs
   (J^mid, J^sup, c, f, κ; matplotlib's default boxes, whiskers at 1.5 IQR, outliers drawn, a dashed line at 0),
   over every run with stage-2 rows as the published figure has no exclusion; and
