@@ -700,7 +700,7 @@ def load_parameters_file(path: str | Path, preset: str | None = None) -> Paramet
 # Parameters of this study's pretraining (stages 0 and 1).
 OVERRIDES = {
     "TrainingPars": {
-        "num_runs": 16,
+        "num_runs": 38,
     },
 }
 PRESET = "reference"

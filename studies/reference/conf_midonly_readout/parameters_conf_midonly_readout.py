@@ -700,7 +700,7 @@ def load_parameters_file(path: str | Path, preset: str | None = None) -> Paramet
 # Parameters of configuration conf_midonly_readout (stage 2).
 OVERRIDES = {
     "TrainingPars": {
-        "num_runs": 16,
+        "num_runs": 38,
         "general_task": False,
         "shuffle_labels": False,
     },
