@@ -244,6 +244,15 @@ def check_destination(source: Path, dest: Path) -> None:
         raise KeepError(f"{dest} exists and is not a kept copy of the study in {source}; choose another name")
 
 
+def same_study_and_size(a: Path, b: Path) -> bool:
+    """Whether two folders hold copies of one study at the same number of runs."""
+    try:
+        ra, rb = read_environment_record(a), read_environment_record(b)
+    except ResultsFolderError:
+        return False
+    return creation(ra) == creation(rb) and ra.get("study", {}).get("runs") == rb.get("study", {}).get("runs")
+
+
 def creation(record: dict) -> tuple:
     """What identifies a study across copies: when it was created, its seed and preset."""
     study = record.get("study") or {}
@@ -259,6 +268,8 @@ def reused_kept_name(source: Path, dest: Path, study: StudyDesign) -> str | None
         kept = read_kept_record(candidate)
         if candidate.resolve() == reused or (kept and Path(kept.get("source", "")) == reused):
             return candidate.name
+        if kept and read_kept_record(reused) is not None and same_study_and_size(candidate, reused):
+            return candidate.name  # the reused folder is another checkout's copy of this kept study
     raise KeepError(f"{source} reuses the pretraining of {reused}, which is not kept in {dest.parent}; keep it "
                     f"first: python -m study.keep {reused} {dest.parent}/NAME")  # fmt: skip
 

@@ -275,6 +275,34 @@ def test_skip_pretraining_study_grows_into_the_runs_its_pretraining_retains(fres
     assert json.loads((skip / "PRETRAINING_DONE.json").read_text())["retained_runs"] == 3
 
 
+def test_skip_pretraining_study_on_another_checkouts_copy_is_kept_next_to_the_kept_original(tmp_path, monkeypatch):
+    """A --skip-pretraining study run on a copy of a kept study (a second checkout, another machine) reuses that
+    kept study; keeping it names the kept original, and a copy of another size or an unkept folder is refused."""
+    stub_jobs(monkeypatch)
+    studies = tmp_path / "studies"
+    kept = keep.keep_study(new_study(tmp_path / "pre", 3), studies / "pre").dest
+    checkout = shutil.copytree(kept, tmp_path / "checkout" / "studies" / "pre")
+
+    def skip_study(reused: Path, root: Path) -> Path:
+        argv = ["--skip-pretraining", str(reused), "--configs", "conf_baseline", "--results-root", str(root),
+                "--no-analysis"]  # fmt: skip
+        assert run_main(argv) == main.EXIT_OK
+        (folder,) = list(root.iterdir())
+        return folder
+
+    kept_skip = keep.keep_study(skip_study(checkout, tmp_path / "s"), studies / "pre_variant").dest
+    assert json.loads((kept_skip / "PRETRAINING_DONE.json").read_text())["pretraining_folder"] == "../pre"
+    assert study_state(kept_skip).runs == 2
+    # the copy grown past the kept original is not the same pretraining: refused
+    assert run_main(["--resume", str(checkout), "--runs", "6", "--no-analysis", "--jobs", "4"]) == main.EXIT_OK
+    with pytest.raises(keep.KeepError, match="which is not kept in"):
+        keep.keep_study(skip_study(checkout, tmp_path / "s2"), studies / "grown_variant")
+    # an unkept folder of the same study (not a kept copy) is refused too
+    plain = new_study(tmp_path / "plain", 3)
+    with pytest.raises(keep.KeepError, match="which is not kept in"):
+        keep.keep_study(skip_study(plain, tmp_path / "s3"), studies / "plain_variant")
+
+
 # ------------------------------------------------------------------------------------------------- keeping
 def git(*args: str, cwd: Path) -> str:
     done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, capture_output=True,
