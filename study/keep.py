@@ -265,11 +265,9 @@ def reused_kept_name(source: Path, dest: Path, study: StudyDesign) -> str | None
         return None
     reused = StudyLayout(source).recorded_folder(study.skip_pretraining).resolve()
     for candidate in sorted(p for p in dest.parent.iterdir() if p.is_dir()) if dest.parent.is_dir() else []:
-        kept = read_kept_record(candidate)
-        if candidate.resolve() == reused or (kept and Path(kept.get("source", "")) == reused):
+        # the reused folder itself, or a kept copy of it (kept from it, or carried to another checkout)
+        if candidate.resolve() == reused or (read_kept_record(candidate) and same_study_and_size(candidate, reused)):
             return candidate.name
-        if kept and read_kept_record(reused) is not None and same_study_and_size(candidate, reused):
-            return candidate.name  # the reused folder is another checkout's copy of this kept study
     raise KeepError(f"{source} reuses the pretraining of {reused}, which is not kept in {dest.parent}; keep it "
                     f"first: python -m study.keep {reused} {dest.parent}/NAME")  # fmt: skip
 

@@ -280,7 +280,8 @@ def test_skip_pretraining_study_on_another_checkouts_copy_is_kept_next_to_the_ke
     kept study; keeping it names the kept original, and a copy of another size or an unkept folder is refused."""
     stub_jobs(monkeypatch)
     studies = tmp_path / "studies"
-    kept = keep.keep_study(new_study(tmp_path / "pre", 3), studies / "pre").dest
+    original = new_study(tmp_path / "pre", 3)
+    kept = keep.keep_study(original, studies / "pre").dest
     checkout = shutil.copytree(kept, tmp_path / "checkout" / "studies" / "pre")
 
     def skip_study(reused: Path, root: Path) -> Path:
@@ -293,12 +294,15 @@ def test_skip_pretraining_study_on_another_checkouts_copy_is_kept_next_to_the_ke
     kept_skip = keep.keep_study(skip_study(checkout, tmp_path / "s"), studies / "pre_variant").dest
     assert json.loads((kept_skip / "PRETRAINING_DONE.json").read_text())["pretraining_folder"] == "../pre"
     assert study_state(kept_skip).runs == 2
+    # run on the folder the kept study was kept from: the same kept original
+    from_original = keep.keep_study(skip_study(original, tmp_path / "s0"), studies / "pre_variant_0").dest
+    assert json.loads((from_original / "PRETRAINING_DONE.json").read_text())["pretraining_folder"] == "../pre"
     # the copy grown past the kept original is not the same pretraining: refused
     assert run_main(["--resume", str(checkout), "--runs", "6", "--no-analysis", "--jobs", "4"]) == main.EXIT_OK
     with pytest.raises(keep.KeepError, match="which is not kept in"):
         keep.keep_study(skip_study(checkout, tmp_path / "s2"), studies / "grown_variant")
-    # an unkept folder of the same study (not a kept copy) is refused too
-    plain = new_study(tmp_path / "plain", 3)
+    # another study's pretraining, not kept, is refused too
+    plain = new_study(tmp_path / "plain", 3, "--seed", "6")
     with pytest.raises(keep.KeepError, match="which is not kept in"):
         keep.keep_study(skip_study(plain, tmp_path / "s3"), studies / "plain_variant")
 
