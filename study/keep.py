@@ -236,21 +236,19 @@ def check_destination(source: Path, dest: Path) -> None:
         return
     if not dest.exists():
         return
-    try:
-        same = creation(read_environment_record(dest)) == creation(read_environment_record(source))
-    except ResultsFolderError:
-        same = False
-    if read_kept_record(dest) is None or not same:
+    if read_kept_record(dest) is None or not same_study(dest, source):
         raise KeepError(f"{dest} exists and is not a kept copy of the study in {source}; choose another name")
 
 
-def same_study_and_size(a: Path, b: Path) -> bool:
-    """Whether two folders hold copies of one study at the same number of runs."""
+def same_study(a: Path, b: Path, same_size: bool = False) -> bool:
+    """Whether two folders hold copies of one study (the same creation record), with ``same_size`` also at the
+    same number of runs; False where either has no readable record."""
     try:
         ra, rb = read_environment_record(a), read_environment_record(b)
     except ResultsFolderError:
         return False
-    return creation(ra) == creation(rb) and ra.get("study", {}).get("runs") == rb.get("study", {}).get("runs")
+    runs = [(r.get("study") or {}).get("runs") for r in (ra, rb)]
+    return creation(ra) == creation(rb) and (not same_size or runs[0] == runs[1])
 
 
 def creation(record: dict) -> tuple:
@@ -266,7 +264,8 @@ def reused_kept_name(source: Path, dest: Path, study: StudyDesign) -> str | None
     reused = StudyLayout(source).recorded_folder(study.skip_pretraining).resolve()
     for candidate in sorted(p for p in dest.parent.iterdir() if p.is_dir()) if dest.parent.is_dir() else []:
         # the reused folder itself, or a kept copy of it (kept from it, or carried to another checkout)
-        if candidate.resolve() == reused or (read_kept_record(candidate) and same_study_and_size(candidate, reused)):
+        kept_copy = read_kept_record(candidate) is not None and same_study(candidate, reused, same_size=True)
+        if candidate.resolve() == reused or kept_copy:
             return candidate.name
     raise KeepError(f"{source} reuses the pretraining of {reused}, which is not kept in {dest.parent}; keep it "
                     f"first: python -m study.keep {reused} {dest.parent}/NAME")  # fmt: skip
