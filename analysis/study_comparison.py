@@ -5,15 +5,17 @@ depend on reading out from it?) for each study.
 Usage::
 
     python -m analysis.study_comparison results/Dec02_v0 results/Dec03_v0 --out docs/results
-    python -m analysis.study_comparison studies/figure studies/figure_kernel studies/reference studies/corrected \
-        --base studies/figure --out docs/results --headlines
+    python -m analysis.study_comparison studies/figure studies/figure_kernel_own studies/figure_no_horiconn \
+        studies/figure_kernel_own_no_horiconn --base studies/figure studies/figure_no_horiconn \
+        --out docs/results --headlines
 
-The second form regenerates the published tables and figures from the kept studies (docs/studies.md):
+The second form compares kept studies (docs/studies.md; docs/results.md gives the command for all of them):
 ``--headlines`` adds each study's headline figure (``headline_<folder>.png``), drawn from its CSV files;
 ``--base`` names the studies whose variants (studies of their preset with other switches) are paired with them
-run by run (default: per preset, the one study without overridden switches that ran ``conf_baseline``). A study
-is labelled by its preset and the switches it overrides (``figure + SSNPars.sup_I_kernel=own``), as its study
-record says.
+run by run, in each configuration both ran (default: per preset, the one study without overridden switches that
+ran ``conf_baseline``); naming a ``--skip-pretraining`` ablation study too pairs the variants' runs of that
+configuration with it. A study is labelled by its preset and the switches it overrides
+(``figure + SSNPars.sup_I_kernel=own``), as its study record says.
 A study folder written by main.py must be complete (every job of its runs and configurations done and
 assembled, its analysis of all its runs) and whole (study.inventory); otherwise the comparison names it and
 what it lacks, one line per study, and writes nothing.

@@ -48,7 +48,7 @@ from store.schema import (
 from study.design import StudyDesign
 from tests.test_analysis_pipeline import SMALL
 
-BASE, MID = "conf_baseline", "conf_midonly_readout"
+BASE, MID, NO_HORICONN = "conf_baseline", "conf_midonly_readout", "conf_no_horiconn"
 STEPS = 12
 """Stage-2 rows per run (the analysis' ceiling rule looks at the last 10)."""
 START_J = {"m": {"EE": 4.3, "EI": 1.5, "IE": 4.2, "II": 1.1}, "s": {"EE": 4.5, "EI": 1.3, "IE": 5.5, "II": 1.0}}
@@ -393,6 +393,25 @@ def test_each_preset_pairs_its_variants_with_its_own_plain_study(studies) -> Non
     # two plain studies of one preset: that preset has no default base
     twin = dataclasses.replace(plain, label="figure (2)", folder=Path("twin"))
     assert lineage.base_studies([plain, twin, reference]) == [reference]
+
+
+def test_an_ablation_study_named_as_a_base_pairs_each_configuration_with_its_own_base(studies, tmp_path) -> None:
+    # as the published comparison names studies/figure_no_horiconn beside studies/figure: a variant that ran both
+    # conf_baseline and conf_no_horiconn pairs the first with the plain study, the second with the ablation study
+    ablation = figure_study(tmp_path / "ablation", {NO_HORICONN: [spec(2, 10 + k) for k in range(6)]},
+                            reuse=studies["base"])  # sup - mid 8..13 at original runs 0, 1, 2, 4, 5, 6
+    variant = figure_study(tmp_path / "variant", {BASE: VARIANT_B, NO_HORICONN: [spec(1, 4 + 3 * k) for k in range(6)]},
+                           {"SSNPars": {"sigma_oris": 90.0}}, failed=(1,))  # sup - mid 3, 6, .., 18 at 0, 2, .., 6
+    out = tmp_path / "out"
+    sc.compare_studies([studies["base"], ablation, variant], out, bases=[studies["base"], ablation])
+    table = pd.read_csv(out / "sensitivity.csv").set_index("configuration")
+    assert sorted(table.index) == [BASE, NO_HORICONN]  # the ablation study is a base, not a variant of the other
+    assert table.loc[BASE, "base"] != table.loc[NO_HORICONN, "base"]
+    assert "ablation" in table.loc[NO_HORICONN, "base"]
+    row = table.loc[NO_HORICONN]
+    assert row["paired_runs"] == "0 2 4 5 6" and row["n"] == 5
+    assert row["median_difference"] == pytest.approx(np.median([3 - 8, 6 - 10, 12 - 11, 15 - 12, 18 - 13]))
+    assert (out / "lineage.md").read_text().count("Base: figure") == 2
 
 
 def test_an_incomplete_figure_study_is_reported_and_nothing_written(studies, tmp_path, caplog) -> None:
