@@ -309,8 +309,20 @@ def variants(studies: Sequence[StudyData], base: StudyData, bases: Sequence[Stud
 
 
 def pairing(variant: StudyData, base: StudyData) -> str:
-    """How the runs of a variant and its base correspond."""
-    return "shared pretraining" if shared_pretraining(variant, base) else "own pretraining, same initialisations"
+    """How the runs of a variant and its base correspond: one pretraining; or each its own, from the same initial
+    parameters; or each its own, from the same seeds drawn into other initialisation ranges (the run index then
+    pairs two different networks, and the unpaired test is the one to read)."""
+    if shared_pretraining(variant, base):
+        return "shared pretraining"
+    if initialisation_overrides(variant) != initialisation_overrides(base):
+        return "own pretraining, same seeds, other initial draws"
+    return "own pretraining, same initialisations"
+
+
+def initialisation_overrides(study: StudyData) -> frozenset[str]:
+    """The study's overridden RandomizePars items: besides the seed, what decides its initial parameters (the
+    items' values are compact JSON, so ', ' only separates items)."""
+    return frozenset(item for item in study.overrides.split(", ") if item.startswith("RandomizePars."))
 
 
 def sensitivity_row(variant: StudyData, base: StudyData, conf: str, stats: Mapping) -> dict[str, object]:

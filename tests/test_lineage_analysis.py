@@ -361,6 +361,17 @@ def test_sensitivity_pairs_variants_with_the_base_by_original_run(outputs) -> No
     assert "Base: figure." in (outputs / "lineage.md").read_text()
 
 
+def test_a_variant_with_other_initialisation_ranges_pairs_only_by_seed(studies) -> None:
+    plain, variant = sc.load_studies([studies["base"], studies["b"]])
+    assert lineage.pairing(variant, plain) == "own pretraining, same initialisations"
+    ranges = 'RandomizePars.J_EE=[4.0,4.8], RandomizePars.J_II=[0.8,1.6]'
+    drawn = dataclasses.replace(variant, overrides=f"{ranges}, SSNPars.sigma_oris=90.0")
+    assert lineage.pairing(drawn, plain) == "own pretraining, same seeds, other initial draws"
+    # the same ranges on both sides draw the same initial parameters from each seed
+    same_ranges = dataclasses.replace(plain, overrides=ranges)
+    assert lineage.pairing(drawn, same_ranges) == "own pretraining, same initialisations"
+
+
 def test_base_defaults_to_the_plain_figure_study_and_seeds_must_match(studies, tmp_path) -> None:
     loaded = sc.load_studies([studies["base"], studies["a"]])
     assert lineage.base_studies(loaded) == [loaded[0]]
